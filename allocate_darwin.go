@@ -1,0 +1,24 @@
+package bigqueue
+
+import "os"
+
+// allocate reserves size bytes for f by writing zeros, since darwin has no
+// fallocate. It is slower than on Linux but gives the same guarantee: a full
+// disk fails here, not in a write through the mapping.
+func allocate(f *os.File, size int64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	zeros := make([]byte, 64<<10)
+	for off := st.Size(); off < size; off += int64(len(zeros)) {
+		n := int64(len(zeros))
+		if size-off < n {
+			n = size - off
+		}
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,421 @@
+package bigqueue
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// maxSpareArenas bounds how many consumed arena files are kept, renamed as
+// spares, for reuse as future tail arenas. Their blocks are already
+// allocated and written, which makes the first pass of writes over them
+// several times cheaper than over a fresh file.
+const maxSpareArenas = 2
+
+// recordSpan describes the record a write belongs to: it occupies the
+// logical bytes [start, end) and has sequence number seq. A write that has
+// to create a new arena derives the arena header's first record from it.
+type recordSpan struct {
+	start, end, seq uint64
+}
+
+// firstFrom returns the first record boundary at or after arenaStart, and
+// its sequence number, for a record being written across arenaStart.
+func (s recordSpan) firstFrom(arenaStart uint64) (uint64, uint64) {
+	if s.start >= arenaStart {
+		return s.start, s.seq
+	}
+	return s.end, s.seq + 1
+}
+
+// pinnedArena is a mapping a flush syncs without holding the queue's mu.
+type pinnedArena struct {
+	a    *arena
+	data []byte
+}
+
+// arenaManager owns the arena files of a queue directory and their
+// mappings. Arena files [first, next) exist; no other arena file does.
+// Every method needs the queue's mu, except where it says otherwise.
+type arenaManager struct {
+	dir       string
+	arenaSize int
+	dataSize  uint64 // arenaSize - arenaHeaderSize: record bytes per arena
+	queueID   uint64
+	maxMapped int // 0 = no limit
+
+	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
+	clock  uint64            // incremented on every access; LRU order
+
+	first, next uint64   // arena files [first, next) exist
+	spares      []string // paths of spare files ready for reuse
+	spareSeq    uint64   // numbers spare file names
+	dirDirty    bool     // a file was created, renamed or removed since the last directory fsync
+	reclaimed   uint64   // arenas reclaimed since open
+	syncErr     error    // first failed msync of an eviction; the queue fails closed on it
+
+	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
+	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
+	// drop, so that no other operation runs in the middle of its own.
+	pinMu   sync.Mutex
+	pinCond *sync.Cond
+}
+
+func newArenaManager(dir string, arenaSize int, queueID uint64, maxMapped int) *arenaManager {
+	m := &arenaManager{
+		dir:       dir,
+		arenaSize: arenaSize,
+		dataSize:  uint64(arenaSize - arenaHeaderSize),
+		queueID:   queueID,
+		maxMapped: maxMapped,
+		mapped:    make(map[uint64]*arena),
+	}
+	m.pinCond = sync.NewCond(&m.pinMu)
+	return m
+}
+
+func (m *arenaManager) arenaPath(id uint64) string {
+	return filepath.Join(m.dir, fmt.Sprintf("arena-%d.bq", id))
+}
+
+func (m *arenaManager) sparePath(n uint64) string {
+	return filepath.Join(m.dir, fmt.Sprintf("spare-%d.bq", n))
+}
+
+// get returns arena id mapped, mapping it when needed.
+func (m *arenaManager) get(id uint64) (*arena, error) {
+	m.clock++
+	if a := m.mapped[id]; a != nil {
+		a.lastUse = m.clock
+		return a, nil
+	}
+	if id < m.first || id >= m.next {
+		return nil, fmt.Errorf("arena %d does not exist (have %d to %d): %w", id, m.first, m.next, ErrCorrupt)
+	}
+	if err := m.makeRoom(); err != nil {
+		return nil, err
+	}
+	path := m.arenaPath(id)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open arena %d: %w", id, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat arena %d: %w", id, err)
+	}
+	if st.Size() != int64(m.arenaSize) {
+		// Mapping past the end of a file faults on access: refuse it.
+		return nil, fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
+	}
+	data, err := mapFile(f, m.arenaSize)
+	if err != nil {
+		return nil, fmt.Errorf("arena %d: %w", id, err)
+	}
+	a := &arena{id: id, data: data, lastUse: m.clock}
+	m.mapped[id] = a
+	return a, nil
+}
+
+// create makes arena id, which must be next, with a header naming first and
+// firstSeq as its first record. It reuses a spare file when there is one,
+// else allocates a new file in full, so a full disk fails here with ENOSPC.
+func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
+	if id != m.next {
+		return nil, fmt.Errorf("create arena %d: next arena is %d: %w", id, m.next, ErrCorrupt)
+	}
+	if err := m.makeRoom(); err != nil {
+		return nil, err
+	}
+	path := m.arenaPath(id)
+	f, err := m.reuseSpare(path)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("create arena %d: %w", id, err)
+		}
+		m.dirDirty = true
+		if err := allocate(f, int64(m.arenaSize)); err != nil {
+			return nil, m.discard(f, fmt.Errorf("allocate arena %d: %w", id, err))
+		}
+	}
+	data, err := mapFile(f, m.arenaSize)
+	if err != nil {
+		return nil, m.discard(f, fmt.Errorf("arena %d: %w", id, err))
+	}
+	if err := f.Close(); err != nil {
+		return nil, errors.Join(fmt.Errorf("close arena %d: %w", id, err), unmap(data))
+	}
+	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq}.encode(data)
+	m.clock++
+	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true}
+	m.mapped[id] = a
+	m.next++
+	return a, nil
+}
+
+// reuseSpare renames a spare file to path and opens it; it returns nil and
+// no error when there is no usable spare.
+func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
+	for len(m.spares) > 0 {
+		sp := m.spares[len(m.spares)-1]
+		m.spares = m.spares[:len(m.spares)-1]
+		m.dirDirty = true
+		if err := os.Rename(sp, path); err != nil {
+			if rerr := os.Remove(sp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, fmt.Errorf("reuse spare %s: %w", sp, errors.Join(err, rerr))
+			}
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("reuse spare %s: %w", sp, err)
+		}
+		if st, err := f.Stat(); err == nil && st.Size() == int64(m.arenaSize) {
+			return f, nil
+		}
+		if err := m.discard(f, nil); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// discard closes and removes a file create could not finish, and returns
+// cause joined with whatever that cleanup reported.
+func (m *arenaManager) discard(f *os.File, cause error) error {
+	errs := []error{cause, f.Close()}
+	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// makeRoom unmaps least recently used arenas until one more can be mapped.
+func (m *arenaManager) makeRoom() error {
+	for m.maxMapped > 0 && len(m.mapped) >= m.maxMapped {
+		m.pinMu.Lock()
+		var victim *arena
+		for _, a := range m.mapped {
+			if a.pins == 0 && (victim == nil || a.lastUse < victim.lastUse) {
+				victim = a
+			}
+		}
+		if victim == nil {
+			m.pinCond.Wait()
+			m.pinMu.Unlock()
+			continue
+		}
+		m.pinMu.Unlock()
+		if err := m.evict(victim, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// evict unmaps a, which must not be pinned. With keep it first msyncs a
+// dirty arena, so that a later Flush, which can no longer reach the
+// mapping, does not report data durable that is not.
+func (m *arenaManager) evict(a *arena, keep bool) error {
+	if keep && a.dirty {
+		if err := syncMapping(a.data); err != nil {
+			err = fmt.Errorf("msync arena %d before unmapping: %w", a.id, err)
+			if m.syncErr == nil {
+				m.syncErr = err
+			}
+			return err
+		}
+		a.dirty = false
+	}
+	if err := unmap(a.data); err != nil {
+		return fmt.Errorf("unmap arena %d: %w", a.id, err)
+	}
+	a.data = nil
+	delete(m.mapped, a.id)
+	return nil
+}
+
+// pinned reports whether a flush is syncing a.
+func (m *arenaManager) pinned(a *arena) bool {
+	m.pinMu.Lock()
+	defer m.pinMu.Unlock()
+	return a.pins > 0
+}
+
+// writeAt copies p to the logical offset off, creating the next arena when
+// the write reaches it. span is the record p belongs to.
+func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
+	for len(p) > 0 {
+		id, pos := off/m.dataSize, off%m.dataSize
+		var a *arena
+		var err error
+		if id == m.next {
+			first, seq := span.firstFrom(id * m.dataSize)
+			a, err = m.create(id, first, seq)
+		} else {
+			a, err = m.get(id)
+		}
+		if err != nil {
+			return err
+		}
+		n := copy(a.data[arenaHeaderSize+pos:], p)
+		a.dirty = true
+		p = p[n:]
+		off += uint64(n)
+	}
+	return nil
+}
+
+// readAt copies the logical bytes at off into p.
+func (m *arenaManager) readAt(off uint64, p []byte) error {
+	for len(p) > 0 {
+		id, pos := off/m.dataSize, off%m.dataSize
+		a, err := m.get(id)
+		if err != nil {
+			return err
+		}
+		n := copy(p, a.data[arenaHeaderSize+pos:])
+		p = p[n:]
+		off += uint64(n)
+	}
+	return nil
+}
+
+// header decodes the header of arena id and checks that it belongs here.
+func (m *arenaManager) header(id uint64) (arenaHeader, error) {
+	a, err := m.get(id)
+	if err != nil {
+		return arenaHeader{}, err
+	}
+	h, err := decodeArenaHeader(a.data)
+	if err != nil {
+		return h, fmt.Errorf("arena %d: %w", id, err)
+	}
+	if h.id != id || h.queueID != m.queueID || h.arenaSize != uint64(m.arenaSize) {
+		return h, fmt.Errorf("arena %d: header names arena %d of queue %#x, size %d: %w", id, h.id, h.queueID, h.arenaSize, ErrCorrupt)
+	}
+	return h, nil
+}
+
+// reclaimBelow removes, or keeps as spares, the arenas below id. It stops
+// early at an arena a flush is syncing; a later call finishes the work.
+func (m *arenaManager) reclaimBelow(id uint64) error {
+	for m.first < id && m.first < m.next {
+		if a := m.mapped[m.first]; a != nil && m.pinned(a) {
+			return nil
+		}
+		if err := m.drop(m.first); err != nil {
+			return fmt.Errorf("reclaim: %w", err)
+		}
+		m.first++
+		m.reclaimed++
+	}
+	return nil
+}
+
+// pinDirty marks the dirty arenas clean and pins them for a flush, which
+// then msyncs them without mu and calls unpin.
+func (m *arenaManager) pinDirty() []pinnedArena {
+	var list []pinnedArena
+	m.pinMu.Lock()
+	defer m.pinMu.Unlock()
+	for _, a := range m.mapped {
+		if a.dirty {
+			a.dirty = false
+			a.pins++
+			list = append(list, pinnedArena{a: a, data: a.data})
+		}
+	}
+	return list
+}
+
+// unpin releases what pinDirty pinned. It needs only pinMu, not mu.
+func (m *arenaManager) unpin(list []pinnedArena) {
+	m.pinMu.Lock()
+	for _, p := range list {
+		p.a.pins--
+	}
+	m.pinMu.Unlock()
+	m.pinCond.Broadcast()
+}
+
+// syncDirectory fsyncs dir, so that the files created, renamed or removed
+// in it survive a power loss. It needs no lock.
+func syncDirectory(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory for fsync: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// close msyncs (when sync is set) and unmaps every arena.
+func (m *arenaManager) close(sync bool) error {
+	var errs []error
+	for _, a := range m.mapped {
+		if err := m.evict(a, sync); err != nil {
+			errs = append(errs, err)
+			if a.data != nil {
+				errs = append(errs, m.evict(a, false))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checksum extends crc over the n logical bytes at off, reading them in
+// place.
+func (m *arenaManager) checksum(off, n uint64, crc uint32) (uint32, error) {
+	for n > 0 {
+		id, pos := off/m.dataSize, off%m.dataSize
+		a, err := m.get(id)
+		if err != nil {
+			return 0, err
+		}
+		k := min(n, m.dataSize-pos)
+		crc = crc32.Update(crc, castagnoli, a.data[arenaHeaderSize+pos:][:k])
+		n -= k
+		off += k
+	}
+	return crc, nil
+}
+
+// drop removes arena file id, which lies outside [first, next), or turns it
+// into a spare while there are fewer than maxSpareArenas.
+func (m *arenaManager) drop(id uint64) error {
+	if a := m.mapped[id]; a != nil {
+		if err := m.evict(a, false); err != nil {
+			return err
+		}
+	}
+	m.dirDirty = true
+	path := m.arenaPath(id)
+	if len(m.spares) < maxSpareArenas {
+		m.spareSeq++
+		sp := m.sparePath(m.spareSeq)
+		if err := os.Rename(path, sp); err != nil {
+			return fmt.Errorf("drop arena %d: %w", id, err)
+		}
+		m.spares = append(m.spares, sp)
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("drop arena %d: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package bigqueue
+
+import (
+	"fmt"
+	"slices"
+	"unsafe"
+)
+
+// Consumer reads the queue independently of every other consumer, from its
+// own persisted position, Kafka-style: each consumer sees every message.
+// A Consumer is safe for concurrent use; goroutines sharing one consumer
+// share its position, so each message goes to one of them.
+type Consumer struct {
+	q  *Queue
+	st *consumerState
+}
+
+// NewConsumer returns the consumer called name, creating it when it does
+// not exist. A new consumer starts at the oldest message still stored. Its
+// position is persisted in the index and survives Close and crashes.
+//
+// Errors: ErrInvalidName for an empty name or one longer than
+// MaxConsumerNameLen bytes; ErrClosed; file system errors of growing the
+// index, wrapped.
+func (q *Queue) NewConsumer(name string) (*Consumer, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return nil, err
+	}
+	st, err := q.consumerLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{q: q, st: st}, nil
+}
+
+// FromConsumer returns the consumer called name, creating it when needed,
+// and moves it to the position of from. It returns ErrDifferentQueues when
+// from belongs to another Queue, ErrNoConsumer when from is nil or was
+// deleted, and the errors of NewConsumer.
+func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
+	if from == nil {
+		return nil, fmt.Errorf("copy consumer %q from nil: %w", name, ErrNoConsumer)
+	}
+	if from.q != q {
+		return nil, fmt.Errorf("copy consumer %q: %w", name, ErrDifferentQueues)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return nil, err
+	}
+	if from.st.deleted {
+		return nil, fmt.Errorf("copy consumer %q from %q: %w", name, from.st.name, ErrNoConsumer)
+	}
+	st, err := q.consumerLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	if st != from.st {
+		q.moveConsumer(st, from.st.off, from.st.seq)
+	}
+	return &Consumer{q: q, st: st}, nil
+}
+
+// DeleteConsumer removes the consumer called name, the default consumer
+// included, so that it no longer pins data on disk. Handles to it then
+// return ErrNoConsumer; after deleting the default consumer, the next
+// queue-level read creates it anew at the oldest stored message. When the
+// last consumer is deleted the data stays until a new consumer reads it.
+// Errors: ErrNoConsumer for an unknown name, ErrClosed.
+func (q *Queue) DeleteConsumer(name string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return err
+	}
+	st := q.consumers[name]
+	if st == nil {
+		return fmt.Errorf("delete consumer %q: %w", name, ErrNoConsumer)
+	}
+	q.idx.removeConsumer(st.slot)
+	delete(q.consumers, name)
+	st.deleted = true
+	if st.off == q.head {
+		q.advanceHead()
+	}
+	return nil
+}
+
+// Consumers returns the names of the persisted consumers, sorted, the
+// default consumer ("__default__") included while it exists. It returns nil
+// after Close.
+func (q *Queue) Consumers() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	names := make([]string, 0, len(q.consumers))
+	for name := range q.consumers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// consumerLocked returns the consumer called name, creating it at the head
+// when it does not exist. Needs mu.
+func (q *Queue) consumerLocked(name string) (*consumerState, error) {
+	if st := q.consumers[name]; st != nil {
+		return st, nil
+	}
+	if len(name) == 0 || len(name) > MaxConsumerNameLen {
+		return nil, fmt.Errorf("consumer name of %d bytes (1 to %d allowed): %w", len(name), MaxConsumerNameLen, ErrInvalidName)
+	}
+	slot := q.idx.freeSlot()
+	if slot < 0 {
+		if err := q.idx.grow(); err != nil {
+			return nil, fmt.Errorf("add consumer %q: %w", name, err)
+		}
+		slot = q.idx.freeSlot()
+	}
+	st := &consumerState{name: name, slot: slot, off: q.head, seq: q.headSeq}
+	q.idx.addConsumer(slot, name, st.off)
+	q.consumers[name] = st
+	return st, nil
+}
+
+// IsEmpty reports whether the consumer has read every message. It reports
+// true after Close or DeleteConsumer.
+func (c *Consumer) IsEmpty() bool {
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	return c.q.closed || c.st.deleted || c.st.off >= c.q.tail
+}
+
+// Dequeue removes the consumer's next message and returns it; see
+// Queue.Dequeue. It also returns ErrNoConsumer after DeleteConsumer.
+func (c *Consumer) Dequeue() ([]byte, error) {
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	return c.q.dequeue(c.st)
+}
+
+// DequeueString is Dequeue returning a string.
+func (c *Consumer) DequeueString() (string, error) {
+	b, err := c.Dequeue()
+	if err != nil {
+		return "", err
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+}

@@ -1,0 +1,68 @@
+package bigqueue
+
+import (
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// openTestQueue opens a queue in a new temporary directory. At cleanup it
+// checks the queue's invariants and closes it; tests may close it earlier.
+func openTestQueue(tb testing.TB, opts ...Option) (*Queue, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	return openTestQueueIn(tb, dir, opts...), dir
+}
+
+// openTestQueueIn is openTestQueue on an existing directory, for reopening.
+func openTestQueueIn(tb testing.TB, dir string, opts ...Option) *Queue {
+	tb.Helper()
+	q, err := NewQueue(dir, opts...)
+	require.NoError(tb, err)
+	checkInvariants(tb, q)
+	tb.Cleanup(func() {
+		checkInvariants(tb, q)
+		require.NoError(tb, q.Close())
+	})
+	return q
+}
+
+// checkInvariants asserts what must hold between any two operations on an
+// open queue; it does nothing on a closed one.
+func checkInvariants(tb testing.TB, q *Queue) {
+	tb.Helper()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	m := q.am
+	require.Equal(tb, q.tail, q.idx.tail(), "index tail")
+	require.Equal(tb, q.head, q.idx.head(), "index head")
+	require.LessOrEqual(tb, q.head, q.tail, "head <= tail")
+	require.LessOrEqual(tb, q.headSeq, q.tailSeq, "head seq <= tail seq")
+	for name, c := range q.consumers {
+		require.Equal(tb, name, c.name)
+		require.GreaterOrEqual(tb, c.off, q.head, "consumer %q before head", name)
+		require.LessOrEqual(tb, c.off, q.tail, "consumer %q past tail", name)
+		require.Equal(tb, c.off, le64(q.idx.slot(c.slot)[slotOffsetOff:]), "consumer %q slot offset", name)
+	}
+	if m.maxMapped > 0 {
+		require.LessOrEqual(tb, len(m.mapped), m.maxMapped, "mapped arenas")
+	}
+	require.LessOrEqual(tb, m.first, m.next)
+	if q.tail > m.first*m.dataSize {
+		require.LessOrEqual(tb, m.first, q.head/m.dataSize, "an arena below the head's is still there")
+		require.Equal(tb, (q.tail-1)/m.dataSize+1, m.next, "arena files end with the tail's")
+	}
+	for id := m.first; id < m.next; id++ {
+		st, err := os.Stat(m.arenaPath(id))
+		require.NoError(tb, err, "arena %d", id)
+		require.EqualValues(tb, q.opts.arenaSize, st.Size(), "arena %d size", id)
+	}
+	require.LessOrEqual(tb, len(m.spares), maxSpareArenas)
+	for id := range m.mapped {
+		require.True(tb, id >= m.first && id < m.next, "mapped arena %d outside [%d,%d)", id, m.first, m.next)
+	}
+}

@@ -1,0 +1,336 @@
+package bigqueue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/bits"
+	"os"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Format constants. The layout they describe is drawn in doc.go. They are
+// frozen: changing any of them is a format break that needs a new
+// formatVersion.
+const (
+	formatVersion = 1
+
+	indexMagic = "BQINDEX\x00"
+	arenaMagic = "BQARENA\x00"
+
+	// Index header, one 512-byte sector, so that a torn write of the page
+	// still leaves the commit words of one moment together.
+	idxMagicOff     = 0  // [8]byte indexMagic
+	idxVersionOff   = 8  // uint32 formatVersion
+	idxHeaderCRCOff = 12 // uint32 CRC32C of bytes [0,12) and [16,32)
+	idxArenaSizeOff = 16 // uint64 arena size in bytes
+	idxQueueIDOff   = 24 // uint64 random id shared with every arena header
+	idxTailOff      = 32 // uint64 commit word: logical end of the last record
+	idxHeadOff      = 40 // uint64 logical offset of the oldest retained record
+	idxCkptOff      = 48 // two checkpoint slots of ckptSize bytes
+	indexHeaderSize = 512
+
+	// Checkpoint slot: what the last successful flush made durable.
+	ckptOffsetOff = 0  // uint64 logical offset of the flushed tail
+	ckptSeqOff    = 8  // uint64 sequence number of the next record there
+	ckptGenOff    = 16 // uint64 generation; the valid slot with the highest wins
+	ckptCRCOff    = 24 // uint32 CRC32C of bytes [0,24)
+	ckptSize      = 32
+
+	// Consumer slots follow the header, slotSize bytes each.
+	slotOffsetOff  = 0  // uint64 commit word: the consumer's next record
+	slotStateOff   = 8  // uint32 slotFree or slotUsed; written last on create
+	slotNameLenOff = 12 // uint32 length of the name
+	slotCRCOff     = 16 // uint32 CRC32C of bytes [12,16) and the name
+	slotNameOff    = 24 // name bytes, at most MaxConsumerNameLen
+	slotSize       = 256
+
+	slotFree = 0
+	slotUsed = 1
+
+	// Arena header, at the start of every arena file.
+	arenaMagicOff      = 0  // [8]byte arenaMagic
+	arenaVersionOff    = 8  // uint32 formatVersion
+	arenaCRCOff        = 12 // uint32 CRC32C of bytes [0,12) and [16,64)
+	arenaSizeOff       = 16 // uint64 arena size in bytes
+	arenaQueueIDOff    = 24 // uint64 the index's queue id
+	arenaIDOff         = 32 // uint64 arena number
+	arenaFirstOff      = 40 // uint64 logical offset of the first record boundary >= arena start
+	arenaFirstSeqOff   = 48 // uint64 sequence number of that record
+	arenaHeaderSize    = 64 // bytes [56,64) are reserved zeros
+	recordCRCOff       = 0  // uint32 CRC32C of bytes [4,16) and the payload
+	recordLenOff       = 4  // uint32 payload length
+	recordSeqOff       = 8  // uint64 sequence number, +1 per record
+	recordHeaderSize   = 16 // the payload follows
+	initialIndexSize   = 4096
+	initialIndexSlots  = (initialIndexSize - indexHeaderSize) / slotSize
+	defaultConsumerKey = "__default__"
+)
+
+// MaxConsumerNameLen is the longest consumer name, in bytes.
+const MaxConsumerNameLen = slotSize - slotNameOff
+
+// MaxMessageSize is the longest message, in bytes.
+const MaxMessageSize = 1<<32 - 1
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var bigEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) != 1
+
+// storeCommit writes v at b[0:8], little-endian, as one aligned atomic
+// store: a process killed at any instant leaves either the old or the new
+// value in the page cache, never a mix. b must be 8-byte aligned, which
+// every commit word is (mappings are page aligned, offsets multiples of 8).
+func storeCommit(b []byte, v uint64) {
+	if bigEndianHost {
+		v = bits.ReverseBytes64(v)
+	}
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[0])), v)
+}
+
+func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
+
+// checkpoint is what a successful flush made durable: every record below
+// offset, and seq, the sequence number of the record at offset.
+type checkpoint struct {
+	offset uint64
+	seq    uint64
+	gen    uint64
+}
+
+// consumerSlot is a decoded consumer entry of the index.
+type consumerSlot struct {
+	slot   int
+	name   string
+	offset uint64
+}
+
+// index is the memory-mapped index file. All methods need the queue's mu,
+// except sync, which needs only flushMu (the mapping is replaced only under
+// both).
+type index struct {
+	path    string
+	data    []byte   // the mapping; len is the file size
+	retired [][]byte // mappings replaced by grow; unmapped by close, as a flush may still sync one
+}
+
+func headerCRC(b []byte) uint32 {
+	c := crc32.Update(0, castagnoli, b[:12])
+	return crc32.Update(c, castagnoli, b[16:32])
+}
+
+// createIndex writes a new index file at path for a queue with the given
+// arena size and id, and maps it.
+func createIndex(path string, arenaSize int, queueID uint64) (*index, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create index: %w", err)
+	}
+	defer f.Close()
+	if err := allocate(f, initialIndexSize); err != nil {
+		return nil, fmt.Errorf("allocate index %s: %w", path, err)
+	}
+	var hdr [indexHeaderSize]byte
+	copy(hdr[idxMagicOff:], indexMagic)
+	binary.LittleEndian.PutUint32(hdr[idxVersionOff:], formatVersion)
+	binary.LittleEndian.PutUint64(hdr[idxArenaSizeOff:], uint64(arenaSize))
+	binary.LittleEndian.PutUint64(hdr[idxQueueIDOff:], queueID)
+	binary.LittleEndian.PutUint32(hdr[idxHeaderCRCOff:], headerCRC(hdr[:]))
+	if _, err := f.WriteAt(hdr[:], 0); err != nil {
+		return nil, fmt.Errorf("write index header %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync index %s: %w", path, err)
+	}
+	data, err := mapFile(f, initialIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	return &index{path: path, data: data}, nil
+}
+
+// openIndex maps an existing index file and checks its header. It returns
+// ErrIncompatibleVersion for another format version and ErrCorrupt for a
+// file that is not a readable index.
+func openIndex(path string) (*index, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat index %s: %w", path, err)
+	}
+	size := st.Size()
+	if size < initialIndexSize || (size-indexHeaderSize)%slotSize != 0 || size > 1<<30 {
+		return nil, fmt.Errorf("index %s: size %d is not a valid index size: %w", path, size, ErrCorrupt)
+	}
+	data, err := mapFile(f, int(size))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIndexHeader(data); err != nil {
+		if uerr := unmap(data); uerr != nil {
+			return nil, fmt.Errorf("index %s: %w (unmap: %v)", path, err, uerr)
+		}
+		return nil, fmt.Errorf("index %s: %w", path, err)
+	}
+	return &index{path: path, data: data}, nil
+}
+
+func checkIndexHeader(b []byte) error {
+	if string(b[idxMagicOff:idxMagicOff+8]) != indexMagic {
+		return fmt.Errorf("bad magic %q: %w", b[:8], ErrCorrupt)
+	}
+	if v := le32(b[idxVersionOff:]); v != formatVersion {
+		return fmt.Errorf("format version %d, this library reads %d: %w", v, formatVersion, ErrIncompatibleVersion)
+	}
+	if got, want := le32(b[idxHeaderCRCOff:]), headerCRC(b); got != want {
+		return fmt.Errorf("header checksum %#x, want %#x: %w", got, want, ErrCorrupt)
+	}
+	return nil
+}
+
+func (x *index) arenaSize() uint64 { return le64(x.data[idxArenaSizeOff:]) }
+func (x *index) queueID() uint64   { return le64(x.data[idxQueueIDOff:]) }
+func (x *index) tail() uint64      { return le64(x.data[idxTailOff:]) }
+func (x *index) head() uint64      { return le64(x.data[idxHeadOff:]) }
+
+func (x *index) setTail(v uint64) { storeCommit(x.data[idxTailOff:], v) }
+func (x *index) setHead(v uint64) { storeCommit(x.data[idxHeadOff:], v) }
+
+// checkpoint returns the valid checkpoint slot with the highest generation,
+// or the zero checkpoint when neither slot is valid.
+func (x *index) checkpoint() checkpoint {
+	var best checkpoint
+	for i := 0; i < 2; i++ {
+		s := x.data[idxCkptOff+i*ckptSize:][:ckptSize]
+		if le32(s[ckptCRCOff:]) != crc32.Checksum(s[:ckptCRCOff], castagnoli) {
+			continue
+		}
+		c := checkpoint{offset: le64(s[ckptOffsetOff:]), seq: le64(s[ckptSeqOff:]), gen: le64(s[ckptGenOff:])}
+		if c.gen > best.gen {
+			best = c
+		}
+	}
+	return best
+}
+
+// setCheckpoint writes c into the slot the current checkpoint does not
+// occupy, so a crash in the middle leaves the previous one intact.
+func (x *index) setCheckpoint(c checkpoint) {
+	s := x.data[idxCkptOff+int(c.gen%2)*ckptSize:][:ckptSize]
+	binary.LittleEndian.PutUint64(s[ckptOffsetOff:], c.offset)
+	binary.LittleEndian.PutUint64(s[ckptSeqOff:], c.seq)
+	binary.LittleEndian.PutUint64(s[ckptGenOff:], c.gen)
+	binary.LittleEndian.PutUint32(s[ckptCRCOff:], crc32.Checksum(s[:ckptCRCOff], castagnoli))
+}
+
+func (x *index) slots() int { return (len(x.data) - indexHeaderSize) / slotSize }
+
+func (x *index) slot(i int) []byte {
+	return x.data[indexHeaderSize+i*slotSize:][:slotSize]
+}
+
+func slotCRC(s []byte, nameLen int) uint32 {
+	c := crc32.Update(0, castagnoli, s[slotNameLenOff:slotCRCOff])
+	return crc32.Update(c, castagnoli, s[slotNameOff:slotNameOff+nameLen])
+}
+
+// consumers decodes every used slot. A used slot that fails its checksum is
+// freed (it can only come from a torn write of a slot being created) and
+// reported in dropped.
+func (x *index) consumers() (list []consumerSlot, dropped int) {
+	for i := 0; i < x.slots(); i++ {
+		s := x.slot(i)
+		if le32(s[slotStateOff:]) == slotFree {
+			continue
+		}
+		n := int(le32(s[slotNameLenOff:]))
+		if le32(s[slotStateOff:]) != slotUsed || n == 0 || n > MaxConsumerNameLen || le32(s[slotCRCOff:]) != slotCRC(s, n) {
+			storeCommit(s[slotOffsetOff:], 0)
+			binary.LittleEndian.PutUint32(s[slotStateOff:], slotFree)
+			dropped++
+			continue
+		}
+		list = append(list, consumerSlot{slot: i, name: string(s[slotNameOff : slotNameOff+n]), offset: le64(s[slotOffsetOff:])})
+	}
+	return list, dropped
+}
+
+// freeSlot returns the number of an unused slot, or -1 when all are used.
+func (x *index) freeSlot() int {
+	for i := 0; i < x.slots(); i++ {
+		if le32(x.slot(i)[slotStateOff:]) == slotFree {
+			return i
+		}
+	}
+	return -1
+}
+
+// addConsumer fills slot i with name at offset. The state word is written
+// last, so a crash before it leaves a free slot.
+func (x *index) addConsumer(i int, name string, offset uint64) {
+	s := x.slot(i)
+	clear(s[slotNameLenOff:])
+	binary.LittleEndian.PutUint32(s[slotNameLenOff:], uint32(len(name)))
+	copy(s[slotNameOff:], name)
+	binary.LittleEndian.PutUint32(s[slotCRCOff:], slotCRC(s, len(name)))
+	storeCommit(s[slotOffsetOff:], offset)
+	binary.LittleEndian.PutUint32(s[slotStateOff:], slotUsed)
+}
+
+func (x *index) removeConsumer(i int) {
+	binary.LittleEndian.PutUint32(x.slot(i)[slotStateOff:], slotFree)
+}
+
+func (x *index) setConsumerOffset(i int, off uint64) {
+	storeCommit(x.slot(i)[slotOffsetOff:], off)
+}
+
+// grow doubles the number of slots: it extends the file and maps it anew.
+// The old mapping is kept until close, since a flush may be syncing it
+// without mu; it shares its pages with the new one. Needs mu.
+func (x *index) grow() error {
+	size := int64(len(x.data)-indexHeaderSize)*2 + indexHeaderSize
+	f, err := os.OpenFile(x.path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("grow index: %w", err)
+	}
+	defer f.Close()
+	if err := allocate(f, size); err != nil {
+		return fmt.Errorf("grow index %s to %d bytes: %w", x.path, size, err)
+	}
+	data, err := mapFile(f, int(size))
+	if err != nil {
+		return fmt.Errorf("grow index: %w", err)
+	}
+	x.retired = append(x.retired, x.data)
+	x.data = data
+	return nil
+}
+
+// sync msyncs the index. Needs mu or flushMu.
+func (x *index) sync() error {
+	if err := syncMapping(x.data); err != nil {
+		return fmt.Errorf("msync index %s: %w", x.path, err)
+	}
+	return nil
+}
+
+func (x *index) close() error {
+	var errs []error
+	for _, b := range append(x.retired, x.data) {
+		if err := unmap(b); err != nil {
+			errs = append(errs, fmt.Errorf("unmap index %s: %w", x.path, err))
+		}
+	}
+	x.data, x.retired = nil, nil
+	return errors.Join(errs...)
+}
+
+func crc32Of(b []byte) uint32 { return crc32.Update(0, castagnoli, b) }

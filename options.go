@@ -1,0 +1,87 @@
+package bigqueue
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// Defaults of the options, as in the original bigqueue.
+const (
+	DefaultArenaSize      = 128 << 20
+	DefaultMaxInMemArenas = 3
+	DefaultFlushOps       = 1_000_000
+	DefaultFlushDuration  = time.Second
+	minInMemArenas        = 3
+)
+
+// options holds the configuration of one Queue. It is filled once by
+// NewQueue and never changes afterwards.
+type options struct {
+	arenaSize      int           // bytes per arena file; >= page size
+	arenaSizeSet   bool          // SetArenaSize was given: a stored queue must match
+	maxInMemArenas int           // 0 = no limit, else >= 3
+	flushOps       int64         // mutations between background flushes; <= 0 disables
+	flushDuration  time.Duration // time between background flushes; <= 0 disables
+}
+
+func defaultOptions() options {
+	return options{
+		arenaSize:      DefaultArenaSize,
+		maxInMemArenas: DefaultMaxInMemArenas,
+		flushOps:       DefaultFlushOps,
+		flushDuration:  DefaultFlushDuration,
+	}
+}
+
+// Option configures a Queue in NewQueue. An Option validates its argument
+// and NewQueue returns the error it reports.
+type Option func(*options) error
+
+// SetArenaSize sets the size of each arena file in bytes (default 128 MiB).
+// A size below the page size returns ErrTooSmallArenaSize. The size is
+// stored with the queue: reopening with another size returns
+// ErrInvalidArenaSize.
+func SetArenaSize(bytes int) Option {
+	return func(o *options) error {
+		if bytes < os.Getpagesize() {
+			return fmt.Errorf("arena size %d < page size %d: %w", bytes, os.Getpagesize(), ErrTooSmallArenaSize)
+		}
+		o.arenaSize = bytes
+		o.arenaSizeSet = true
+		return nil
+	}
+}
+
+// SetMaxInMemArenas bounds how many arenas are memory-mapped at once
+// (default 3). 0 means no limit; 1, 2 and negative values return
+// ErrTooFewInMemArenas. The least recently used arena is unmapped first,
+// after its dirty pages were synced.
+func SetMaxInMemArenas(n int) Option {
+	return func(o *options) error {
+		if n < 0 || (n > 0 && n < minInMemArenas) {
+			return fmt.Errorf("max in-memory arenas %d: %w", n, ErrTooFewInMemArenas)
+		}
+		o.maxInMemArenas = n
+		return nil
+	}
+}
+
+// SetPeriodicFlushOps makes the background flusher run after n mutations
+// (enqueued or dequeued messages) since the last flush (default 1,000,000).
+// n <= 0 disables the count trigger.
+func SetPeriodicFlushOps(n int64) Option {
+	return func(o *options) error {
+		o.flushOps = n
+		return nil
+	}
+}
+
+// SetPeriodicFlushDuration makes the background flusher run every d
+// (default 1 s). d <= 0 disables the timer trigger.
+func SetPeriodicFlushDuration(d time.Duration) Option {
+	return func(o *options) error {
+		o.flushDuration = d
+		return nil
+	}
+}

@@ -1,0 +1,588 @@
+package bigqueue
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// File names inside a queue directory.
+const (
+	indexFileName = "index.bq"
+	lockFileName  = "lock"
+)
+
+// Queue is a persistent FIFO queue stored in one directory. It is safe for
+// concurrent use by many goroutines. Open it with NewQueue and Close it when
+// done; a Queue holds an exclusive lock on its directory until then.
+type Queue struct {
+	dir  string
+	opts options
+
+	// flushMu serializes flushes with each other and with Close. It is
+	// taken before mu, never while holding mu.
+	flushMu sync.Mutex
+
+	// mu guards every field below, and the mappings of the arenas and the
+	// index. Every operation holds it from start to end.
+	mu        sync.Mutex
+	lockFile  *os.File      // holds the directory's flock until Close
+	am        *arenaManager // arena files and mappings
+	idx       *index        // the index mapping
+	tail      uint64        // logical end of the last committed record; equals idx.tail()
+	tailSeq   uint64        // sequence number the next record gets
+	head      uint64        // oldest retained record: min of consumer offsets, kept when there are none
+	headSeq   uint64        // sequence number of the record at head
+	ckpt      checkpoint    // the last checkpoint written to the index
+	consumers map[string]*consumerState
+	closed    bool
+	failed    error                  // sticky: a failed msync; every later call but Close returns it
+	bgErr     error                  // an error of background housekeeping, returned once by the next Flush
+	ops       int64                  // mutations since the last flush started
+	flushes   uint64                 // successful flushes since open
+	scratch   [recordHeaderSize]byte // header of the record being read or written
+
+	flushReq    chan struct{} // capacity 1: asks the flusher for a flush
+	quit        chan struct{} // closed by Close: the flusher returns
+	flusherDone chan struct{} // closed by the flusher when it returns
+}
+
+// consumerState is the in-memory twin of a consumer slot of the index.
+// Guarded by Queue.mu.
+type consumerState struct {
+	name    string
+	slot    int    // slot number in the index
+	off     uint64 // next record to read; head <= off <= tail; equals the slot's offset
+	seq     uint64 // sequence number of the record at off
+	deleted bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
+}
+
+// MmapQueue is the name the original bigqueue gave Queue; it lets a user of
+// the original switch by changing the import path only.
+type MmapQueue = Queue
+
+// NewMmapQueue is NewQueue under the original bigqueue's name.
+func NewMmapQueue(dir string, opts ...Option) (*Queue, error) {
+	return NewQueue(dir, opts...)
+}
+
+// NewQueue opens the queue stored in dir, creating dir and an empty queue
+// when there is none. It locks dir: while the Queue is open, another
+// NewQueue on dir, from this process or another, fails with ErrLocked.
+//
+// Opening a queue that was not closed cleanly (crash, power loss) recovers
+// it: the records written since the last flush are checked and the log is
+// cut back to the last valid one. Opening reads only that unflushed part
+// and one record header per consumer, not the whole queue.
+//
+// Errors: an option's own error; ErrInvalidArenaSize when SetArenaSize
+// asks for a size other than the stored one (without SetArenaSize the stored
+// size is used); ErrIncompatibleVersion for another format version;
+// ErrCorrupt for an index that cannot be read; ErrLocked; and file system
+// errors, wrapped.
+func NewQueue(dir string, opts ...Option) (*Queue, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", dir, err)
+	}
+	lockFile, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", dir, err)
+	}
+	if err := lockDir(lockFile); err != nil {
+		return nil, errors.Join(fmt.Errorf("lock queue %s: %w", dir, err), lockFile.Close())
+	}
+	q := &Queue{
+		dir:         dir,
+		opts:        o,
+		lockFile:    lockFile,
+		consumers:   make(map[string]*consumerState),
+		flushReq:    make(chan struct{}, 1),
+		quit:        make(chan struct{}),
+		flusherDone: make(chan struct{}),
+	}
+	if err := q.open(); err != nil {
+		errs := []error{fmt.Errorf("open queue %s: %w", dir, err)}
+		if q.am != nil {
+			errs = append(errs, q.am.close(false))
+		}
+		if q.idx != nil {
+			errs = append(errs, q.idx.close())
+		}
+		errs = append(errs, unlockDir(lockFile), lockFile.Close())
+		return nil, errors.Join(errs...)
+	}
+	// The flusher runs until Close closes quit; Close waits for it.
+	go q.runFlusher()
+	return q, nil
+}
+
+// open maps or creates the index, recovers the queue state and creates the
+// default consumer of a new queue.
+func (q *Queue) open() error {
+	path := filepath.Join(q.dir, indexFileName)
+	_, err := os.Stat(path)
+	fresh := errors.Is(err, os.ErrNotExist)
+	switch {
+	case fresh:
+		var id [8]byte
+		if _, err := rand.Read(id[:]); err != nil {
+			return fmt.Errorf("queue id: %w", err)
+		}
+		if q.idx, err = createIndex(path, q.opts.arenaSize, binary.LittleEndian.Uint64(id[:])); err != nil {
+			return err
+		}
+		if err := syncDirectory(q.dir); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("stat index: %w", err)
+	default:
+		if q.idx, err = openIndex(path); err != nil {
+			return err
+		}
+		stored := q.idx.arenaSize()
+		if stored < arenaHeaderSize+recordHeaderSize || stored > 1<<40 {
+			return fmt.Errorf("index: arena size %d: %w", stored, ErrCorrupt)
+		}
+		if q.opts.arenaSizeSet && stored != uint64(q.opts.arenaSize) {
+			return fmt.Errorf("stored arena size %d, asked for %d: %w", stored, q.opts.arenaSize, ErrInvalidArenaSize)
+		}
+		q.opts.arenaSize = int(stored)
+	}
+	q.am = newArenaManager(q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
+	if err := q.recover(); err != nil {
+		return err
+	}
+	if fresh {
+		if _, err := q.consumerLocked(defaultConsumerKey); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// usable returns why the queue cannot be used, or nil. Needs mu.
+func (q *Queue) usable() error {
+	if q.closed {
+		return ErrClosed
+	}
+	return q.failed
+}
+
+// fail makes err sticky: the queue fails closed until it is reopened.
+// Needs mu.
+func (q *Queue) fail(err error) error {
+	if q.failed == nil {
+		q.failed = fmt.Errorf("queue failed, reopen it: %w", err)
+	}
+	return q.failed
+}
+
+// Enqueue appends msg to the queue. msg may be of any length up to
+// MaxMessageSize, 0 included; the queue keeps its own copy. When Enqueue
+// returns nil the message survives a crash of the process; it survives a
+// power loss once a Flush (explicit or periodic) that started after it
+// returned nil. It allocates nothing.
+//
+// Errors: ErrTooLarge; ErrClosed; the sticky error of a failed msync; and
+// file system errors of creating the next arena, wrapped: a full disk gives
+// an error wrapping syscall.ENOSPC, after which the queue keeps working once
+// space is freed.
+func (q *Queue) Enqueue(msg []byte) error {
+	return q.enqueue(msg)
+}
+
+// EnqueueString is Enqueue for a string. It neither converts nor allocates.
+func (q *Queue) EnqueueString(msg string) error {
+	return q.enqueue(unsafe.Slice(unsafe.StringData(msg), len(msg)))
+}
+
+func (q *Queue) enqueue(msg []byte) error {
+	if uint64(len(msg)) > MaxMessageSize {
+		return fmt.Errorf("enqueue %d bytes: %w", len(msg), ErrTooLarge)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return err
+	}
+	end, err := q.appendRecord(q.tail, q.tailSeq, msg)
+	if err != nil {
+		return q.ioFailed(err)
+	}
+	q.tail, q.tailSeq = end, q.tailSeq+1
+	q.idx.setTail(end)
+	q.mutated(1)
+	return nil
+}
+
+// appendRecord writes the record of msg with sequence number seq at the
+// logical offset off, and returns the offset just past it. It does not
+// commit it. Needs mu.
+func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
+	h := q.scratch[:]
+	binary.LittleEndian.PutUint32(h[recordLenOff:], uint32(len(msg)))
+	binary.LittleEndian.PutUint64(h[recordSeqOff:], seq)
+	crc := crc32.Update(crc32.Update(0, castagnoli, h[recordLenOff:]), castagnoli, msg)
+	binary.LittleEndian.PutUint32(h[recordCRCOff:], crc)
+	span := recordSpan{start: off, end: off + recordHeaderSize + uint64(len(msg)), seq: seq}
+	if err := q.am.writeAt(off, h, span); err != nil {
+		return 0, err
+	}
+	if err := q.am.writeAt(off+recordHeaderSize, msg, span); err != nil {
+		return 0, err
+	}
+	return span.end, nil
+}
+
+// ioFailed turns an error of the arena manager into the caller's error,
+// failing the queue when it was a failed msync. Needs mu.
+func (q *Queue) ioFailed(err error) error {
+	if q.am.syncErr != nil {
+		return q.fail(q.am.syncErr)
+	}
+	return err
+}
+
+// mutated counts n mutations toward the periodic flush. Needs mu.
+func (q *Queue) mutated(n int64) {
+	if q.opts.flushOps <= 0 {
+		return
+	}
+	q.ops += n
+	if q.ops >= q.opts.flushOps {
+		q.ops = 0
+		select {
+		case q.flushReq <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Dequeue removes the next message of the default consumer and returns it.
+// It allocates only the returned slice. It returns ErrEmptyQueue when there
+// is nothing to read, ErrClosed after Close, and an error wrapping
+// ErrCorrupt when it skipped damaged data (it says where and how much; the
+// next call reads on after the damage).
+func (q *Queue) Dequeue() ([]byte, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st, err := q.defaultConsumer()
+	if err != nil {
+		return nil, err
+	}
+	return q.dequeue(st)
+}
+
+// DequeueString is Dequeue returning a string.
+func (q *Queue) DequeueString() (string, error) {
+	b, err := q.Dequeue()
+	if err != nil {
+		return "", err
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+}
+
+// IsEmpty reports whether the default consumer has read every message. It
+// reports true after Close.
+func (q *Queue) IsEmpty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return true
+	}
+	if st := q.consumers[defaultConsumerKey]; st != nil {
+		return st.off >= q.tail
+	}
+	return q.head >= q.tail
+}
+
+// defaultConsumer returns the default consumer, creating it at the oldest
+// stored message after DeleteConsumer removed it. Needs mu.
+func (q *Queue) defaultConsumer() (*consumerState, error) {
+	if err := q.usable(); err != nil {
+		return nil, err
+	}
+	return q.consumerLocked(defaultConsumerKey)
+}
+
+// dequeue reads and consumes the next record of st. Needs mu.
+func (q *Queue) dequeue(st *consumerState) ([]byte, error) {
+	if err := q.usable(); err != nil {
+		return nil, err
+	}
+	if st.deleted {
+		return nil, fmt.Errorf("consumer %q: %w", st.name, ErrNoConsumer)
+	}
+	msg, next, err := q.readRecord(st, nil)
+	if err != nil {
+		return nil, err
+	}
+	q.moveConsumer(st, next, st.seq+1)
+	q.mutated(1)
+	return msg, nil
+}
+
+// readRecord appends the payload of the record at st's position to dst
+// and returns it with the offset of the following record. It checks the
+// record's length against the tail, its sequence number and its checksum;
+// on a failed check it moves st past the damage and returns an error
+// wrapping ErrCorrupt. dst is reallocated only when its capacity is short;
+// a nil dst gets exactly the payload's length. Needs mu.
+func (q *Queue) readRecord(st *consumerState, dst []byte) ([]byte, uint64, error) {
+	if st.off >= q.tail {
+		return dst, 0, ErrEmptyQueue
+	}
+	h := q.scratch[:]
+	if err := q.am.readAt(st.off, h); err != nil {
+		return dst, 0, q.readFailed(st, err)
+	}
+	n := uint64(le32(h[recordLenOff:]))
+	if seq := le64(h[recordSeqOff:]); seq != st.seq {
+		return dst, 0, q.skipDamage(st, fmt.Sprintf("sequence number %d, want %d", seq, st.seq))
+	}
+	if n > q.tail-st.off-recordHeaderSize {
+		return dst, 0, q.skipDamage(st, fmt.Sprintf("length %d runs past the tail", n))
+	}
+	start := len(dst)
+	if dst == nil {
+		dst = make([]byte, n)
+	} else {
+		dst = slices.Grow(dst, int(n))[:start+int(n)]
+	}
+	if err := q.am.readAt(st.off+recordHeaderSize, dst[start:]); err != nil {
+		return dst[:start], 0, q.readFailed(st, err)
+	}
+	crc := crc32.Update(crc32.Update(0, castagnoli, h[recordLenOff:]), castagnoli, dst[start:])
+	if want := le32(h[recordCRCOff:]); crc != want {
+		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, want))
+	}
+	return dst, st.off + recordHeaderSize + n, nil
+}
+
+// readFailed handles an error of reading st's record: a missing or
+// damaged arena is skipped like a damaged record, anything else (an I/O or
+// mapping error) is returned with st left where it was. Needs mu.
+func (q *Queue) readFailed(st *consumerState, err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return q.skipDamage(st, err.Error())
+	}
+	return q.ioFailed(fmt.Errorf("consumer %q: read at offset %d: %w", st.name, st.off, err))
+}
+
+// skipDamage moves st past a record at st.off that failed a check: to the
+// first record of the next arena whose header is intact, or to the tail.
+// It returns an error wrapping ErrCorrupt that says where and how far.
+// Needs mu.
+func (q *Queue) skipDamage(st *consumerState, reason string) error {
+	from := st.off
+	to, toSeq := q.tail, q.tailSeq
+	ds := q.am.dataSize
+	for id := from/ds + 1; id*ds < q.tail && id < q.am.next; id++ {
+		h, err := q.am.header(id)
+		if err == nil && h.first > from && h.first >= id*ds && h.first < q.tail && h.firstSeq < q.tailSeq {
+			to, toSeq = h.first, h.firstSeq
+			break
+		}
+	}
+	q.moveConsumer(st, to, toSeq)
+	return fmt.Errorf("consumer %q: record at offset %d: %s: skipped %d bytes to offset %d: %w",
+		st.name, from, reason, to-from, to, ErrCorrupt)
+}
+
+// moveConsumer commits st's new position, then moves the head and reclaims
+// arenas when st was the oldest reader. Needs mu.
+func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
+	wasHead := st.off == q.head
+	st.off, st.seq = off, seq
+	q.idx.setConsumerOffset(st.slot, off)
+	if wasHead {
+		q.advanceHead()
+	}
+}
+
+// advanceHead sets head to the oldest consumer position and reclaims the
+// arenas below it. With no consumer the head stays: unread data is kept
+// for the next consumer. Needs mu.
+func (q *Queue) advanceHead() {
+	if len(q.consumers) == 0 {
+		return
+	}
+	head, seq := q.tail, q.tailSeq
+	for _, c := range q.consumers {
+		if c.off < head {
+			head, seq = c.off, c.seq
+		}
+	}
+	if head == q.head {
+		return
+	}
+	q.head, q.headSeq = head, seq
+	q.idx.setHead(head)
+	q.reclaim()
+}
+
+// reclaim removes, or keeps as spares, the arenas every consumer has read
+// past. The arena holding the last byte written is kept, so that recovery
+// always finds an arena header naming a record boundary. Needs mu.
+func (q *Queue) reclaim() {
+	keep := q.head / q.am.dataSize
+	if q.tail > 0 {
+		keep = min(keep, (q.tail-1)/q.am.dataSize)
+	}
+	if err := q.am.reclaimBelow(keep); err != nil && q.bgErr == nil {
+		q.bgErr = err
+	}
+}
+
+// Flush makes every message enqueued and every consumer position committed
+// before it durable: it msyncs the arenas, then fsyncs the directory when
+// files changed, then records a checkpoint in the index and msyncs it. A
+// power loss after Flush returned nil loses none of that. It holds the
+// queue's lock only to collect what to sync, so producers and consumers go
+// on while it waits for the disk.
+//
+// Errors: ErrClosed; the error of a failed msync or fsync, after which the
+// queue has failed closed and every later call but Close returns it; and an
+// error of background housekeeping (reclaiming arenas) since the last
+// Flush, returned once.
+func (q *Queue) Flush() error {
+	return q.flush()
+}
+
+func (q *Queue) flush() error {
+	q.flushMu.Lock()
+	defer q.flushMu.Unlock()
+
+	q.mu.Lock()
+	if err := q.usable(); err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	q.ops = 0
+	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
+	pins := q.am.pinDirty()
+	dirDirty := q.am.dirDirty
+	q.am.dirDirty = false
+	q.mu.Unlock()
+
+	var err error
+	for _, p := range pins {
+		if e := syncMapping(p.data); e != nil && err == nil {
+			err = fmt.Errorf("msync arena %d: %w", p.a.id, e)
+		}
+	}
+	q.am.unpin(pins)
+	if err == nil && dirDirty {
+		err = syncDirectory(q.dir)
+	}
+
+	q.mu.Lock()
+	if err != nil {
+		err = q.fail(err)
+		q.mu.Unlock()
+		return err
+	}
+	q.idx.setCheckpoint(target)
+	q.ckpt = target
+	idxData := q.idx.data
+	q.mu.Unlock()
+
+	if e := syncMapping(idxData); e != nil {
+		err = fmt.Errorf("msync index: %w", e)
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err != nil {
+		return q.fail(err)
+	}
+	q.flushes++
+	q.reclaim()
+	err, q.bgErr = q.bgErr, nil
+	return err
+}
+
+// runFlusher is the background flusher: it flushes every
+// SetPeriodicFlushDuration and whenever mutated asks, until Close. Its
+// errors are kept by flush (sticky, or in bgErr) for the next call.
+func (q *Queue) runFlusher() {
+	defer close(q.flusherDone)
+	var tick <-chan time.Time
+	if q.opts.flushDuration > 0 {
+		t := time.NewTicker(q.opts.flushDuration)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-q.quit:
+			return
+		case <-tick:
+		case <-q.flushReq:
+		}
+		if err := q.flush(); errors.Is(err, ErrClosed) {
+			return
+		}
+	}
+}
+
+// Close flushes the queue, unmaps its files and releases the directory
+// lock. It is idempotent: later calls return nil. Every other method then
+// returns ErrClosed. It returns the errors of the final flush, or the
+// sticky error of an earlier failed one.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	close(q.quit)
+	q.mu.Unlock()
+	<-q.flusherDone
+
+	q.flushMu.Lock()
+	defer q.flushMu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
+	var errs []error
+	if q.failed != nil {
+		errs = append(errs, q.failed, q.am.close(false))
+	} else {
+		err := q.am.close(true)
+		if err == nil && q.am.dirDirty {
+			err = syncDirectory(q.dir)
+		}
+		if err == nil {
+			q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
+			q.idx.setCheckpoint(q.ckpt)
+			err = q.idx.sync()
+		}
+		errs = append(errs, err)
+	}
+	errs = append(errs, q.idx.close(), unlockDir(q.lockFile), q.lockFile.Close())
+	q.consumers = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close queue %s: %w", q.dir, err)
+	}
+	return nil
+}
