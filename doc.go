@@ -1,0 +1,157 @@
+// Package bigqueue is an embedded, persistent FIFO queue stored in
+// memory-mapped files. It keeps the API of github.com/grandecola/bigqueue
+// (switch by changing the import path; MmapQueue and NewMmapQueue are
+// aliases) and adds what users of disk queues ask for: disk space comes
+// back, crashes never deliver garbage, a full disk is an error, and one
+// process owns a queue directory at a time.
+//
+//	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
+//	if err != nil { ... }
+//	defer q.Close()
+//	err = q.EnqueueString("hello")
+//	msg, err := q.DequeueString() // "hello"
+//
+// # Consumers
+//
+// Every consumer reads the whole stream independently, Kafka-style, from
+// its own position, which is persisted. Queue.Dequeue reads through the
+// default consumer, named "__default__", which exists from the first
+// NewQueue. A new consumer starts at the oldest message still stored;
+// FromConsumer copies another consumer's position. DeleteConsumer removes
+// a consumer (the default one too) so that it stops pinning data; the next
+// queue-level read re-creates the default consumer at the oldest stored
+// message.
+//
+// # Disk space
+//
+// The queue is a sequence of fixed-size arena files. An arena every
+// consumer has read past is removed at once, by the read that moves past
+// it; up to two such files are kept as spares and reused as future tail
+// arenas, because writing over already allocated blocks is several times
+// cheaper than faulting in fresh ones. The arena holding the newest record
+// is always kept. With no consumer at all nothing is reclaimed: the data
+// waits for the next consumer. Arena files are allocated in full
+// (fallocate) when created, so a full disk makes Enqueue return an error
+// wrapping syscall.ENOSPC rather than the process die of SIGBUS; the queue
+// works again once space is freed.
+//
+// # Concurrency
+//
+// Queue and Consumer are safe for concurrent use by many goroutines. One
+// mutex serializes operations; the background flusher holds it only to
+// collect what to sync, never while msync runs. Goroutines sharing one
+// Consumer share its position: each message goes to one of them.
+// NewQueue locks the directory with flock: a second NewQueue on it, from
+// this process or another, fails at once with ErrLocked until Close.
+//
+// # Durability
+//
+// The contract, tested by the package's crash and corruption tests:
+//
+//  1. A process crash (kill -9, panic) loses nothing whose Enqueue returned
+//     nil, and no consumer position that a Dequeue returned with. Commits
+//     are single aligned 8-byte stores into the mapped index, so a crash at
+//     any instant leaves the old or the new state.
+//  2. A power loss or OS crash loses nothing that a successful Flush
+//     covered, explicit or periodic (SetPeriodicFlushOps,
+//     SetPeriodicFlushDuration). Flush msyncs the arenas, fsyncs the
+//     directory when files changed, then writes a checkpoint into the index
+//     and msyncs it. An arena evicted from memory is msynced before it is
+//     unmapped.
+//  3. After any crash the queue opens by itself and holds a prefix of what
+//     was enqueued. Opening verifies the records written since the last
+//     checkpoint (checksum, length, sequence number) and cuts the tail back
+//     to the last valid one; consumer positions are clamped to it. Reads
+//     check every record again, so a torn, zeroed or stale record is never
+//     delivered: the reading call returns an error wrapping ErrCorrupt that
+//     says where and how much it skipped, and the consumer moves on to the
+//     first record of the next intact arena, or to the tail.
+//  4. A full disk, too many mappings and I/O errors are returned as errors.
+//     A failed msync or fsync is never retried into a false success: the
+//     queue fails closed, and every later call but Close returns that error
+//     until the queue is reopened.
+//
+// # Choices where the original is silent
+//
+//   - Reopening without SetArenaSize uses the stored arena size; with a
+//     different SetArenaSize it returns ErrInvalidArenaSize.
+//   - Messages are at most MaxMessageSize (4 GiB - 1) bytes, consumer
+//     names 1 to MaxConsumerNameLen bytes.
+//   - A reclaim error (renaming or removing an arena file) does not fail
+//     the read that caused it; the next Flush returns it once.
+//
+// # On-disk format
+//
+// All integers are little-endian. The format version is 1. A queue
+// directory holds:
+//
+//	lock            empty; flock'ed by the owner
+//	index.bq        the index: header, then consumer slots
+//	arena-<n>.bq    arena number n, n in decimal, all of one size
+//	spare-<n>.bq    a consumed arena kept for reuse
+//
+// Records form one logical byte stream. Logical offset L lives in arena
+// L / D at byte 64 + L % D of its file, where D is the arena size minus the
+// 64-byte arena header; a record may span any number of arenas. Head, tail
+// and consumer positions are logical offsets of record boundaries.
+//
+// Index header (the first 512 bytes of index.bq, one disk sector):
+//
+//	off  size  field
+//	  0     8  magic "BQINDEX\x00"
+//	  8     4  format version
+//	 12     4  CRC32C of bytes 0-11 and 16-31
+//	 16     8  arena size in bytes
+//	 24     8  queue id, random, repeated in every arena header
+//	 32     8  tail: end of the last committed record (commit word)
+//	 40     8  head: oldest retained record
+//	 48    32  checkpoint slot 0
+//	 80    32  checkpoint slot 1
+//	112   400  zero
+//
+// Checkpoint slot (the valid slot with the higher generation counts):
+//
+//	off  size  field
+//	  0     8  offset flushed up to (a record boundary)
+//	  8     8  sequence number of the record at that offset
+//	 16     8  generation, +1 per flush; written to slot generation%2
+//	 24     4  CRC32C of bytes 0-23
+//	 28     4  zero
+//
+// Consumer slot (256 bytes each, from byte 512 on; the file grows by
+// doubling the slot area):
+//
+//	off  size  field
+//	  0     8  position: next record to read (commit word)
+//	  8     4  state: 0 free, 1 used (written last when a slot is filled)
+//	 12     4  name length, 1 to 232
+//	 16     4  CRC32C of bytes 12-15 and the name
+//	 20     4  zero
+//	 24   232  name
+//
+// Arena header (the first 64 bytes of every arena file):
+//
+//	off  size  field
+//	  0     8  magic "BQARENA\x00"
+//	  8     4  format version
+//	 12     4  CRC32C of bytes 0-11 and 16-63
+//	 16     8  arena size in bytes
+//	 24     8  queue id
+//	 32     8  arena number
+//	 40     8  logical offset of the first record boundary at or after
+//	           the arena's start (may lie in a later arena)
+//	 48     8  sequence number of that record
+//	 56     8  zero
+//
+// Record frame (in the logical stream):
+//
+//	off  size  field
+//	  0     4  CRC32C of bytes 4-15 and the payload
+//	  4     4  payload length
+//	  8     8  sequence number, one more than the previous record's
+//	 16     n  payload
+//
+// A length is trusted only when the record fits below the tail; a record
+// is delivered only when its sequence number is the one the consumer
+// expects and its checksum matches.
+package bigqueue

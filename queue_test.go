@@ -1,0 +1,596 @@
+package bigqueue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// payload returns n deterministic bytes that differ for every (seed, n).
+func payload(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// sweepSizes are message sizes around every boundary of an arena of size
+// arenaSize: the header sizes, the data area per arena ± 16 bytes, and
+// multiples of the arena, some larger than three arenas.
+func sweepSizes(arenaSize int) []int {
+	ds := arenaSize - arenaHeaderSize
+	sizes := []int{0, 1, 2, 7, recordHeaderSize - 1, recordHeaderSize, recordHeaderSize + 1,
+		arenaHeaderSize - 1, arenaHeaderSize, arenaHeaderSize + 1}
+	for d := -16; d <= 16; d++ {
+		sizes = append(sizes, ds-recordHeaderSize+d, arenaSize+d)
+	}
+	for _, k := range []int{2, 3, 5} {
+		sizes = append(sizes, k*arenaSize-1, k*arenaSize, k*arenaSize+1, k*ds-recordHeaderSize)
+	}
+	return sizes
+}
+
+func TestRoundTripSweep(t *testing.T) {
+	for _, arenaSize := range []int{os.Getpagesize(), 2 * os.Getpagesize(), 64 << 10} {
+		t.Run(fmt.Sprintf("arena=%d", arenaSize), func(t *testing.T) {
+			opts := []Option{SetArenaSize(arenaSize), SetMaxInMemArenas(3)}
+			q, _ := openTestQueue(t, opts...)
+			sizes := sweepSizes(arenaSize)
+			// One message at a time, so each size starts at a new offset.
+			for i, n := range sizes {
+				msg := payload(uint64(i), n)
+				require.NoError(t, q.Enqueue(msg))
+				got, err := q.Dequeue()
+				require.NoError(t, err, "size %d", n)
+				require.Equal(t, msg, got, "size %d", n)
+				require.True(t, q.IsEmpty())
+				checkInvariants(t, q)
+			}
+			// All at once, through the string API.
+			for i, n := range sizes {
+				require.NoError(t, q.EnqueueString(string(payload(uint64(i), n))))
+			}
+			for i, n := range sizes {
+				got, err := q.DequeueString()
+				require.NoError(t, err, "size %d", n)
+				require.Equal(t, string(payload(uint64(i), n)), got, "size %d", n)
+			}
+			_, err := q.Dequeue()
+			require.ErrorIs(t, err, ErrEmptyQueue)
+		})
+	}
+}
+
+// TestReopenSweep closes and reopens the queue after every step: messages
+// written before the reopen are read after it, at every boundary.
+func TestReopenSweep(t *testing.T) {
+	arenaSize := os.Getpagesize()
+	opts := []Option{SetArenaSize(arenaSize), SetMaxInMemArenas(3)}
+	dir := t.TempDir()
+	sizes := sweepSizes(arenaSize)
+	for i, n := range sizes {
+		q, err := NewQueue(dir, opts...)
+		require.NoError(t, err)
+		require.NoError(t, q.Enqueue(payload(uint64(i), n)))
+		require.NoError(t, q.Enqueue(payload(uint64(i)+1000, 3)))
+		require.NoError(t, q.Close())
+
+		q, err = NewQueue(dir, opts...)
+		require.NoError(t, err)
+		checkInvariants(t, q)
+		got, err := q.Dequeue()
+		require.NoError(t, err, "size %d", n)
+		require.Equal(t, payload(uint64(i), n), got, "size %d", n)
+		require.NoError(t, q.Close())
+
+		q, err = NewQueue(dir, opts...)
+		require.NoError(t, err)
+		got, err = q.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, payload(uint64(i)+1000, 3), got)
+		require.True(t, q.IsEmpty())
+		checkInvariants(t, q)
+		require.NoError(t, q.Close())
+	}
+}
+
+// TestBacklogAcrossReopen keeps a backlog of many arenas across reopens
+// with a small mapping limit, mixing producers and readers.
+func TestBacklogAcrossReopen(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	opts := []Option{SetArenaSize(8192), SetMaxInMemArenas(3)}
+	q, dir := openTestQueue(t, opts...)
+	var wrote, read uint64
+	for round := 0; round < 20; round++ {
+		for i := r.IntN(50); i > 0; i-- {
+			require.NoError(t, q.Enqueue(payload(wrote, r.IntN(20000))))
+			wrote++
+		}
+		for i := r.IntN(50); i > 0 && read < wrote; i-- {
+			got, err := q.Dequeue()
+			require.NoError(t, err)
+			require.Equal(t, payload(read, len(got)), got)
+			read++
+		}
+		checkInvariants(t, q)
+		require.NoError(t, q.Close())
+		q = openTestQueueIn(t, dir, opts...)
+	}
+	for ; read < wrote; read++ {
+		got, err := q.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, payload(read, len(got)), got)
+	}
+	require.True(t, q.IsEmpty())
+}
+
+func TestMappedArenasBounded(t *testing.T) {
+	for _, limit := range []int{3, 5, 0} {
+		t.Run(fmt.Sprintf("mem=%d", limit), func(t *testing.T) {
+			q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(limit))
+			big := payload(1, 10*4096) // spans more arenas than the limit
+			for i := 0; i < 3; i++ {
+				require.NoError(t, q.Enqueue(big))
+				q.mu.Lock()
+				n := len(q.am.mapped)
+				q.mu.Unlock()
+				if limit > 0 {
+					require.LessOrEqual(t, n, limit)
+				} else {
+					require.Greater(t, n, 3, "no limit keeps arenas mapped")
+				}
+			}
+			for i := 0; i < 3; i++ {
+				got, err := q.Dequeue()
+				require.NoError(t, err)
+				require.Equal(t, big, got)
+			}
+		})
+	}
+}
+
+// TestEvictionSyncsDirtyArena checks that an arena unmapped to make room
+// was msynced first: it is clean and its bytes are in the file.
+func TestEvictionSyncsDirtyArena(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushDuration(0), SetPeriodicFlushOps(0))
+	msg := payload(7, 4000)
+	for i := 0; i < 8; i++ {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	q.mu.Lock()
+	_, mapped := q.am.mapped[0]
+	q.mu.Unlock()
+	require.False(t, mapped, "arena 0 was evicted")
+	raw, err := os.ReadFile(filepath.Join(dir, "arena-0.bq"))
+	require.NoError(t, err)
+	require.True(t, bytes.Contains(raw, msg[:3000]), "evicted arena's data is in its file")
+}
+
+func TestReclaimsConsumedArenas(t *testing.T) {
+	const arenaSize = 4096
+	q, dir := openTestQueue(t, SetArenaSize(arenaSize))
+	msg := payload(3, 100)
+	// 1,000 arenas' worth of messages, read as they are written.
+	total := 1000*(arenaSize-arenaHeaderSize)/(recordHeaderSize+len(msg)) + 1
+	for i := 0; i < total; i++ {
+		require.NoError(t, q.Enqueue(msg))
+		if i%7 == 6 {
+			for !q.IsEmpty() {
+				_, err := q.Dequeue()
+				require.NoError(t, err)
+			}
+		}
+	}
+	for !q.IsEmpty() {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	arenas, spares, bytes := arenaFiles(t, dir)
+	t.Logf("after 1000 arenas: %d arena files, %d spares, %d bytes", arenas, spares, bytes)
+	require.LessOrEqual(t, arenas, 1)
+	require.LessOrEqual(t, spares, maxSpareArenas)
+	require.LessOrEqual(t, bytes, int64(arenaSize*(1+maxSpareArenas)))
+	q.mu.Lock()
+	reclaimed := q.am.reclaimed
+	q.mu.Unlock()
+	require.GreaterOrEqual(t, reclaimed, uint64(999))
+}
+
+func arenaFiles(t *testing.T, dir string) (arenas, spares int, size int64) {
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		info, err := e.Info()
+		require.NoError(t, err)
+		switch {
+		case strings.HasPrefix(e.Name(), "arena-"):
+			arenas++
+		case strings.HasPrefix(e.Name(), "spare-"):
+			spares++
+		default:
+			continue
+		}
+		size += info.Size()
+	}
+	return arenas, spares, size
+}
+
+func TestConsumerPinsData(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096))
+	slow, err := q.NewConsumer("slow")
+	require.NoError(t, err)
+	msg := payload(4, 1000)
+	for i := 0; i < 100; i++ {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	for !q.IsEmpty() {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	arenas, _, _ := arenaFiles(t, dir)
+	require.Greater(t, arenas, 20, "the unread consumer pins every arena")
+
+	got, err := slow.Dequeue()
+	require.NoError(t, err)
+	require.Equal(t, msg, got)
+
+	require.NoError(t, q.DeleteConsumer("slow"))
+	arenas, _, _ = arenaFiles(t, dir)
+	require.LessOrEqual(t, arenas, 1, "deleting the consumer frees its data")
+	_, err = slow.Dequeue()
+	require.ErrorIs(t, err, ErrNoConsumer)
+	require.True(t, slow.IsEmpty())
+}
+
+func TestConsumersIndependentAndPersisted(t *testing.T) {
+	opts := []Option{SetArenaSize(4096)}
+	q, dir := openTestQueue(t, opts...)
+	for i := 0; i < 50; i++ {
+		require.NoError(t, q.EnqueueString(fmt.Sprint("m", i)))
+	}
+	a, err := q.NewConsumer("a")
+	require.NoError(t, err)
+	b, err := q.NewConsumer("b")
+	require.NoError(t, err)
+	again, err := q.NewConsumer("a")
+	require.NoError(t, err)
+	for i := 0; i < 10; i++ {
+		s, err := a.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprint("m", i), s)
+	}
+	s, err := again.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "m10", s, "handles of one name share its position")
+	for i := 0; i < 3; i++ {
+		s, err := b.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprint("m", i), s)
+	}
+	s, err = q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "m0", s, "the default consumer is independent")
+
+	c, err := q.FromConsumer("c", a)
+	require.NoError(t, err)
+	s, err = c.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "m11", s, "FromConsumer copies the position")
+	require.Equal(t, []string{"__default__", "a", "b", "c"}, q.Consumers())
+
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, opts...)
+	require.Equal(t, []string{"__default__", "a", "b", "c"}, q.Consumers())
+	for name, want := range map[string]string{"a": "m11", "b": "m3", "c": "m12", "__default__": "m1"} {
+		c, err := q.NewConsumer(name)
+		require.NoError(t, err)
+		s, err := c.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, want, s, "consumer %s after reopen", name)
+	}
+}
+
+func TestConsumerErrors(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096))
+	other, _ := openTestQueue(t, SetArenaSize(4096))
+	oc, err := other.NewConsumer("x")
+	require.NoError(t, err)
+
+	_, err = q.FromConsumer("y", oc)
+	require.ErrorIs(t, err, ErrDifferentQueues)
+	_, err = q.FromConsumer("y", nil)
+	require.ErrorIs(t, err, ErrNoConsumer)
+	_, err = q.NewConsumer("")
+	require.ErrorIs(t, err, ErrInvalidName)
+	_, err = q.NewConsumer(strings.Repeat("n", MaxConsumerNameLen+1))
+	require.ErrorIs(t, err, ErrInvalidName)
+	long, err := q.NewConsumer(strings.Repeat("n", MaxConsumerNameLen))
+	require.NoError(t, err)
+	require.True(t, long.IsEmpty())
+	require.ErrorIs(t, q.DeleteConsumer("nobody"), ErrNoConsumer)
+
+	x, err := q.NewConsumer("x")
+	require.NoError(t, err)
+	require.NoError(t, q.DeleteConsumer("x"))
+	_, err = q.FromConsumer("z", x)
+	require.ErrorIs(t, err, ErrNoConsumer)
+	_, err = x.DequeueString()
+	require.ErrorIs(t, err, ErrNoConsumer)
+}
+
+func TestManyConsumersGrowIndex(t *testing.T) {
+	opts := []Option{SetArenaSize(4096)}
+	q, dir := openTestQueue(t, opts...)
+	require.NoError(t, q.EnqueueString("hello"))
+	const n = 100 // several times what the first index page holds
+	for i := 0; i < n; i++ {
+		_, err := q.NewConsumer(fmt.Sprint("c", i))
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, opts...)
+	require.Len(t, q.Consumers(), n+1)
+	for i := 0; i < n; i++ {
+		c, err := q.NewConsumer(fmt.Sprint("c", i))
+		require.NoError(t, err)
+		s, err := c.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, "hello", s)
+	}
+}
+
+func TestDeleteDefaultConsumer(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096))
+	for i := 0; i < 3; i++ {
+		require.NoError(t, q.EnqueueString(fmt.Sprint(i)))
+	}
+	s, err := q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "0", s)
+	require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
+	require.Empty(t, q.Consumers())
+	require.False(t, q.IsEmpty(), "with no consumer the data stays")
+
+	// The next queue-level read re-creates the default consumer at the
+	// oldest stored message, which is still "1" (nothing was reclaimed
+	// past the position the deleted consumer had).
+	s, err = q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "1", s)
+	require.Equal(t, []string{"__default__"}, q.Consumers())
+
+	require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, SetArenaSize(4096))
+	require.Empty(t, q.Consumers(), "a deleted default consumer stays deleted across reopen")
+	s, err = q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "2", s)
+}
+
+// TestNewConsumerAfterReclaim: a consumer created after the oldest arenas
+// were reclaimed starts at the oldest message still stored.
+func TestNewConsumerAfterReclaim(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096))
+	msg := make([]byte, 500)
+	for i := 0; i < 40; i++ {
+		copy(msg, fmt.Sprint(i, "|"))
+		require.NoError(t, q.Enqueue(msg))
+	}
+	for i := 0; i < 30; i++ {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	late, err := q.NewConsumer("late")
+	require.NoError(t, err)
+	got, err := late.Dequeue()
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(got, []byte("30|")), "got %q", got[:4])
+}
+
+func TestOptionErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		opt  Option
+		want error
+	}{
+		{SetArenaSize(os.Getpagesize() - 1), ErrTooSmallArenaSize},
+		{SetArenaSize(0), ErrTooSmallArenaSize},
+		{SetArenaSize(-5), ErrTooSmallArenaSize},
+		{SetMaxInMemArenas(1), ErrTooFewInMemArenas},
+		{SetMaxInMemArenas(2), ErrTooFewInMemArenas},
+		{SetMaxInMemArenas(-1), ErrTooFewInMemArenas},
+	} {
+		_, err := NewQueue(dir, tc.opt)
+		require.ErrorIs(t, err, tc.want)
+	}
+	for _, opt := range []Option{SetMaxInMemArenas(0), SetMaxInMemArenas(3), SetPeriodicFlushOps(0),
+		SetPeriodicFlushOps(-1), SetPeriodicFlushDuration(0), SetPeriodicFlushDuration(-time.Second)} {
+		q, err := NewQueue(t.TempDir(), opt)
+		require.NoError(t, err)
+		require.NoError(t, q.Close())
+	}
+}
+
+func TestArenaSizeIsStored(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(8192))
+	require.NoError(t, q.EnqueueString("x"))
+	require.NoError(t, q.Close())
+	_, err := NewQueue(dir, SetArenaSize(4096))
+	require.ErrorIs(t, err, ErrInvalidArenaSize)
+	q = openTestQueueIn(t, dir) // no SetArenaSize: the stored size is used
+	s, err := q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "x", s)
+}
+
+func TestIncompatibleVersion(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096))
+	require.NoError(t, q.Close())
+	path := filepath.Join(dir, indexFileName)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	raw[idxVersionOff] = formatVersion + 1
+	require.NoError(t, os.WriteFile(path, raw, 0o644))
+	_, err = NewQueue(dir)
+	require.ErrorIs(t, err, ErrIncompatibleVersion)
+
+	raw[idxVersionOff] = formatVersion
+	raw[idxMagicOff] ^= 0xff
+	require.NoError(t, os.WriteFile(path, raw, 0o644))
+	_, err = NewQueue(dir)
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+func TestTooLarge(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096))
+	// 4 GiB of virtual memory the runtime takes zeroed from the OS and
+	// nothing touches: the length is checked before anything is read.
+	big := make([]byte, MaxMessageSize+1)
+	require.ErrorIs(t, q.Enqueue(big), ErrTooLarge)
+	require.True(t, q.IsEmpty())
+}
+
+func TestFlushAndPeriodicFlush(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(10), SetPeriodicFlushDuration(0))
+	require.NoError(t, q.Flush())
+	q.mu.Lock()
+	base := q.flushes
+	q.mu.Unlock()
+	for i := 0; i < 100; i++ {
+		require.NoError(t, q.EnqueueString("x"))
+	}
+	// The ops trigger is asynchronous: wait for the flusher to report, by
+	// polling its counter, with a generous deadline.
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.flushes > base
+	}, 10*time.Second, time.Millisecond)
+	q.mu.Lock()
+	ck := q.idx.checkpoint()
+	q.mu.Unlock()
+	require.Positive(t, ck.offset)
+}
+
+func TestAllocations(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(64<<10))
+	msg := payload(1, 128)
+	s := string(msg)
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = q.Enqueue(msg) }), "Enqueue")
+	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = q.EnqueueString(s) }), "EnqueueString")
+	require.Equal(t, 1.0, testing.AllocsPerRun(1000, func() { _, _ = q.Dequeue() }), "Dequeue")
+}
+
+// TestConcurrentProducersConsumers: every message reaches every consumer
+// exactly once, in per-producer order.
+func TestConcurrentProducersConsumers(t *testing.T) {
+	const producers, perProducer, readersPerConsumer = 4, 2000, 3
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(4), SetPeriodicFlushOps(500))
+	names := []string{"a", "b"}
+	var consumers []*Consumer
+	for _, n := range names {
+		c, err := q.NewConsumer(n)
+		require.NoError(t, err)
+		consumers = append(consumers, c)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perProducer; i++ {
+				msg := fmt.Sprintf("%d:%d:%s", p, i, strings.Repeat("x", i%300))
+				if err := q.EnqueueString(msg); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	type seen struct {
+		mu   sync.Mutex
+		last map[int]int
+		n    int
+	}
+	var readers sync.WaitGroup
+	results := make([]*seen, len(consumers))
+	total := producers * perProducer
+	for ci, c := range consumers {
+		s := &seen{last: map[int]int{}}
+		results[ci] = s
+		for r := 0; r < readersPerConsumer; r++ {
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				for {
+					s.mu.Lock()
+					done := s.n == total
+					s.mu.Unlock()
+					if done {
+						return
+					}
+					// Hold s.mu across the dequeue so that the order
+					// check sees messages in the order they left the queue.
+					s.mu.Lock()
+					msg, err := c.DequeueString()
+					if errors.Is(err, ErrEmptyQueue) {
+						s.mu.Unlock()
+						continue
+					}
+					if err != nil {
+						s.mu.Unlock()
+						errs <- err
+						return
+					}
+					var p, i int
+					_, err = fmt.Sscanf(msg, "%d:%d:", &p, &i)
+					if err == nil && msg != fmt.Sprintf("%d:%d:%s", p, i, strings.Repeat("x", i%300)) {
+						err = fmt.Errorf("garbled message %q", msg)
+					}
+					if last, ok := s.last[p]; err == nil && ok && i != last+1 {
+						err = fmt.Errorf("producer %d: got %d after %d", p, i, last)
+					}
+					if _, ok := s.last[p]; err == nil && !ok && i != 0 {
+						err = fmt.Errorf("producer %d: first message %d", p, i)
+					}
+					s.last[p] = i
+					s.n++
+					s.mu.Unlock()
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	for ci, s := range results {
+		require.Equal(t, total, s.n, "consumer %s", names[ci])
+		for p := 0; p < producers; p++ {
+			require.Equal(t, perProducer-1, s.last[p], "consumer %s producer %d", names[ci], p)
+		}
+	}
+}
