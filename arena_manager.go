@@ -50,7 +50,8 @@ type arenaManager struct {
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
 	clock  uint64            // incremented on every access; LRU order
 
-	first, next uint64   // arena files [first, next) exist
+	first, next uint64          // arena numbers in use; a number in between may be absent
+	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
 	spares      []string // paths of spare files ready for reuse
 	spareSeq    uint64   // numbers spare file names
 	dirDirty    bool     // a file was created, renamed or removed since the last directory fsync
@@ -72,6 +73,7 @@ func newArenaManager(dir string, arenaSize int, queueID uint64, maxMapped int) *
 		queueID:   queueID,
 		maxMapped: maxMapped,
 		mapped:    make(map[uint64]*arena),
+		present:   make(map[uint64]bool),
 	}
 	m.pinCond = sync.NewCond(&m.pinMu)
 	return m
@@ -92,14 +94,17 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		a.lastUse = m.clock
 		return a, nil
 	}
-	if id < m.first || id >= m.next {
-		return nil, fmt.Errorf("arena %d does not exist (have %d to %d): %w", id, m.first, m.next, ErrCorrupt)
+	if id < m.first || id >= m.next || !m.present[id] {
+		return nil, fmt.Errorf("arena %d is missing or damaged (have %d to %d): %w", id, m.first, m.next, ErrCorrupt)
 	}
 	if err := m.makeRoom(); err != nil {
 		return nil, err
 	}
 	path := m.arenaPath(id)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("open arena %d: %w: %w", id, err, ErrCorrupt)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open arena %d: %w", id, err)
 	}
@@ -157,6 +162,7 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	m.clock++
 	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true}
 	m.mapped[id] = a
+	m.present[id] = true
 	m.next++
 	return a, nil
 }
@@ -309,6 +315,10 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 // early at an arena a flush is syncing; a later call finishes the work.
 func (m *arenaManager) reclaimBelow(id uint64) error {
 	for m.first < id && m.first < m.next {
+		if !m.present[m.first] {
+			m.first = min(id, m.nextPresent(m.first))
+			continue
+		}
 		if a := m.mapped[m.first]; a != nil && m.pinned(a) {
 			return nil
 		}
@@ -405,6 +415,10 @@ func (m *arenaManager) drop(id uint64) error {
 	}
 	m.dirDirty = true
 	path := m.arenaPath(id)
+	if !m.present[id] {
+		return nil
+	}
+	delete(m.present, id)
 	if len(m.spares) < maxSpareArenas {
 		m.spareSeq++
 		sp := m.sparePath(m.spareSeq)
@@ -418,4 +432,19 @@ func (m *arenaManager) drop(id uint64) error {
 		return fmt.Errorf("drop arena %d: %w", id, err)
 	}
 	return nil
+}
+
+// nextPresent returns the smallest existing arena number >= id, or next.
+// It walks the set of files, so absent ranges cost nothing however long.
+func (m *arenaManager) nextPresent(id uint64) uint64 {
+	if m.present[id] {
+		return id
+	}
+	n := m.next
+	for p := range m.present {
+		if p >= id && p < n {
+			n = p
+		}
+	}
+	return n
 }

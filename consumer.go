@@ -123,7 +123,7 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 		slot = q.idx.freeSlot()
 	}
 	st := &consumerState{name: name, slot: slot, off: q.head, seq: q.headSeq}
-	q.idx.addConsumer(slot, name, st.off)
+	q.idx.addConsumer(slot, name, st.off, st.seq)
 	q.consumers[name] = st
 	return st, nil
 }

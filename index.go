@@ -44,7 +44,8 @@ const (
 	slotStateOff   = 8  // uint32 slotFree or slotUsed; written last on create
 	slotNameLenOff = 12 // uint32 length of the name
 	slotCRCOff     = 16 // uint32 CRC32C of bytes [12,16) and the name
-	slotNameOff    = 24 // name bytes, at most MaxConsumerNameLen
+	slotSeqOff     = 24 // uint64 hint: sequence number of the record at the position, stored just before it
+	slotNameOff    = 32 // name bytes, at most MaxConsumerNameLen
 	slotSize       = 256
 
 	slotFree = 0
@@ -103,9 +104,10 @@ type checkpoint struct {
 
 // consumerSlot is a decoded consumer entry of the index.
 type consumerSlot struct {
-	slot   int
-	name   string
-	offset uint64
+	slot    int
+	name    string
+	offset  uint64
+	seqHint uint64 // to be checked against the record at offset
 }
 
 // index is the memory-mapped index file. All methods need the queue's mu,
@@ -123,9 +125,12 @@ func headerCRC(b []byte) uint32 {
 }
 
 // createIndex writes a new index file at path for a queue with the given
-// arena size and id, and maps it.
+// arena size and id, and maps it. The file is written and synced under a
+// temporary name and renamed into place, so that a crash leaves either no
+// index or a complete one; the caller fsyncs the directory.
 func createIndex(path string, arenaSize int, queueID uint64) (*index, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create index: %w", err)
 	}
@@ -144,6 +149,9 @@ func createIndex(path string, arenaSize int, queueID uint64) (*index, error) {
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync index %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("create index: %w", err)
 	}
 	data, err := mapFile(f, initialIndexSize)
 	if err != nil {
@@ -257,7 +265,8 @@ func (x *index) consumers() (list []consumerSlot, dropped int) {
 			dropped++
 			continue
 		}
-		list = append(list, consumerSlot{slot: i, name: string(s[slotNameOff : slotNameOff+n]), offset: le64(s[slotOffsetOff:])})
+		list = append(list, consumerSlot{slot: i, name: string(s[slotNameOff : slotNameOff+n]),
+			offset: le64(s[slotOffsetOff:]), seqHint: le64(s[slotSeqOff:])})
 	}
 	return list, dropped
 }
@@ -272,15 +281,15 @@ func (x *index) freeSlot() int {
 	return -1
 }
 
-// addConsumer fills slot i with name at offset. The state word is written
-// last, so a crash before it leaves a free slot.
-func (x *index) addConsumer(i int, name string, offset uint64) {
+// addConsumer fills slot i with name at (offset, seq). The state word is
+// written last, so a crash before it leaves a free slot.
+func (x *index) addConsumer(i int, name string, offset, seq uint64) {
 	s := x.slot(i)
 	clear(s[slotNameLenOff:])
 	binary.LittleEndian.PutUint32(s[slotNameLenOff:], uint32(len(name)))
 	copy(s[slotNameOff:], name)
 	binary.LittleEndian.PutUint32(s[slotCRCOff:], slotCRC(s, len(name)))
-	storeCommit(s[slotOffsetOff:], offset)
+	x.setConsumerPosition(i, offset, seq)
 	binary.LittleEndian.PutUint32(s[slotStateOff:], slotUsed)
 }
 
@@ -288,8 +297,13 @@ func (x *index) removeConsumer(i int) {
 	binary.LittleEndian.PutUint32(x.slot(i)[slotStateOff:], slotFree)
 }
 
-func (x *index) setConsumerOffset(i int, off uint64) {
-	storeCommit(x.slot(i)[slotOffsetOff:], off)
+// setConsumerPosition stores the sequence hint, then commits the offset.
+// A crash between the two leaves a hint that does not match the record at
+// the offset, which recovery detects and resolves by walking the arena.
+func (x *index) setConsumerPosition(i int, off, seq uint64) {
+	s := x.slot(i)
+	binary.LittleEndian.PutUint64(s[slotSeqOff:], seq)
+	storeCommit(s[slotOffsetOff:], off)
 }
 
 // grow doubles the number of slots: it extends the file and maps it anew.

@@ -350,6 +350,9 @@ func (q *Queue) readRecord(st *consumerState, dst []byte) ([]byte, uint64, error
 	if st.off >= q.tail {
 		return dst, 0, ErrEmptyQueue
 	}
+	if q.tail-st.off < recordHeaderSize {
+		return dst, 0, q.skipDamage(st, "position is inside the last record")
+	}
 	h := q.scratch[:]
 	if err := q.am.readAt(st.off, h); err != nil {
 		return dst, 0, q.readFailed(st, err)
@@ -395,7 +398,7 @@ func (q *Queue) skipDamage(st *consumerState, reason string) error {
 	from := st.off
 	to, toSeq := q.tail, q.tailSeq
 	ds := q.am.dataSize
-	for id := from/ds + 1; id*ds < q.tail && id < q.am.next; id++ {
+	for id := q.am.nextPresent(from/ds + 1); id*ds < q.tail && id < q.am.next; id = q.am.nextPresent(id + 1) {
 		h, err := q.am.header(id)
 		if err == nil && h.first > from && h.first >= id*ds && h.first < q.tail && h.firstSeq < q.tailSeq {
 			to, toSeq = h.first, h.firstSeq
@@ -412,7 +415,7 @@ func (q *Queue) skipDamage(st *consumerState, reason string) error {
 func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	wasHead := st.off == q.head
 	st.off, st.seq = off, seq
-	q.idx.setConsumerOffset(st.slot, off)
+	q.idx.setConsumerPosition(st.slot, off, seq)
 	if wasHead {
 		q.advanceHead()
 	}

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
+
+// unknownSeq is the sequence number of a position recovery could not prove
+// to be a record boundary. No record has it, so the first read from such a
+// position skips to the next intact arena and reports ErrCorrupt.
+const unknownSeq = ^uint64(0)
 
 // recover rebuilds the queue's state from the index and the arena files
 // after any shutdown, clean or not. Needs mu or exclusive access.
@@ -16,34 +20,33 @@ import (
 // The index's tail may be ahead of the data that reached the disk (the
 // kernel writes index pages back on its own), so the records between the
 // last checkpoint and the tail are verified and the tail is cut back to the
-// last valid one. Positions are then clamped into [head, tail]. Everything
-// else is trusted: records below the checkpoint were msynced before it was
-// written, and are checked again when read.
+// last valid one. Consumer positions are checked against the record they
+// point at and clamped into [head, tail]. Records below the checkpoint
+// were msynced before it was written; reads check them again.
 func (q *Queue) recover() error {
 	m := q.am
 	ds := m.dataSize
-	idxTail, ckpt := q.idx.tail(), q.idx.checkpoint()
-
-	if err := q.inventory(ckpt); err != nil {
+	idxTail, idxHead, ckpt := q.idx.tail(), q.idx.head(), q.idx.checkpoint()
+	limit := max(idxTail, ckpt.offset)
+	if err := q.inventory(idxHead, limit, ckpt); err != nil {
 		return err
 	}
-	inRange := func(off uint64) bool { return m.first*ds <= off && off <= m.next*ds }
-	limit := max(idxTail, ckpt.offset)
 
-	// Find a record boundary to verify from: the checkpoint, else the first
-	// record named by an intact arena header, else the end of the arenas.
+	// Find a record boundary to verify from: the checkpoint when its arena
+	// is intact, else the first record named by the oldest intact arena
+	// header, else the end of the arenas.
 	start, seq, found := ckpt.offset, ckpt.seq, false
-	if inRange(ckpt.offset) {
-		if id := ckpt.offset / ds; id == m.next || ckpt.offset == m.next*ds {
+	if m.first*ds <= ckpt.offset && ckpt.offset <= m.next*ds {
+		if ckpt.offset == m.next*ds {
 			found = true
-		} else if _, err := m.header(id); err == nil {
+		} else if _, err := m.header(ckpt.offset / ds); err == nil {
 			found = true
-		} else if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrIncompatibleVersion) {
+		} else if !isDamage(err) {
 			return err
 		}
 	}
 	if !found {
-		b, ok, err := q.oldestBoundary(limit)
+		b, ok, err := q.oldestBoundary(m.first, limit)
 		if err != nil {
 			return err
 		}
@@ -53,7 +56,6 @@ func (q *Queue) recover() error {
 			start = m.next * ds
 		}
 	}
-
 	tail, tailSeq, err := q.verify(start, seq, limit)
 	if err != nil {
 		return err
@@ -64,48 +66,64 @@ func (q *Queue) recover() error {
 	}
 
 	// Arenas past the one holding the last valid byte hold no committed
-	// record (an interrupted write): keep them as spares.
-	keepNext := m.first
-	if tail > m.first*ds {
-		keepNext = (tail-1)/ds + 1
-	}
-	for id := keepNext; id < m.next; id++ {
+	// record (an interrupted write): they become spares.
+	keepNext := max(m.first, (tail+ds-1)/ds)
+	for id := m.nextPresent(keepNext); id < m.next; id = m.nextPresent(id + 1) {
 		if err := m.drop(id); err != nil {
 			return err
 		}
 	}
 	m.next = min(m.next, keepNext)
+	m.first = min(m.first, m.next)
 
-	head, headSeq, err := q.recoverHead(q.idx.head())
-	if err != nil {
-		return err
-	}
+	// Consumers: positions at or past the tail move to it; positions in
+	// arenas that are gone wait for the head; the others are checked.
 	list, _ := q.idx.consumers()
+	var below []*consumerState
+	head, headSeq, anyAbove := tail, tailSeq, false
 	for _, c := range list {
 		st := &consumerState{name: c.name, slot: c.slot, off: c.offset}
 		switch {
-		case st.off < head:
-			st.off, st.seq = head, headSeq
-		case st.off >= tail:
+		case c.offset >= tail:
 			st.off, st.seq = tail, tailSeq
+		case c.offset < m.first*ds:
+			below = append(below, st)
 		default:
-			s, err := q.seqAt(st.off)
-			if err != nil {
+			if st.seq, err = q.seqAt(c.offset, c.seqHint); err != nil {
 				return err
 			}
-			// A position that is not a record boundary gets a sequence
-			// number no record has: its first read skips the damage.
-			st.seq = min(max(s, headSeq), tailSeq)
 		}
-		if st.off != c.offset {
-			q.idx.setConsumerOffset(st.slot, st.off)
+		if c.offset >= m.first*ds && c.offset < head {
+			head, headSeq = c.offset, st.seq
 		}
+		anyAbove = anyAbove || c.offset >= m.first*ds
 		q.consumers[c.name] = st
 	}
+	if !anyAbove {
+		if head, headSeq, err = q.recoverHead(idxHead); err != nil {
+			return err
+		}
+	} else if len(below) > 0 {
+		// Their arenas are gone: they go on from the oldest record left.
+		b, ok, err := q.oldestBoundary(m.first, tail)
+		if err != nil {
+			return err
+		}
+		if ok && b.first < head && b.firstSeq < tailSeq {
+			head, headSeq = b.first, b.firstSeq
+		}
+	}
+	for _, st := range below {
+		st.off, st.seq = head, headSeq
+	}
+	for _, c := range list {
+		if st := q.consumers[c.name]; st.off != c.offset || st.seq != c.seqHint {
+			q.idx.setConsumerPosition(st.slot, st.off, st.seq)
+		}
+	}
 	q.head, q.headSeq = head, headSeq
+	q.idx.setHead(head)
 	q.ckpt = ckpt
-	q.advanceHead()
-	q.idx.setHead(q.head)
 	q.reclaim()
 	if err := q.bgErr; err != nil {
 		return err
@@ -113,22 +131,41 @@ func (q *Queue) recover() error {
 	return nil
 }
 
-// inventory lists the directory: the highest contiguous run of arena files
-// of the right size becomes [first, next); other arena files are removed;
-// spare files are kept up to maxSpareArenas.
-func (q *Queue) inventory(ckpt checkpoint) error {
+// isDamage reports whether err says that stored bytes are bad, as opposed
+// to an error of the system that recovery must not paper over.
+func isDamage(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIncompatibleVersion)
+}
+
+// inventory lists the directory and sets [first, next) and the set of
+// present arenas. Arena files below the stored head's arena were consumed
+// (the head is stored before an arena is removed) and are deleted. Arena
+// files past the highest offset the index names hold no committed record
+// and become spares. Files of the wrong size are renamed damaged-<n>.bq and
+// left for inspection (mapping them could fault); their numbers stay holes
+// in the range, read as ErrCorrupt. An arena file missing at the bottom of
+// the range is taken as reclaimed: after a power loss the removal of a
+// consumed arena can be durable while the positions that allowed it are
+// not. Spare files are kept up to maxSpareArenas.
+func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	m := q.am
+	ds := m.dataSize
 	entries, err := os.ReadDir(q.dir)
 	if err != nil {
 		return fmt.Errorf("list queue directory: %w", err)
 	}
-	sizes := make(map[uint64]int64)
-	var ids []uint64
+	floor := uint64(0)
+	if idxHead <= limit {
+		floor = idxHead / ds
+	}
+	ceiling := limit / ds // the last arena a committed byte can be in
+	m.first, m.next = (ckpt.offset+ds-1)/ds, 0
+	var beyond, damaged []uint64
 	for _, e := range entries {
 		name := e.Name()
+		path := filepath.Join(q.dir, name)
 		if n, ok := parseFileNumber(name, "spare-"); ok {
 			m.spareSeq = max(m.spareSeq, n)
-			path := filepath.Join(q.dir, name)
 			if len(m.spares) < maxSpareArenas {
 				m.spares = append(m.spares, path)
 			} else if err := os.Remove(path); err != nil {
@@ -144,30 +181,47 @@ func (q *Queue) inventory(ckpt checkpoint) error {
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", name, err)
 		}
-		sizes[id] = info.Size()
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-
-	// With no arena at all, start after the checkpoint's arena.
-	m.first = (ckpt.offset + m.dataSize - 1) / m.dataSize
-	m.next = m.first
-	for i := len(ids) - 1; i >= 0; i-- {
-		if sizes[ids[i]] == int64(q.opts.arenaSize) {
-			m.next = ids[i] + 1
-			m.first = ids[i]
-			for m.first > 0 && sizes[m.first-1] == int64(q.opts.arenaSize) {
-				m.first--
+		m.dirDirty = true
+		switch {
+		case id < floor:
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
-			break
+			continue
+		case info.Size() != int64(q.opts.arenaSize):
+			if err := os.Rename(path, filepath.Join(q.dir, fmt.Sprintf("damaged-%d.bq", id))); err != nil {
+				return fmt.Errorf("set aside damaged arena %d: %w", id, err)
+			}
+			if id <= ceiling {
+				damaged = append(damaged, id)
+			}
+			continue
+		case id > ceiling:
+			beyond = append(beyond, id)
+			continue
 		}
+		m.present[id] = true
 	}
-	for _, id := range ids {
-		if id < m.first || id >= m.next {
-			m.dirDirty = true
-			if err := os.Remove(m.arenaPath(id)); err != nil {
-				return fmt.Errorf("remove stray arena %d: %w", id, err)
-			}
+	if len(m.present)+len(damaged) > 0 {
+		// A damaged arena stays a hole in the range, so that a consumer
+		// reaching it reports ErrCorrupt instead of moving on silently.
+		m.first = ^uint64(0)
+		for id := range m.present {
+			m.first = min(m.first, id)
+			m.next = max(m.next, id+1)
+		}
+		for _, id := range damaged {
+			m.first = min(m.first, id)
+			m.next = max(m.next, id+1)
+		}
+	} else {
+		m.first = max(m.first, floor)
+		m.next = m.first
+	}
+	for _, id := range beyond {
+		m.present[id] = true
+		if err := m.drop(id); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -188,13 +242,14 @@ func parseFileNumber(name, prefix string) (uint64, bool) {
 }
 
 // oldestBoundary returns the first record named by the oldest intact arena
-// header, when one names a boundary inside the arenas and not past limit.
-func (q *Queue) oldestBoundary(limit uint64) (arenaHeader, bool, error) {
+// header from arena from on, when one names a boundary inside the arenas
+// and not past limit.
+func (q *Queue) oldestBoundary(from, limit uint64) (arenaHeader, bool, error) {
 	m := q.am
-	for id := m.first; id < m.next; id++ {
+	for id := m.nextPresent(from); id < m.next; id = m.nextPresent(id + 1) {
 		h, err := m.header(id)
 		if err != nil {
-			if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIncompatibleVersion) {
+			if isDamage(err) {
 				continue
 			}
 			return h, false, err
@@ -208,29 +263,15 @@ func (q *Queue) oldestBoundary(limit uint64) (arenaHeader, bool, error) {
 
 // verify walks the records from the boundary (off, seq) up to limit and
 // returns the end of the last valid one and the next sequence number. A
-// record is valid when its arena exists, its length stays below limit, its
+// record is valid when its arena exists, it ends at or below limit, its
 // sequence number follows and its checksum matches.
 func (q *Queue) verify(off, seq, limit uint64) (uint64, uint64, error) {
-	var h [recordHeaderSize]byte
 	for off < limit {
-		if err := q.am.readAt(off, h[:]); err != nil {
-			if errors.Is(err, ErrCorrupt) {
-				break
-			}
-			return 0, 0, err
-		}
-		n := uint64(le32(h[recordLenOff:]))
-		if le64(h[recordSeqOff:]) != seq || n > limit-off-recordHeaderSize {
-			break
-		}
-		crc, err := q.am.checksum(off+recordHeaderSize, n, crc32Of(h[recordLenOff:]))
+		n, ok, err := q.checkRecord(off, seq, limit, true)
 		if err != nil {
-			if errors.Is(err, ErrCorrupt) {
-				break
-			}
 			return 0, 0, err
 		}
-		if crc != le32(h[recordCRCOff:]) {
+		if !ok {
 			break
 		}
 		off += recordHeaderSize + n
@@ -239,38 +280,96 @@ func (q *Queue) verify(off, seq, limit uint64) (uint64, uint64, error) {
 	return off, seq, nil
 }
 
-// recoverHead clamps the stored head into the recovered arenas and tail
-// and finds its sequence number.
+// checkRecord reports whether a record with sequence number seq starts at
+// off and ends at or below limit, and returns its payload length. With sum
+// it also checks the checksum, reading the payload in place.
+func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, error) {
+	if off > limit || limit-off < recordHeaderSize {
+		return 0, false, nil
+	}
+	var h [recordHeaderSize]byte
+	if err := q.am.readAt(off, h[:]); err != nil {
+		if isDamage(err) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	n := uint64(le32(h[recordLenOff:]))
+	if le64(h[recordSeqOff:]) != seq || n > limit-off-recordHeaderSize {
+		return 0, false, nil
+	}
+	if !sum {
+		return n, true, nil
+	}
+	crc, err := q.am.checksum(off+recordHeaderSize, n, crc32Of(h[recordLenOff:]))
+	if err != nil {
+		if isDamage(err) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	return n, crc == le32(h[recordCRCOff:]), nil
+}
+
+// seqAt returns the sequence number of the record at off, which lies in
+// [first*dataSize, tail). The hint stored with the position is accepted
+// when the record there carries it and passes its checksum; otherwise the
+// records of off's arena are walked from the first one its header names.
+// A position that is not a proven boundary gets unknownSeq.
+func (q *Queue) seqAt(off, hint uint64) (uint64, error) {
+	if _, ok, err := q.checkRecord(off, hint, q.tail, true); err != nil || ok {
+		return hint, err
+	}
+	s, ok, err := q.walkTo(off)
+	if err != nil || !ok {
+		return unknownSeq, err
+	}
+	return s, nil
+}
+
+// walkTo follows record headers from the first record named by off's
+// arena header and reports whether one starts exactly at off, with its
+// sequence number. It reads one arena's worth of headers at most.
+func (q *Queue) walkTo(off uint64) (uint64, bool, error) {
+	h, err := q.am.header(off / q.am.dataSize)
+	if err != nil {
+		if isDamage(err) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	p, s := h.first, h.firstSeq
+	for p < off {
+		n, ok, err := q.checkRecord(p, s, q.tail, false)
+		if err != nil || !ok {
+			return 0, false, err
+		}
+		p += recordHeaderSize + n
+		s++
+	}
+	return s, p == off && s <= q.tailSeq, nil
+}
+
+// recoverHead finds the oldest retained record when no consumer names it:
+// the stored head when it is a proven boundary, else the first record of
+// the oldest intact arena, else the tail.
 func (q *Queue) recoverHead(head uint64) (uint64, uint64, error) {
 	m := q.am
 	if head >= q.tail {
 		return q.tail, q.tailSeq, nil
 	}
 	if head >= m.first*m.dataSize {
-		s, err := q.seqAt(head)
+		s, ok, err := q.walkTo(head)
 		if err != nil {
 			return 0, 0, err
 		}
-		if s < q.tailSeq {
+		if ok {
 			return head, s, nil
 		}
 	}
-	b, ok, err := q.oldestBoundary(q.tail)
+	b, ok, err := q.oldestBoundary(m.first, q.tail)
 	if err != nil || !ok || b.firstSeq > q.tailSeq {
 		return q.tail, q.tailSeq, err
 	}
 	return b.first, b.firstSeq, nil
-}
-
-// seqAt returns the sequence number in the record header at off, unchecked;
-// the read that follows checks it. A missing arena gives the largest value.
-func (q *Queue) seqAt(off uint64) (uint64, error) {
-	var h [recordHeaderSize]byte
-	if err := q.am.readAt(off, h[:]); err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			return ^uint64(0), nil
-		}
-		return 0, err
-	}
-	return le64(h[recordSeqOff:]), nil
 }
