@@ -89,6 +89,8 @@
 //	index.bq        the index: header, then consumer slots
 //	arena-<n>.bq    arena number n, n in decimal, all of one size
 //	spare-<n>.bq    a consumed arena kept for reuse
+//	damaged-<n>.bq  an arena of the wrong size, set aside by NewQueue for
+//	                inspection; the queue never reads it again
 //
 // Records form one logical byte stream. Logical offset L lives in arena
 // L / D at byte 64 + L % D of its file, where D is the arena size minus the
@@ -124,10 +126,14 @@
 //	off  size  field
 //	  0     8  position: next record to read (commit word)
 //	  8     4  state: 0 free, 1 used (written last when a slot is filled)
-//	 12     4  name length, 1 to 232
+//	 12     4  name length, 1 to 224
 //	 16     4  CRC32C of bytes 12-15 and the name
 //	 20     4  zero
-//	 24   232  name
+//	 24     8  sequence number of the record at the position, stored
+//	           just before the position; opening accepts a position whose
+//	           record carries it and passes its CRC, and otherwise walks
+//	           the arena's record headers to prove it is a boundary
+//	 32   224  name
 //
 // Arena header (the first 64 bytes of every arena file):
 //
