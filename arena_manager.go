@@ -52,11 +52,11 @@ type arenaManager struct {
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
 	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
-	spares      []string // paths of spare files ready for reuse
-	spareSeq    uint64   // numbers spare file names
-	dirDirty    bool     // a file was created, renamed or removed since the last directory fsync
-	reclaimed   uint64   // arenas reclaimed since open
-	syncErr     error    // first failed msync of an eviction; the queue fails closed on it
+	spares      []string        // paths of spare files ready for reuse
+	spareSeq    uint64          // numbers spare file names
+	dirDirty    bool            // a file was created, renamed or removed since the last directory fsync
+	reclaimed   uint64          // arenas reclaimed since open
+	syncErr     error           // first failed msync of an eviction; the queue fails closed on it
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
 	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
