@@ -357,23 +357,6 @@ func (m *arenaManager) unpin(list []pinnedArena) {
 	m.pinCond.Broadcast()
 }
 
-// syncDirectory fsyncs dir, so that the files created, renamed or removed
-// in it survive a power loss. It needs no lock.
-func syncDirectory(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory for fsync: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // close msyncs (when sync is set) and unmaps every arena.
 func (m *arenaManager) close(sync bool) error {
 	var errs []error

@@ -40,7 +40,7 @@ func (q *Queue) NewConsumer(name string) (*Consumer, error) {
 // from belongs to another Queue, ErrNoConsumer when from is nil or was
 // deleted, and the errors of NewConsumer.
 func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
-	if from == nil {
+	if from == nil || from.q == nil {
 		return nil, fmt.Errorf("copy consumer %q from nil: %w", name, ErrNoConsumer)
 	}
 	if from.q != q {
@@ -81,6 +81,7 @@ func (q *Queue) DeleteConsumer(name string) error {
 		return fmt.Errorf("delete consumer %q: %w", name, ErrNoConsumer)
 	}
 	q.idx.removeConsumer(st.slot)
+	q.changed = true
 	delete(q.consumers, name)
 	st.deleted = true
 	if st.off == q.head {
@@ -124,6 +125,7 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 	}
 	st := &consumerState{name: name, slot: slot, off: q.head, seq: q.headSeq}
 	q.idx.addConsumer(slot, name, st.off, st.seq)
+	q.changed = true
 	q.consumers[name] = st
 	return st, nil
 }
@@ -131,6 +133,9 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 // IsEmpty reports whether the consumer has read every message. It reports
 // true after Close or DeleteConsumer.
 func (c *Consumer) IsEmpty() bool {
+	if c == nil || c.q == nil {
+		return true
+	}
 	c.q.mu.Lock()
 	defer c.q.mu.Unlock()
 	return c.q.closed || c.st.deleted || c.st.off >= c.q.tail
@@ -139,6 +144,9 @@ func (c *Consumer) IsEmpty() bool {
 // Dequeue removes the consumer's next message and returns it; see
 // Queue.Dequeue. It also returns ErrNoConsumer after DeleteConsumer.
 func (c *Consumer) Dequeue() ([]byte, error) {
+	if c == nil || c.q == nil {
+		return nil, fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
+	}
 	c.q.mu.Lock()
 	defer c.q.mu.Unlock()
 	return c.q.dequeue(c.st)

@@ -48,6 +48,7 @@ type Queue struct {
 	bgErr     error                  // an error of background housekeeping, returned once by the next Flush
 	ops       int64                  // mutations since the last flush started
 	flushes   uint64                 // successful flushes since open
+	changed   bool                   // the index or an arena changed since the last flush started
 	scratch   [recordHeaderSize]byte // header of the record being read or written
 
 	flushReq    chan struct{} // capacity 1: asks the flusher for a flush
@@ -229,6 +230,7 @@ func (q *Queue) enqueue(msg []byte) error {
 	}
 	q.tail, q.tailSeq = end, q.tailSeq+1
 	q.idx.setTail(end)
+	q.changed = true
 	q.mutated(1)
 	return nil
 }
@@ -415,6 +417,7 @@ func (q *Queue) skipDamage(st *consumerState, reason string) error {
 func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	wasHead := st.off == q.head
 	st.off, st.seq = off, seq
+	q.changed = true
 	q.idx.setConsumerPosition(st.slot, off, seq)
 	if wasHead {
 		q.advanceHead()
@@ -480,6 +483,14 @@ func (q *Queue) flush() error {
 		return err
 	}
 	q.ops = 0
+	if !q.changed && !q.am.dirDirty {
+		// Nothing to make durable: an idle queue costs no disk writes.
+		err := q.bgErr
+		q.bgErr = nil
+		q.mu.Unlock()
+		return err
+	}
+	q.changed = false
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 	pins := q.am.pinDirty()
 	dirDirty := q.am.dirDirty

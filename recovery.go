@@ -124,6 +124,7 @@ func (q *Queue) recover() error {
 	q.head, q.headSeq = head, headSeq
 	q.idx.setHead(head)
 	q.ckpt = ckpt
+	q.changed = true
 	q.reclaim()
 	if err := q.bgErr; err != nil {
 		return err

@@ -1,0 +1,106 @@
+package bigqueue
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// failSyncs makes every msync and fsync fail with EIO until the test ends
+// or the returned function is called.
+func failSyncs(t *testing.T) (restore func()) {
+	fail := func() error { return syscall.EIO }
+	syncFault.Store(&fail)
+	restore = func() { syncFault.Store(nil) }
+	t.Cleanup(restore)
+	return restore
+}
+
+// TestFailedFlushIsSticky: a failed msync is reported, never retried into a
+// false success; the queue fails closed until reopened, and reopening
+// finds everything a process crash would have kept.
+func TestFailedFlushIsSticky(t *testing.T) {
+	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
+	q, dir := openTestQueue(t, opts...)
+	require.NoError(t, q.EnqueueString("before"))
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.EnqueueString("unflushed"))
+
+	restore := failSyncs(t)
+	require.ErrorIs(t, q.Flush(), syscall.EIO)
+	restore()
+	require.ErrorIs(t, q.Flush(), syscall.EIO, "a later Flush fails too")
+	require.ErrorIs(t, q.EnqueueString("after"), syscall.EIO)
+	_, err := q.Dequeue()
+	require.ErrorIs(t, err, syscall.EIO)
+	_, err = q.NewConsumer("x")
+	require.ErrorIs(t, err, syscall.EIO)
+	require.ErrorIs(t, q.Close(), syscall.EIO, "Close reports the failure")
+	require.NoError(t, q.Close())
+
+	q = openTestQueueIn(t, dir, opts...)
+	for _, want := range []string{"before", "unflushed"} {
+		s, err := q.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, want, s)
+	}
+	require.True(t, q.IsEmpty())
+	require.NoError(t, q.Flush())
+}
+
+// TestFailedPeriodicFlush: the background flusher's error is kept and the
+// next call returns it.
+func TestFailedPeriodicFlush(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(1), SetPeriodicFlushDuration(0))
+	failSyncs(t)
+	require.NoError(t, q.EnqueueString("x"))
+	// The flush runs in the background: wait for its outcome.
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.failed != nil
+	}, 10*time.Second, time.Millisecond)
+	require.ErrorIs(t, q.EnqueueString("y"), syscall.EIO)
+	require.ErrorIs(t, q.Flush(), syscall.EIO)
+	require.ErrorIs(t, q.Close(), syscall.EIO)
+}
+
+// TestFailedEvictionSync: an arena that cannot be msynced before it is
+// unmapped fails the Enqueue that needed the room, and the queue with it.
+func TestFailedEvictionSync(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+	msg := make([]byte, 3000)
+	failSyncs(t)
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		err = q.Enqueue(msg)
+	}
+	require.ErrorIs(t, err, syscall.EIO)
+	require.ErrorIs(t, q.Enqueue(msg), syscall.EIO)
+	require.ErrorIs(t, q.Flush(), syscall.EIO)
+	require.ErrorIs(t, q.Close(), syscall.EIO)
+}
+
+// TestIdleFlushWritesNothing: a flush with nothing new does not sync.
+func TestIdleFlushWritesNothing(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+	require.NoError(t, q.EnqueueString("x"))
+	require.NoError(t, q.Flush())
+	failSyncs(t) // any sync now would fail the Flush
+	require.NoError(t, q.Flush())
+}
+
+func TestZeroConsumer(t *testing.T) {
+	q, _ := openTestQueue(t, SetArenaSize(4096))
+	var c Consumer
+	require.True(t, c.IsEmpty())
+	_, err := c.Dequeue()
+	require.ErrorIs(t, err, ErrNoConsumer)
+	_, err = c.DequeueString()
+	require.ErrorIs(t, err, ErrNoConsumer)
+	_, err = q.FromConsumer("x", &c)
+	require.ErrorIs(t, err, ErrNoConsumer)
+}
