@@ -1,9 +1,9 @@
 package bigqueue
 
 import (
+	"context"
 	"fmt"
 	"slices"
-	"unsafe"
 )
 
 // Consumer reads the queue independently of every other consumer, from its
@@ -149,14 +149,74 @@ func (c *Consumer) Dequeue() ([]byte, error) {
 	}
 	c.q.mu.Lock()
 	defer c.q.mu.Unlock()
-	return c.q.dequeue(c.st)
+	return c.q.dequeue(c.st, nil, false)
 }
 
 // DequeueString is Dequeue returning a string.
 func (c *Consumer) DequeueString() (string, error) {
-	b, err := c.Dequeue()
-	if err != nil {
-		return "", err
+	if c == nil || c.q == nil {
+		return "", fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
 	}
-	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	return c.q.dequeueString(c.st)
+}
+
+// Name returns the consumer's name.
+func (c *Consumer) Name() string {
+	if c == nil || c.st == nil {
+		return ""
+	}
+	return c.st.name
+}
+
+// Len returns how many messages the consumer has not read, in O(1). It
+// returns 0 after Close or DeleteConsumer.
+func (c *Consumer) Len() int64 {
+	if c == nil || c.q == nil {
+		return 0
+	}
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	if c.q.closed {
+		return 0
+	}
+	return c.q.lag(c.st)
+}
+
+// Peek returns the consumer's next message without consuming it; see
+// Queue.Peek for the at-least-once pattern and sharing a consumer.
+func (c *Consumer) Peek() ([]byte, error) {
+	if c == nil || c.q == nil {
+		return nil, fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
+	}
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	return c.q.peek(c.st)
+}
+
+// PeekString is Peek returning a string. The string is a copy.
+func (c *Consumer) PeekString() (string, error) {
+	b, err := c.Peek()
+	return string(b), err
+}
+
+// DequeueAppend consumes the consumer's next message and appends it to
+// dst; see Queue.DequeueAppend.
+func (c *Consumer) DequeueAppend(dst []byte) ([]byte, error) {
+	if c == nil || c.q == nil {
+		return dst, fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
+	}
+	c.q.mu.Lock()
+	defer c.q.mu.Unlock()
+	return c.q.dequeue(c.st, dst, true)
+}
+
+// DequeueWait is Dequeue that blocks while the consumer has nothing to
+// read; see Queue.DequeueWait.
+func (c *Consumer) DequeueWait(ctx context.Context) ([]byte, error) {
+	if c == nil || c.q == nil {
+		return nil, fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
+	}
+	return c.q.dequeueWait(ctx, c.st)
 }

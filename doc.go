@@ -22,6 +22,16 @@
 // queue-level read re-creates the default consumer at the oldest stored
 // message.
 //
+// # Everyday API
+//
+// Beyond the original: Len (exact, O(1)) per consumer; Peek and PeekString
+// for at-least-once processing (Peek, process, Dequeue to commit; the
+// Dequeue hands back the slice Peek read); DequeueAppend, which reads into
+// a caller's buffer without allocating; DequeueWait, which blocks until a
+// message arrives, its context ends or the queue closes, without polling;
+// EnqueueBatch, which stores messages all or none with one commit; and
+// Stats. Each exists on Queue (default consumer) and Consumer alike.
+//
 // # Disk space
 //
 // The queue is a sequence of fixed-size arena files. An arena every

@@ -1,6 +1,7 @@
 package bigqueue
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -33,24 +34,26 @@ type Queue struct {
 
 	// mu guards every field below, and the mappings of the arenas and the
 	// index. Every operation holds it from start to end.
-	mu        sync.Mutex
-	lockFile  *os.File      // holds the directory's flock until Close
-	am        *arenaManager // arena files and mappings
-	idx       *index        // the index mapping
-	tail      uint64        // logical end of the last committed record; equals idx.tail()
-	tailSeq   uint64        // sequence number the next record gets
-	head      uint64        // oldest retained record: min of consumer offsets, kept when there are none
-	headSeq   uint64        // sequence number of the record at head
-	ckpt      checkpoint    // the last checkpoint written to the index
-	consumers map[string]*consumerState
-	closed    bool
-	failed    error                  // sticky: a failed msync; every later call but Close returns it
-	bgErr     error                  // an error of background housekeeping, returned once by the next Flush
-	ops       int64                  // mutations since the last flush started
-	flushes   uint64                 // successful flushes since open
-	changed   bool                   // the index or an arena changed since the last flush started
-	scratch   [recordHeaderSize]byte // header of the record being read or written
+	mu           sync.Mutex
+	lockFile     *os.File      // holds the directory's flock until Close
+	am           *arenaManager // arena files and mappings
+	idx          *index        // the index mapping
+	tail         uint64        // logical end of the last committed record; equals idx.tail()
+	tailSeq      uint64        // sequence number the next record gets
+	head         uint64        // oldest retained record: min of consumer offsets, kept when there are none
+	headSeq      uint64        // sequence number of the record at head
+	ckpt         checkpoint    // the last checkpoint written to the index
+	consumers    map[string]*consumerState
+	closed       bool
+	failed       error                  // sticky: a failed msync; every later call but Close returns it
+	bgErr        error                  // an error of background housekeeping, returned once by the next Flush
+	ops          int64                  // mutations since the last flush started
+	flushes      uint64                 // successful flushes since open
+	changed      bool                   // the index or an arena changed since the last flush started
+	lastFlushErr error                  // the error of the latest failed flush or sync
+	scratch      [recordHeaderSize]byte // header of the record being read or written
 
+	dataReady   chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
 	flushReq    chan struct{} // capacity 1: asks the flusher for a flush
 	quit        chan struct{} // closed by Close: the flusher returns
 	flusherDone chan struct{} // closed by the flusher when it returns
@@ -64,6 +67,11 @@ type consumerState struct {
 	off     uint64 // next record to read; head <= off <= tail; equals the slot's offset
 	seq     uint64 // sequence number of the record at off
 	deleted bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
+
+	// peeked is the record at off when peekedValid: what Peek returned,
+	// handed out again by the next Peek or Dequeue without a second read.
+	peeked      []byte
+	peekedValid bool
 }
 
 // MmapQueue is the name the original bigqueue gave Queue; it lets a user of
@@ -192,6 +200,8 @@ func (q *Queue) usable() error {
 func (q *Queue) fail(err error) error {
 	if q.failed == nil {
 		q.failed = fmt.Errorf("queue failed, reopen it: %w", err)
+		q.lastFlushErr = q.failed
+		q.wakeWaiters() // so that they return the error
 	}
 	return q.failed
 }
@@ -232,6 +242,7 @@ func (q *Queue) enqueue(msg []byte) error {
 	q.idx.setTail(end)
 	q.changed = true
 	q.mutated(1)
+	q.wakeWaiters()
 	return nil
 }
 
@@ -290,16 +301,30 @@ func (q *Queue) Dequeue() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return q.dequeue(st)
+	return q.dequeue(st, nil, false)
 }
 
 // DequeueString is Dequeue returning a string.
 func (q *Queue) DequeueString() (string, error) {
-	b, err := q.Dequeue()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st, err := q.defaultConsumer()
 	if err != nil {
 		return "", err
 	}
-	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	return q.dequeueString(st)
+}
+
+// dequeueString is dequeue returning a string. It shares the bytes of a
+// message read just for it, and copies one that Peek handed out before.
+// Needs mu.
+func (q *Queue) dequeueString(st *consumerState) (string, error) {
+	shared := st.peekedValid
+	b, err := q.dequeue(st, nil, false)
+	if shared {
+		return string(b), err
+	}
+	return bytesToString(b), err
 }
 
 // IsEmpty reports whether the default consumer has read every message. It
@@ -325,21 +350,70 @@ func (q *Queue) defaultConsumer() (*consumerState, error) {
 	return q.consumerLocked(defaultConsumerKey)
 }
 
-// dequeue reads and consumes the next record of st. Needs mu.
-func (q *Queue) dequeue(st *consumerState) ([]byte, error) {
-	if err := q.usable(); err != nil {
-		return nil, err
+// dequeue reads and consumes the next record of st. Without appendTo the
+// message gets a slice of its own (or the one Peek returned); with it, it
+// is appended to dst. Needs mu.
+func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) ([]byte, error) {
+	if err := q.readable(st); err != nil {
+		return dst, err
 	}
-	if st.deleted {
-		return nil, fmt.Errorf("consumer %q: %w", st.name, ErrNoConsumer)
-	}
-	msg, next, err := q.readRecord(st, nil)
-	if err != nil {
-		return nil, err
+	var msg []byte
+	var next uint64
+	if st.peekedValid {
+		next = st.off + recordHeaderSize + uint64(len(st.peeked))
+		msg = st.peeked
+		if appendTo {
+			msg = append(dst, msg...)
+		}
+	} else {
+		var err error
+		if msg, next, err = q.readRecord(st, dst, !appendTo); err != nil {
+			return msg, err
+		}
 	}
 	q.moveConsumer(st, next, st.seq+1)
 	q.mutated(1)
 	return msg, nil
+}
+
+// peek reads the next record of st without consuming it, and keeps it for
+// the next peek or dequeue of st. Needs mu.
+func (q *Queue) peek(st *consumerState) ([]byte, error) {
+	if err := q.readable(st); err != nil {
+		return nil, err
+	}
+	if st.peekedValid {
+		return st.peeked, nil
+	}
+	msg, _, err := q.readRecord(st, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	st.peeked, st.peekedValid = msg, true
+	return msg, nil
+}
+
+// readable returns why st cannot be read, or nil. Needs mu.
+func (q *Queue) readable(st *consumerState) error {
+	if err := q.usable(); err != nil {
+		return err
+	}
+	if st.deleted {
+		return fmt.Errorf("consumer %q: %w", st.name, ErrNoConsumer)
+	}
+	return nil
+}
+
+// lag returns how many messages st has not read. A position recovery
+// could not prove counts as one message until its first read. Needs mu.
+func (q *Queue) lag(st *consumerState) int64 {
+	switch {
+	case st.deleted || st.off >= q.tail:
+		return 0
+	case st.seq > q.tailSeq:
+		return 1
+	}
+	return int64(q.tailSeq - st.seq)
 }
 
 // readRecord appends the payload of the record at st's position to dst
@@ -347,8 +421,9 @@ func (q *Queue) dequeue(st *consumerState) ([]byte, error) {
 // record's length against the tail, its sequence number and its checksum;
 // on a failed check it moves st past the damage and returns an error
 // wrapping ErrCorrupt. dst is reallocated only when its capacity is short;
-// a nil dst gets exactly the payload's length. Needs mu.
-func (q *Queue) readRecord(st *consumerState, dst []byte) ([]byte, uint64, error) {
+// with exact, the payload gets a new slice of exactly its length instead.
+// Needs mu.
+func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, uint64, error) {
 	if st.off >= q.tail {
 		return dst, 0, ErrEmptyQueue
 	}
@@ -367,8 +442,8 @@ func (q *Queue) readRecord(st *consumerState, dst []byte) ([]byte, uint64, error
 		return dst, 0, q.skipDamage(st, fmt.Sprintf("length %d runs past the tail", n))
 	}
 	start := len(dst)
-	if dst == nil {
-		dst = make([]byte, n)
+	if exact {
+		dst, start = make([]byte, n), 0
 	} else {
 		dst = slices.Grow(dst, int(n))[:start+int(n)]
 	}
@@ -417,6 +492,7 @@ func (q *Queue) skipDamage(st *consumerState, reason string) error {
 func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	wasHead := st.off == q.head
 	st.off, st.seq = off, seq
+	st.peeked, st.peekedValid = nil, false
 	q.changed = true
 	q.idx.setConsumerPosition(st.slot, off, seq)
 	if wasHead {
@@ -599,4 +675,152 @@ func (q *Queue) Close() error {
 		return fmt.Errorf("close queue %s: %w", q.dir, err)
 	}
 	return nil
+}
+
+// EnqueueBatch appends msgs in order as one atomic step: readers see all
+// of them or none, and a process crash keeps all or none (they share one
+// commit of the tail). An empty batch does nothing. It allocates nothing.
+// Errors are those of Enqueue; ErrTooLarge names the first oversized
+// message, and on any error no message of the batch is stored.
+func (q *Queue) EnqueueBatch(msgs [][]byte) error {
+	for i, m := range msgs {
+		if uint64(len(m)) > MaxMessageSize {
+			return fmt.Errorf("enqueue batch: message %d of %d bytes: %w", i, len(m), ErrTooLarge)
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	off, seq := q.tail, q.tailSeq
+	for _, m := range msgs {
+		end, err := q.appendRecord(off, seq, m)
+		if err != nil {
+			return q.ioFailed(err)
+		}
+		off, seq = end, seq+1
+	}
+	q.tail, q.tailSeq = off, seq
+	q.idx.setTail(off)
+	q.changed = true
+	q.mutated(int64(len(msgs)))
+	q.wakeWaiters()
+	return nil
+}
+
+// wakeWaiters wakes every goroutine blocked in DequeueWait. Needs mu.
+func (q *Queue) wakeWaiters() {
+	if q.dataReady != nil {
+		close(q.dataReady)
+		q.dataReady = nil
+	}
+}
+
+// Len returns how many messages the default consumer has not read, in
+// O(1). It returns 0 after Close. After DeleteConsumer removed the default
+// consumer it counts from the oldest stored message, where the next
+// queue-level read starts.
+func (q *Queue) Len() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0
+	}
+	if st := q.consumers[defaultConsumerKey]; st != nil {
+		return q.lag(st)
+	}
+	return q.lag(&consumerState{off: q.head, seq: q.headSeq})
+}
+
+// Peek returns the default consumer's next message without consuming it:
+// process it, then Dequeue to commit, and a crash in between delivers it
+// again (at-least-once). Repeated Peeks of one message, and the Dequeue
+// that consumes it, return the same slice, read and allocated once; do not
+// modify it in between. Goroutines sharing a consumer may Peek the same
+// message, and then one's Dequeue consumes what the other peeked: give
+// each goroutine that needs Peek-then-Dequeue its own consumer, or
+// serialize them. Errors are those of Dequeue.
+func (q *Queue) Peek() ([]byte, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st, err := q.defaultConsumer()
+	if err != nil {
+		return nil, err
+	}
+	return q.peek(st)
+}
+
+// PeekString is Peek returning a string. The string is a copy.
+func (q *Queue) PeekString() (string, error) {
+	b, err := q.Peek()
+	return string(b), err
+}
+
+// DequeueAppend consumes the default consumer's next message and appends
+// it to dst, returning the extended slice. It allocates nothing when
+// cap(dst)-len(dst) is enough. On error it returns dst unchanged. Errors
+// are those of Dequeue.
+func (q *Queue) DequeueAppend(dst []byte) ([]byte, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st, err := q.defaultConsumer()
+	if err != nil {
+		return dst, err
+	}
+	return q.dequeue(st, dst, true)
+}
+
+// DequeueWait is Dequeue that blocks while the queue is empty, until an
+// enqueue makes a message available, ctx is done (it returns ctx.Err()) or
+// the queue is closed (ErrClosed). It does not poll: it sleeps until an
+// enqueue wakes it. Many goroutines may wait at once; each message goes to
+// one of them. A waiter whose ctx is done returns at once and consumes
+// nothing.
+func (q *Queue) DequeueWait(ctx context.Context) ([]byte, error) {
+	return q.dequeueWait(ctx, nil)
+}
+
+// dequeueWait implements DequeueWait for c, or for the default consumer
+// when c is nil.
+func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		q.mu.Lock()
+		st, err := c, q.usable()
+		if st == nil && err == nil {
+			st, err = q.defaultConsumer()
+		}
+		var msg []byte
+		if err == nil {
+			msg, err = q.dequeue(st, nil, false)
+		}
+		if !errors.Is(err, ErrEmptyQueue) {
+			q.mu.Unlock()
+			return msg, err
+		}
+		if q.dataReady == nil {
+			q.dataReady = make(chan struct{})
+		}
+		ready := q.dataReady
+		q.mu.Unlock()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-q.quit:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// bytesToString returns b as a string without copying; b must not change
+// afterwards, which holds for the slices Dequeue and Peek return.
+func bytesToString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }

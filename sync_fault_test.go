@@ -8,10 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// errSyncTest is the error failSyncs injects.
+var errSyncTest = syscall.EIO
+
 // failSyncs makes every msync and fsync fail with EIO until the test ends
 // or the returned function is called.
 func failSyncs(t *testing.T) (restore func()) {
-	fail := func() error { return syscall.EIO }
+	fail := func() error { return errSyncTest }
 	syncFault.Store(&fail)
 	restore = func() { syncFault.Store(nil) }
 	t.Cleanup(restore)

@@ -1,0 +1,63 @@
+package bigqueue
+
+// Stats is a snapshot of a queue, returned by Queue.Stats. Counters start
+// at zero when the queue is opened.
+type Stats struct {
+	// Messages is the number of messages stored: from the oldest one still
+	// kept for some consumer (or, with no consumer, for the next one) to
+	// the newest.
+	Messages int64
+	// Bytes is the logical size of those messages in the arenas, record
+	// headers (16 bytes each) included.
+	Bytes int64
+	// ArenaSize is the size of each arena file in bytes.
+	ArenaSize int
+	// ArenasOnDisk is the number of arena files holding queue data. Spare
+	// files are not counted.
+	ArenasOnDisk int
+	// SpareArenas is the number of consumed arena files kept for reuse as
+	// future tail arenas (at most 2).
+	SpareArenas int
+	// ArenasMapped is the number of arenas memory-mapped right now; at
+	// most SetMaxInMemArenas when that is not 0.
+	ArenasMapped int
+	// Lag maps the name of every consumer to the number of messages it
+	// has not read (its Len).
+	Lag map[string]int64
+	// Flushes counts the successful flushes, explicit and periodic. A
+	// flush that found nothing to write is not counted.
+	Flushes uint64
+	// LastFlushError is the error of the latest failed flush, or of a
+	// failed msync when an arena was unmapped; nil if none failed. Once it
+	// is set the queue has failed closed (see Flush).
+	LastFlushError error
+	// ArenasReclaimed counts the arenas removed or kept as spares because
+	// every consumer had read past them.
+	ArenasReclaimed uint64
+}
+
+// Stats returns a snapshot of the queue. It costs O(number of consumers)
+// and allocates the Lag map. After Close it returns the zero Stats.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return Stats{}
+	}
+	s := Stats{
+		Bytes:           int64(q.tail - q.head),
+		ArenaSize:       q.opts.arenaSize,
+		ArenasOnDisk:    len(q.am.present),
+		SpareArenas:     len(q.am.spares),
+		ArenasMapped:    len(q.am.mapped),
+		Lag:             make(map[string]int64, len(q.consumers)),
+		Flushes:         q.flushes,
+		LastFlushError:  q.lastFlushErr,
+		ArenasReclaimed: q.am.reclaimed,
+	}
+	s.Messages = q.lag(&consumerState{off: q.head, seq: q.headSeq})
+	for name, st := range q.consumers {
+		s.Lag[name] = q.lag(st)
+	}
+	return s
+}
