@@ -34,6 +34,7 @@ func (s recordSpan) firstFrom(arenaStart uint64) (uint64, uint64) {
 // pinnedArena is a mapping a flush syncs without holding the queue's mu.
 type pinnedArena struct {
 	a    *arena
+	path string
 	data []byte
 }
 
@@ -42,6 +43,7 @@ type pinnedArena struct {
 // Every method needs the queue's mu, except where it says otherwise.
 type arenaManager struct {
 	dir       string
+	fs        fileSystem
 	arenaSize int
 	dataSize  uint64 // arenaSize - arenaHeaderSize: record bytes per arena
 	queueID   uint64
@@ -65,8 +67,9 @@ type arenaManager struct {
 	pinCond *sync.Cond
 }
 
-func newArenaManager(dir string, arenaSize int, queueID uint64, maxMapped int) *arenaManager {
+func newArenaManager(fs fileSystem, dir string, arenaSize int, queueID uint64, maxMapped int) *arenaManager {
 	m := &arenaManager{
+		fs:        fs,
 		dir:       dir,
 		arenaSize: arenaSize,
 		dataSize:  uint64(arenaSize - arenaHeaderSize),
@@ -101,7 +104,7 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		return nil, err
 	}
 	path := m.arenaPath(id)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := m.fs.open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("open arena %d: %w: %w", id, err, ErrCorrupt)
 	}
@@ -117,7 +120,7 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		// Mapping past the end of a file faults on access: refuse it.
 		return nil, fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
 	}
-	data, err := mapFile(f, m.arenaSize)
+	data, err := m.fs.mmap(f, m.arenaSize)
 	if err != nil {
 		return nil, fmt.Errorf("arena %d: %w", id, err)
 	}
@@ -142,16 +145,16 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		return nil, err
 	}
 	if f == nil {
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err = m.fs.create(path)
 		if err != nil {
 			return nil, fmt.Errorf("create arena %d: %w", id, err)
 		}
 		m.dirDirty = true
-		if err := allocate(f, int64(m.arenaSize)); err != nil {
+		if err := m.fs.allocate(f, int64(m.arenaSize)); err != nil {
 			return nil, m.discard(f, fmt.Errorf("allocate arena %d: %w", id, err))
 		}
 	}
-	data, err := mapFile(f, m.arenaSize)
+	data, err := m.fs.mmap(f, m.arenaSize)
 	if err != nil {
 		return nil, m.discard(f, fmt.Errorf("arena %d: %w", id, err))
 	}
@@ -174,13 +177,13 @@ func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 		sp := m.spares[len(m.spares)-1]
 		m.spares = m.spares[:len(m.spares)-1]
 		m.dirDirty = true
-		if err := os.Rename(sp, path); err != nil {
-			if rerr := os.Remove(sp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if err := m.fs.rename(sp, path); err != nil {
+			if rerr := m.fs.remove(sp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				return nil, fmt.Errorf("reuse spare %s: %w", sp, errors.Join(err, rerr))
 			}
 			continue
 		}
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		f, err := m.fs.open(path)
 		if err != nil {
 			return nil, fmt.Errorf("reuse spare %s: %w", sp, err)
 		}
@@ -198,7 +201,7 @@ func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 // cause joined with whatever that cleanup reported.
 func (m *arenaManager) discard(f *os.File, cause error) error {
 	errs := []error{cause, f.Close()}
-	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := m.fs.remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -232,7 +235,7 @@ func (m *arenaManager) makeRoom() error {
 // mapping, does not report data durable that is not.
 func (m *arenaManager) evict(a *arena, keep bool) error {
 	if keep && a.dirty {
-		if err := syncMapping(a.data); err != nil {
+		if err := m.fs.syncMapping(m.arenaPath(a.id), a.data); err != nil {
 			err = fmt.Errorf("msync arena %d before unmapping: %w", a.id, err)
 			if m.syncErr == nil {
 				m.syncErr = err
@@ -341,7 +344,7 @@ func (m *arenaManager) pinDirty() []pinnedArena {
 		if a.dirty {
 			a.dirty = false
 			a.pins++
-			list = append(list, pinnedArena{a: a, data: a.data})
+			list = append(list, pinnedArena{a: a, path: m.arenaPath(a.id), data: a.data})
 		}
 	}
 	return list
@@ -405,13 +408,13 @@ func (m *arenaManager) drop(id uint64) error {
 	if len(m.spares) < maxSpareArenas {
 		m.spareSeq++
 		sp := m.sparePath(m.spareSeq)
-		if err := os.Rename(path, sp); err != nil {
+		if err := m.fs.rename(path, sp); err != nil {
 			return fmt.Errorf("drop arena %d: %w", id, err)
 		}
 		m.spares = append(m.spares, sp)
 		return nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := m.fs.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("drop arena %d: %w", id, err)
 	}
 	return nil

@@ -393,7 +393,7 @@ func TestBatchAllOrNothing(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
-	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+	q, _, failSyncs := openSyncFaultQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
 		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	msg := make([]byte, 1000)
 	for i := 0; i < 20; i++ {
@@ -423,7 +423,7 @@ func TestStats(t *testing.T) {
 	require.Positive(t, s.ArenasReclaimed)
 	require.Equal(t, maxSpareArenas, s.SpareArenas)
 
-	failSyncs(t)
+	failSyncs(true)
 	require.NoError(t, q.Enqueue(msg))
 	require.Error(t, q.Flush())
 	require.True(t, errors.Is(q.Stats().LastFlushError, errSyncTest))

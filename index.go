@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/bits"
-	"os"
 	"sync/atomic"
 	"unsafe"
 )
@@ -114,6 +113,7 @@ type consumerSlot struct {
 // except sync, which needs only flushMu (the mapping is replaced only under
 // both).
 type index struct {
+	fs      fileSystem
 	path    string
 	data    []byte   // the mapping; len is the file size
 	retired [][]byte // mappings replaced by grow; unmapped by close, as a flush may still sync one
@@ -128,14 +128,14 @@ func headerCRC(b []byte) uint32 {
 // arena size and id, and maps it. The file is written and synced under a
 // temporary name and renamed into place, so that a crash leaves either no
 // index or a complete one; the caller fsyncs the directory.
-func createIndex(path string, arenaSize int, queueID uint64) (*index, error) {
+func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*index, error) {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := fs.create(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("create index: %w", err)
 	}
 	defer f.Close()
-	if err := allocate(f, initialIndexSize); err != nil {
+	if err := fs.allocate(f, initialIndexSize); err != nil {
 		return nil, fmt.Errorf("allocate index %s: %w", path, err)
 	}
 	var hdr [indexHeaderSize]byte
@@ -147,24 +147,24 @@ func createIndex(path string, arenaSize int, queueID uint64) (*index, error) {
 	if _, err := f.WriteAt(hdr[:], 0); err != nil {
 		return nil, fmt.Errorf("write index header %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := fs.syncFile(f); err != nil {
 		return nil, fmt.Errorf("sync index %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fs.rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("create index: %w", err)
 	}
-	data, err := mapFile(f, initialIndexSize)
+	data, err := fs.mmap(f, initialIndexSize)
 	if err != nil {
 		return nil, err
 	}
-	return &index{path: path, data: data}, nil
+	return &index{fs: fs, path: path, data: data}, nil
 }
 
 // openIndex maps an existing index file and checks its header. It returns
 // ErrIncompatibleVersion for another format version and ErrCorrupt for a
 // file that is not a readable index.
-func openIndex(path string) (*index, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+func openIndex(fs fileSystem, path string) (*index, error) {
+	f, err := fs.open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
@@ -177,7 +177,7 @@ func openIndex(path string) (*index, error) {
 	if size < initialIndexSize || (size-indexHeaderSize)%slotSize != 0 || size > 1<<30 {
 		return nil, fmt.Errorf("index %s: size %d is not a valid index size: %w", path, size, ErrCorrupt)
 	}
-	data, err := mapFile(f, int(size))
+	data, err := fs.mmap(f, int(size))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func openIndex(path string) (*index, error) {
 		}
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	return &index{path: path, data: data}, nil
+	return &index{fs: fs, path: path, data: data}, nil
 }
 
 func checkIndexHeader(b []byte) error {
@@ -311,15 +311,15 @@ func (x *index) setConsumerPosition(i int, off, seq uint64) {
 // without mu; it shares its pages with the new one. Needs mu.
 func (x *index) grow() error {
 	size := int64(len(x.data)-indexHeaderSize)*2 + indexHeaderSize
-	f, err := os.OpenFile(x.path, os.O_RDWR, 0)
+	f, err := x.fs.open(x.path)
 	if err != nil {
 		return fmt.Errorf("grow index: %w", err)
 	}
 	defer f.Close()
-	if err := allocate(f, size); err != nil {
+	if err := x.fs.allocate(f, size); err != nil {
 		return fmt.Errorf("grow index %s to %d bytes: %w", x.path, size, err)
 	}
-	data, err := mapFile(f, int(size))
+	data, err := x.fs.mmap(f, int(size))
 	if err != nil {
 		return fmt.Errorf("grow index: %w", err)
 	}
@@ -330,7 +330,7 @@ func (x *index) grow() error {
 
 // sync msyncs the index. Needs mu or flushMu.
 func (x *index) sync() error {
-	if err := syncMapping(x.data); err != nil {
+	if err := x.fs.syncMapping(x.path, x.data); err != nil {
 		return fmt.Errorf("msync index %s: %w", x.path, err)
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,25 +37,9 @@ func unmap(b []byte) error {
 	return unix.Munmap(b)
 }
 
-// syncFault is a test seam: when a test sets it, every msync and fsync
-// calls it first and fails with its error instead of syncing. Production
-// code never sets it; the cost is one atomic load per sync.
-var syncFault atomic.Pointer[func() error]
-
-// injectedSyncFault returns the error a test injected, if any.
-func injectedSyncFault() error {
-	if f := syncFault.Load(); f != nil {
-		return (*f)()
-	}
-	return nil
-}
-
 // syncMapping writes the dirty pages of b to stable storage and waits
 // (msync with MS_SYNC). A failure means the data may be lost.
 func syncMapping(b []byte) error {
-	if err := injectedSyncFault(); err != nil {
-		return err
-	}
 	if len(b) == 0 {
 		return nil
 	}
@@ -66,9 +49,6 @@ func syncMapping(b []byte) error {
 // syncDirectory fsyncs dir, so that the files created, renamed or removed
 // in it survive a power loss. It needs no lock.
 func syncDirectory(dir string) error {
-	if err := injectedSyncFault(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open directory for fsync: %w", err)

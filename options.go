@@ -23,6 +23,7 @@ type options struct {
 	maxInMemArenas int           // 0 = no limit, else >= 3
 	flushOps       int64         // mutations between background flushes; <= 0 disables
 	flushDuration  time.Duration // time between background flushes; <= 0 disables
+	fs             fileSystem    // file and sync calls; osFS outside tests
 }
 
 func defaultOptions() options {
@@ -31,6 +32,7 @@ func defaultOptions() options {
 		maxInMemArenas: DefaultMaxInMemArenas,
 		flushOps:       DefaultFlushOps,
 		flushDuration:  DefaultFlushDuration,
+		fs:             osFS{},
 	}
 }
 

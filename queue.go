@@ -154,16 +154,16 @@ func (q *Queue) open() error {
 		if _, err := rand.Read(id[:]); err != nil {
 			return fmt.Errorf("queue id: %w", err)
 		}
-		if q.idx, err = createIndex(path, q.opts.arenaSize, binary.LittleEndian.Uint64(id[:])); err != nil {
+		if q.idx, err = createIndex(q.opts.fs, path, q.opts.arenaSize, binary.LittleEndian.Uint64(id[:])); err != nil {
 			return err
 		}
-		if err := syncDirectory(q.dir); err != nil {
+		if err := q.syncDir(); err != nil {
 			return err
 		}
 	case err != nil:
 		return fmt.Errorf("stat index: %w", err)
 	default:
-		if q.idx, err = openIndex(path); err != nil {
+		if q.idx, err = openIndex(q.opts.fs, path); err != nil {
 			return err
 		}
 		stored := q.idx.arenaSize()
@@ -175,7 +175,7 @@ func (q *Queue) open() error {
 		}
 		q.opts.arenaSize = int(stored)
 	}
-	q.am = newArenaManager(q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
+	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
 	if err := q.recover(); err != nil {
 		return err
 	}
@@ -451,7 +451,7 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 		return dst[:start], 0, q.readFailed(st, err)
 	}
 	crc := crc32.Update(crc32.Update(0, castagnoli, h[recordLenOff:]), castagnoli, dst[start:])
-	if want := le32(h[recordCRCOff:]); crc != want {
+	if want := le32(h[recordCRCOff:]); crc != want && broken != brokenNoChecksum {
 		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, want))
 	}
 	return dst, st.off + recordHeaderSize + n, nil
@@ -574,14 +574,17 @@ func (q *Queue) flush() error {
 	q.mu.Unlock()
 
 	var err error
+	if broken == brokenIndexBeforeData {
+		err = q.idx.sync() // deliberately wrong order; see fs.go
+	}
 	for _, p := range pins {
-		if e := syncMapping(p.data); e != nil && err == nil {
+		if e := q.opts.fs.syncMapping(p.path, p.data); e != nil && err == nil {
 			err = fmt.Errorf("msync arena %d: %w", p.a.id, e)
 		}
 	}
 	q.am.unpin(pins)
 	if err == nil && dirDirty {
-		err = syncDirectory(q.dir)
+		err = q.syncDir()
 	}
 
 	q.mu.Lock()
@@ -595,7 +598,7 @@ func (q *Queue) flush() error {
 	idxData := q.idx.data
 	q.mu.Unlock()
 
-	if e := syncMapping(idxData); e != nil {
+	if e := q.opts.fs.syncMapping(q.idx.path, idxData); e != nil {
 		err = fmt.Errorf("msync index: %w", e)
 	}
 
@@ -660,7 +663,7 @@ func (q *Queue) Close() error {
 	} else {
 		err := q.am.close(true)
 		if err == nil && q.am.dirDirty {
-			err = syncDirectory(q.dir)
+			err = q.syncDir()
 		}
 		if err == nil {
 			q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
@@ -823,4 +826,12 @@ func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, erro
 // afterwards, which holds for the slices Dequeue and Peek return.
 func bytesToString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// syncDir fsyncs the queue directory. Needs no lock.
+func (q *Queue) syncDir() error {
+	if broken == brokenNoDirSync {
+		return nil // deliberately wrong; see fs.go
+	}
+	return q.opts.fs.syncDir(q.dir)
 }

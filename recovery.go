@@ -169,7 +169,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 			m.spareSeq = max(m.spareSeq, n)
 			if len(m.spares) < maxSpareArenas {
 				m.spares = append(m.spares, path)
-			} else if err := os.Remove(path); err != nil {
+			} else if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove spare %s: %w", name, err)
 			}
 			continue
@@ -185,12 +185,12 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		m.dirDirty = true
 		switch {
 		case id < floor:
-			if err := os.Remove(path); err != nil {
+			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
 			continue
 		case info.Size() != int64(q.opts.arenaSize):
-			if err := os.Rename(path, filepath.Join(q.dir, fmt.Sprintf("damaged-%d.bq", id))); err != nil {
+			if err := q.opts.fs.rename(path, filepath.Join(q.dir, fmt.Sprintf("damaged-%d.bq", id))); err != nil {
 				return fmt.Errorf("set aside damaged arena %d: %w", id, err)
 			}
 			if id <= ceiling {
@@ -309,7 +309,7 @@ func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, err
 		}
 		return 0, false, err
 	}
-	return n, crc == le32(h[recordCRCOff:]), nil
+	return n, crc == le32(h[recordCRCOff:]) || broken == brokenNoChecksum, nil
 }
 
 // seqAt returns the sequence number of the record at off, which lies in

@@ -11,14 +11,19 @@ import (
 // errSyncTest is the error failSyncs injects.
 var errSyncTest = syscall.EIO
 
-// failSyncs makes every msync and fsync fail with EIO until the test ends
-// or the returned function is called.
-func failSyncs(t *testing.T) (restore func()) {
-	fail := func() error { return errSyncTest }
-	syncFault.Store(&fail)
-	restore = func() { syncFault.Store(nil) }
-	t.Cleanup(restore)
-	return restore
+// openSyncFaultQueue opens a queue whose syncs fail when the returned
+// function is called with true, and work again when it is called with
+// false.
+func openSyncFaultQueue(t *testing.T, opts ...Option) (*Queue, string, func(bool)) {
+	fs := newFaultFS()
+	q, dir := openTestQueue(t, append(opts, withFS(fs))...)
+	return q, dir, func(fail bool) {
+		if !fail {
+			fs.heal()
+			return
+		}
+		fs.failNth(callMsync, 1, true, errSyncTest)
+	}
 }
 
 // TestFailedFlushIsSticky: a failed msync is reported, never retried into a
@@ -26,14 +31,14 @@ func failSyncs(t *testing.T) (restore func()) {
 // finds everything a process crash would have kept.
 func TestFailedFlushIsSticky(t *testing.T) {
 	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
-	q, dir := openTestQueue(t, opts...)
+	q, dir, failSyncs := openSyncFaultQueue(t, opts...)
 	require.NoError(t, q.EnqueueString("before"))
 	require.NoError(t, q.Flush())
 	require.NoError(t, q.EnqueueString("unflushed"))
 
-	restore := failSyncs(t)
+	failSyncs(true)
 	require.ErrorIs(t, q.Flush(), syscall.EIO)
-	restore()
+	failSyncs(false)
 	require.ErrorIs(t, q.Flush(), syscall.EIO, "a later Flush fails too")
 	require.ErrorIs(t, q.EnqueueString("after"), syscall.EIO)
 	_, err := q.Dequeue()
@@ -56,8 +61,8 @@ func TestFailedFlushIsSticky(t *testing.T) {
 // TestFailedPeriodicFlush: the background flusher's error is kept and the
 // next call returns it.
 func TestFailedPeriodicFlush(t *testing.T) {
-	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(1), SetPeriodicFlushDuration(0))
-	failSyncs(t)
+	q, _, failSyncs := openSyncFaultQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(1), SetPeriodicFlushDuration(0))
+	failSyncs(true)
 	require.NoError(t, q.EnqueueString("x"))
 	// The flush runs in the background: wait for its outcome.
 	require.Eventually(t, func() bool {
@@ -73,10 +78,10 @@ func TestFailedPeriodicFlush(t *testing.T) {
 // TestFailedEvictionSync: an arena that cannot be msynced before it is
 // unmapped fails the Enqueue that needed the room, and the queue with it.
 func TestFailedEvictionSync(t *testing.T) {
-	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+	q, _, failSyncs := openSyncFaultQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
 		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	msg := make([]byte, 3000)
-	failSyncs(t)
+	failSyncs(true)
 	var err error
 	for i := 0; i < 10 && err == nil; i++ {
 		err = q.Enqueue(msg)
@@ -89,11 +94,12 @@ func TestFailedEvictionSync(t *testing.T) {
 
 // TestIdleFlushWritesNothing: a flush with nothing new does not sync.
 func TestIdleFlushWritesNothing(t *testing.T) {
-	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+	q, _, failSyncs := openSyncFaultQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	require.NoError(t, q.EnqueueString("x"))
 	require.NoError(t, q.Flush())
-	failSyncs(t) // any sync now would fail the Flush
+	failSyncs(true) // any msync now would fail the Flush
 	require.NoError(t, q.Flush())
+	failSyncs(false)
 }
 
 func TestZeroConsumer(t *testing.T) {

@@ -1,0 +1,146 @@
+package bigqueue
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// withFS makes a queue use fs for its file and sync calls.
+func withFS(fs fileSystem) Option {
+	return func(o *options) error {
+		o.fs = fs
+		return nil
+	}
+}
+
+// fsCall names the kinds of calls faultFS counts and can fail.
+type fsCall string
+
+const (
+	callCreate   fsCall = "create"
+	callOpen     fsCall = "open"
+	callAllocate fsCall = "allocate"
+	callMmap     fsCall = "mmap"
+	callSyncFile fsCall = "fsync"
+	callMsync    fsCall = "msync"
+	callSyncDir  fsCall = "syncdir"
+	callRename   fsCall = "rename"
+	callRemove   fsCall = "remove"
+)
+
+// faultFS passes every call to osFS, counting calls by kind, and fails
+// the calls a test asks it to: the n-th call of a kind, once or from then
+// on (persistently), with err.
+type faultFS struct {
+	mu         sync.Mutex
+	calls      map[fsCall]int
+	failKind   fsCall
+	failAt     int  // 1-based call number of failKind to fail; 0 = never
+	persistent bool // fail every later call of failKind too
+	err        error
+	failed     int // calls failed so far
+}
+
+func newFaultFS() *faultFS {
+	return &faultFS{calls: make(map[fsCall]int), err: syscall.EIO}
+}
+
+// failNth makes the n-th call of kind (counted from now on) fail with err,
+// and every later one too when persistent.
+func (f *faultFS) failNth(kind fsCall, n int, persistent bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = make(map[fsCall]int)
+	f.failKind, f.failAt, f.persistent, f.err = kind, n, persistent, err
+}
+
+// heal stops injecting failures.
+func (f *faultFS) heal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failAt = 0
+}
+
+func (f *faultFS) count(kind fsCall) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[kind]
+}
+
+// check counts a call of kind and returns the injected error, if any.
+func (f *faultFS) check(kind fsCall, subject string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[kind]++
+	n := f.calls[kind]
+	if f.failAt > 0 && kind == f.failKind && (n == f.failAt || (f.persistent && n > f.failAt)) {
+		f.failed++
+		return fmt.Errorf("injected %s failure #%d on %s: %w", kind, n, subject, f.err)
+	}
+	return nil
+}
+
+func (f *faultFS) create(path string) (*os.File, error) {
+	if err := f.check(callCreate, path); err != nil {
+		return nil, err
+	}
+	return osFS{}.create(path)
+}
+
+func (f *faultFS) open(path string) (*os.File, error) {
+	if err := f.check(callOpen, path); err != nil {
+		return nil, err
+	}
+	return osFS{}.open(path)
+}
+
+func (f *faultFS) allocate(file *os.File, size int64) error {
+	if err := f.check(callAllocate, file.Name()); err != nil {
+		return err
+	}
+	return osFS{}.allocate(file, size)
+}
+
+func (f *faultFS) mmap(file *os.File, size int) ([]byte, error) {
+	if err := f.check(callMmap, file.Name()); err != nil {
+		return nil, err
+	}
+	return osFS{}.mmap(file, size)
+}
+
+func (f *faultFS) syncFile(file *os.File) error {
+	if err := f.check(callSyncFile, file.Name()); err != nil {
+		return err
+	}
+	return osFS{}.syncFile(file)
+}
+
+func (f *faultFS) syncMapping(path string, b []byte) error {
+	if err := f.check(callMsync, path); err != nil {
+		return err
+	}
+	return osFS{}.syncMapping(path, b)
+}
+
+func (f *faultFS) syncDir(dir string) error {
+	if err := f.check(callSyncDir, dir); err != nil {
+		return err
+	}
+	return osFS{}.syncDir(dir)
+}
+
+func (f *faultFS) rename(from, to string) error {
+	if err := f.check(callRename, from); err != nil {
+		return err
+	}
+	return osFS{}.rename(from, to)
+}
+
+func (f *faultFS) remove(path string) error {
+	if err := f.check(callRemove, path); err != nil {
+		return err
+	}
+	return osFS{}.remove(path)
+}
