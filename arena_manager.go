@@ -50,6 +50,7 @@ type arenaManager struct {
 	maxMapped int // 0 = no limit
 
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
+	last   *arena            // the arena get returned last; valid while its data is not nil
 	clock  uint64            // incremented on every access; LRU order
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
@@ -93,8 +94,13 @@ func (m *arenaManager) sparePath(n uint64) string {
 // get returns arena id mapped, mapping it when needed.
 func (m *arenaManager) get(id uint64) (*arena, error) {
 	m.clock++
+	if a := m.last; a != nil && a.id == id && a.data != nil {
+		a.lastUse = m.clock
+		return a, nil
+	}
 	if a := m.mapped[id]; a != nil {
 		a.lastUse = m.clock
+		m.last = a
 		return a, nil
 	}
 	if id < m.first || id >= m.next || !m.present[id] {

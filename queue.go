@@ -44,6 +44,7 @@ type Queue struct {
 	headSeq      uint64        // sequence number of the record at head
 	ckpt         checkpoint    // the last checkpoint written to the index
 	consumers    map[string]*consumerState
+	defaultSt    *consumerState // cache of consumers[defaultConsumerKey]; may be deleted or nil
 	closed       bool
 	failed       error                  // sticky: a failed msync; every later call but Close returns it
 	bgErr        error                  // an error of background housekeeping, returned once by the next Flush
@@ -347,7 +348,12 @@ func (q *Queue) defaultConsumer() (*consumerState, error) {
 	if err := q.usable(); err != nil {
 		return nil, err
 	}
-	return q.consumerLocked(defaultConsumerKey)
+	if st := q.defaultSt; st != nil && !st.deleted {
+		return st, nil
+	}
+	st, err := q.consumerLocked(defaultConsumerKey)
+	q.defaultSt = st
+	return st, err
 }
 
 // dequeue reads and consumes the next record of st. Without appendTo the
