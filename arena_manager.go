@@ -123,8 +123,15 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		return nil, fmt.Errorf("stat arena %d: %w", id, err)
 	}
 	if st.Size() != int64(m.arenaSize) {
-		// Mapping past the end of a file faults on access: refuse it.
-		return nil, fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
+		// Mapping past the end of a file faults on access: refuse it, set
+		// it aside for inspection and leave a hole that reads as damage.
+		err := fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
+		delete(m.present, id)
+		m.dirDirty = true
+		if rerr := m.fs.rename(path, filepath.Join(m.dir, fmt.Sprintf("damaged-%d.bq", id))); rerr != nil {
+			return nil, fmt.Errorf("%w (set aside: %v)", err, rerr)
+		}
+		return nil, err
 	}
 	data, err := m.fs.mmap(f, m.arenaSize)
 	if err != nil {
@@ -439,4 +446,14 @@ func (m *arenaManager) nextPresent(id uint64) uint64 {
 		}
 	}
 	return n
+}
+
+// anyDirty reports whether a mapped arena was written since its last sync.
+func (m *arenaManager) anyDirty() bool {
+	for _, a := range m.mapped {
+		if a.dirty {
+			return true
+		}
+	}
+	return false
 }

@@ -257,13 +257,33 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 	crc := crc32.Update(crc32.Update(0, castagnoli, h[recordLenOff:]), castagnoli, msg)
 	binary.LittleEndian.PutUint32(h[recordCRCOff:], crc)
 	span := recordSpan{start: off, end: off + recordHeaderSize + uint64(len(msg)), seq: seq}
+	arenas := q.am.next
 	if err := q.am.writeAt(off, h, span); err != nil {
 		return 0, err
 	}
 	if err := q.am.writeAt(off+recordHeaderSize, msg, span); err != nil {
 		return 0, err
 	}
+	if q.am.next != arenas && q.am.maxMapped > 0 && q.periodicFlush() {
+		// A new arena: have the flusher sync the ones just filled in the
+		// background, so that evicting them later needs no msync while
+		// producers wait.
+		q.requestFlush()
+	}
 	return span.end, nil
+}
+
+// periodicFlush reports whether background flushing is enabled.
+func (q *Queue) periodicFlush() bool {
+	return q.opts.flushOps > 0 || q.opts.flushDuration > 0
+}
+
+// requestFlush asks the flusher for a flush without waiting. Needs mu.
+func (q *Queue) requestFlush() {
+	select {
+	case q.flushReq <- struct{}{}:
+	default:
+	}
 }
 
 // ioFailed turns an error of the arena manager into the caller's error,
@@ -283,10 +303,7 @@ func (q *Queue) mutated(n int64) {
 	q.ops += n
 	if q.ops >= q.opts.flushOps {
 		q.ops = 0
-		select {
-		case q.flushReq <- struct{}{}:
-		default:
-		}
+		q.requestFlush()
 	}
 }
 
@@ -501,7 +518,11 @@ func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	st.peeked, st.peekedValid = nil, false
 	q.changed = true
 	q.idx.setConsumerPosition(st.slot, off, seq)
-	if wasHead {
+	switch {
+	case !wasHead:
+	case len(q.consumers) == 1 && !st.deleted:
+		q.setHead(off, seq) // the only consumer is the head: no need to look
+	default:
 		q.advanceHead()
 	}
 }
@@ -519,12 +540,21 @@ func (q *Queue) advanceHead() {
 			head, seq = c.off, c.seq
 		}
 	}
-	if head == q.head {
+	q.setHead(head, seq)
+}
+
+// setHead moves the head forward to (off, seq) and reclaims what it
+// passed. Needs mu.
+func (q *Queue) setHead(off, seq uint64) {
+	if off == q.head {
 		return
 	}
-	q.head, q.headSeq = head, seq
-	q.idx.setHead(head)
-	q.reclaim()
+	oldArena := q.head / q.am.dataSize
+	q.head, q.headSeq = off, seq
+	q.idx.setHead(off)
+	if off/q.am.dataSize != oldArena {
+		q.reclaim()
+	}
 }
 
 // reclaim removes, or keeps as spares, the arenas every consumer has read
@@ -667,11 +697,12 @@ func (q *Queue) Close() error {
 	if q.failed != nil {
 		errs = append(errs, q.failed, q.am.close(false))
 	} else {
+		changed := q.changed || q.am.dirDirty || q.am.anyDirty()
 		err := q.am.close(true)
 		if err == nil && q.am.dirDirty {
 			err = q.syncDir()
 		}
-		if err == nil {
+		if err == nil && changed {
 			q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 			q.idx.setCheckpoint(q.ckpt)
 			err = q.idx.sync()

@@ -78,7 +78,8 @@ func (q *Queue) recover() error {
 
 	// Consumers: positions at or past the tail move to it; positions in
 	// arenas that are gone wait for the head; the others are checked.
-	list, _ := q.idx.consumers()
+	list, dropped := q.idx.consumers()
+	q.changed = dropped > 0
 	var below []*consumerState
 	head, headSeq, anyAbove := tail, tailSeq, false
 	for _, c := range list {
@@ -119,12 +120,13 @@ func (q *Queue) recover() error {
 	for _, c := range list {
 		if st := q.consumers[c.name]; st.off != c.offset || st.seq != c.seqHint {
 			q.idx.setConsumerPosition(st.slot, st.off, st.seq)
+			q.changed = true
 		}
 	}
 	q.head, q.headSeq = head, headSeq
 	q.idx.setHead(head)
 	q.ckpt = ckpt
-	q.changed = true
+	q.changed = q.changed || idxTail != tail || idxHead != head
 	q.reclaim()
 	if err := q.bgErr; err != nil {
 		return err
@@ -139,15 +141,15 @@ func isDamage(err error) bool {
 }
 
 // inventory lists the directory and sets [first, next) and the set of
-// present arenas. Arena files below the stored head's arena were consumed
+// present arenas, without opening or stat'ing them: the cost is one
+// directory read. Arena files below the stored head's arena were consumed
 // (the head is stored before an arena is removed) and are deleted. Arena
 // files past the highest offset the index names hold no committed record
-// and become spares. Files of the wrong size are renamed damaged-<n>.bq and
-// left for inspection (mapping them could fault); their numbers stay holes
-// in the range, read as ErrCorrupt. An arena file missing at the bottom of
-// the range is taken as reclaimed: after a power loss the removal of a
-// consumed arena can be durable while the positions that allowed it are
-// not. Spare files are kept up to maxSpareArenas.
+// and become spares. An arena file missing at the bottom of the range is
+// taken as reclaimed: after a power loss the removal of a consumed arena
+// can be durable while the positions that allowed it are not. A file of
+// the wrong size is found when it is first mapped (see arenaManager.get).
+// Spare files are kept up to maxSpareArenas.
 func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	m := q.am
 	ds := m.dataSize
@@ -160,8 +162,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		floor = idxHead / ds
 	}
 	ceiling := limit / ds // the last arena a committed byte can be in
-	m.first, m.next = (ckpt.offset+ds-1)/ds, 0
-	var beyond, damaged []uint64
+	var beyond []uint64
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(q.dir, name)
@@ -169,54 +170,37 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 			m.spareSeq = max(m.spareSeq, n)
 			if len(m.spares) < maxSpareArenas {
 				m.spares = append(m.spares, path)
-			} else if err := q.opts.fs.remove(path); err != nil {
+				continue
+			}
+			m.dirDirty = true
+			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove spare %s: %w", name, err)
 			}
 			continue
 		}
 		id, ok := parseFileNumber(name, "arena-")
-		if !ok {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", name, err)
-		}
-		m.dirDirty = true
 		switch {
+		case !ok:
 		case id < floor:
+			m.dirDirty = true
 			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
-			continue
-		case info.Size() != int64(q.opts.arenaSize):
-			if err := q.opts.fs.rename(path, filepath.Join(q.dir, fmt.Sprintf("damaged-%d.bq", id))); err != nil {
-				return fmt.Errorf("set aside damaged arena %d: %w", id, err)
-			}
-			if id <= ceiling {
-				damaged = append(damaged, id)
-			}
-			continue
 		case id > ceiling:
 			beyond = append(beyond, id)
-			continue
+		default:
+			m.present[id] = true
 		}
-		m.present[id] = true
 	}
-	if len(m.present)+len(damaged) > 0 {
-		// A damaged arena stays a hole in the range, so that a consumer
-		// reaching it reports ErrCorrupt instead of moving on silently.
+	if len(m.present) > 0 {
 		m.first = ^uint64(0)
 		for id := range m.present {
 			m.first = min(m.first, id)
 			m.next = max(m.next, id+1)
 		}
-		for _, id := range damaged {
-			m.first = min(m.first, id)
-			m.next = max(m.next, id+1)
-		}
 	} else {
-		m.first = max(m.first, floor)
+		// No arena: start after the checkpoint's arena, or the head's.
+		m.first = max((ckpt.offset+ds-1)/ds, floor)
 		m.next = m.first
 	}
 	for _, id := range beyond {
