@@ -60,6 +60,7 @@ type arenaManager struct {
 	dirDirty    bool            // a file was created, renamed or removed since the last directory fsync
 	reclaimed   uint64          // arenas reclaimed since open
 	syncErr     error           // first failed msync of an eviction; the queue fails closed on it
+	choreErr    error           // an error of housekeeping the caller did not see; the next Flush returns it
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
 	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
@@ -194,6 +195,8 @@ func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 			if rerr := m.fs.remove(sp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				return nil, fmt.Errorf("reuse spare %s: %w", sp, errors.Join(err, rerr))
 			}
+			// A fresh file replaces the spare; report the failure later.
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp, err))
 			continue
 		}
 		f, err := m.fs.open(path)
@@ -284,6 +287,13 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 			a, err = m.create(id, first, seq)
 		} else {
 			a, err = m.get(id)
+			if err == nil && pos == 0 {
+				// The first write into an arena that already exists: it
+				// was created by an append that failed later. Its header
+				// must name this record, not that one.
+				first, seq := span.firstFrom(id * m.dataSize)
+				arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: seq}.encode(a.data)
+			}
 		}
 		if err != nil {
 			return err
@@ -456,4 +466,17 @@ func (m *arenaManager) anyDirty() bool {
 		}
 	}
 	return false
+}
+
+// rollback removes the arenas from id on, which an append that failed
+// created: no committed record is in them. Needs mu.
+func (m *arenaManager) rollback(id uint64) error {
+	var errs []error
+	for ; m.next > id; m.next-- {
+		if err := m.drop(m.next - 1); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.first = min(m.first, m.next)
+	return errors.Join(errs...)
 }

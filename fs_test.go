@@ -63,12 +63,6 @@ func (f *faultFS) heal() {
 	f.failAt = 0
 }
 
-func (f *faultFS) count(kind fsCall) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[kind]
-}
-
 // check counts a call of kind and returns the injected error, if any.
 func (f *faultFS) check(kind fsCall, subject string) error {
 	f.mu.Lock()

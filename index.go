@@ -138,14 +138,18 @@ func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*in
 	if err := fs.allocate(f, initialIndexSize); err != nil {
 		return nil, fmt.Errorf("allocate index %s: %w", path, err)
 	}
-	var hdr [indexHeaderSize]byte
+	// The header and the default consumer's slot are in place before
+	// the file gets its name, so that every visible index has both.
+	init := &index{data: make([]byte, initialIndexSize)}
+	hdr := init.data[:indexHeaderSize]
 	copy(hdr[idxMagicOff:], indexMagic)
 	binary.LittleEndian.PutUint32(hdr[idxVersionOff:], formatVersion)
 	binary.LittleEndian.PutUint64(hdr[idxArenaSizeOff:], uint64(arenaSize))
 	binary.LittleEndian.PutUint64(hdr[idxQueueIDOff:], queueID)
-	binary.LittleEndian.PutUint32(hdr[idxHeaderCRCOff:], headerCRC(hdr[:]))
-	if _, err := f.WriteAt(hdr[:], 0); err != nil {
-		return nil, fmt.Errorf("write index header %s: %w", path, err)
+	binary.LittleEndian.PutUint32(hdr[idxHeaderCRCOff:], headerCRC(hdr))
+	init.addConsumer(0, defaultConsumerKey, 0, 0)
+	if _, err := f.WriteAt(init.data, 0); err != nil {
+		return nil, fmt.Errorf("write index %s: %w", path, err)
 	}
 	if err := fs.syncFile(f); err != nil {
 		return nil, fmt.Errorf("sync index %s: %w", path, err)

@@ -143,8 +143,8 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 	return q, nil
 }
 
-// open maps or creates the index, recovers the queue state and creates the
-// default consumer of a new queue.
+// open maps or creates the index (a new one holds the default consumer)
+// and recovers the queue state.
 func (q *Queue) open() error {
 	path := filepath.Join(q.dir, indexFileName)
 	_, err := os.Stat(path)
@@ -177,15 +177,7 @@ func (q *Queue) open() error {
 		q.opts.arenaSize = int(stored)
 	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
-	if err := q.recover(); err != nil {
-		return err
-	}
-	if fresh {
-		if _, err := q.consumerLocked(defaultConsumerKey); err != nil {
-			return err
-		}
-	}
-	return nil
+	return q.recover()
 }
 
 // usable returns why the queue cannot be used, or nil. Needs mu.
@@ -235,9 +227,10 @@ func (q *Queue) enqueue(msg []byte) error {
 	if err := q.usable(); err != nil {
 		return err
 	}
+	arenas := q.am.next
 	end, err := q.appendRecord(q.tail, q.tailSeq, msg)
 	if err != nil {
-		return q.ioFailed(err)
+		return q.appendFailed(arenas, err)
 	}
 	q.tail, q.tailSeq = end, q.tailSeq+1
 	q.idx.setTail(end)
@@ -284,6 +277,16 @@ func (q *Queue) requestFlush() {
 	case q.flushReq <- struct{}{}:
 	default:
 	}
+}
+
+// appendFailed cleans up after an append that failed: the arenas it
+// created from arenas on hold no committed record and go. Needs mu.
+func (q *Queue) appendFailed(arenas uint64, err error) error {
+	err = q.ioFailed(err)
+	if rerr := q.am.rollback(arenas); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return err
 }
 
 // ioFailed turns an error of the arena manager into the caller's error,
@@ -597,8 +600,7 @@ func (q *Queue) flush() error {
 	q.ops = 0
 	if !q.changed && !q.am.dirDirty {
 		// Nothing to make durable: an idle queue costs no disk writes.
-		err := q.bgErr
-		q.bgErr = nil
+		err := q.takeChoreErr()
 		q.mu.Unlock()
 		return err
 	}
@@ -645,7 +647,14 @@ func (q *Queue) flush() error {
 	}
 	q.flushes++
 	q.reclaim()
-	err, q.bgErr = q.bgErr, nil
+	return q.takeChoreErr()
+}
+
+// takeChoreErr returns, once, the errors of housekeeping that no caller
+// has seen yet. Needs mu.
+func (q *Queue) takeChoreErr() error {
+	err := errors.Join(q.bgErr, q.am.choreErr)
+	q.bgErr, q.am.choreErr = nil, nil
 	return err
 }
 
@@ -693,7 +702,7 @@ func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 
-	var errs []error
+	errs := []error{q.takeChoreErr()}
 	if q.failed != nil {
 		errs = append(errs, q.failed, q.am.close(false))
 	} else {
@@ -736,11 +745,11 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	off, seq := q.tail, q.tailSeq
+	off, seq, arenas := q.tail, q.tailSeq, q.am.next
 	for _, m := range msgs {
 		end, err := q.appendRecord(off, seq, m)
 		if err != nil {
-			return q.ioFailed(err)
+			return q.appendFailed(arenas, err)
 		}
 		off, seq = end, seq+1
 	}

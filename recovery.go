@@ -161,7 +161,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	if idxHead <= limit {
 		floor = idxHead / ds
 	}
-	ceiling := limit / ds // the last arena a committed byte can be in
+	limitArena := (limit + ds - 1) / ds // arenas from this one on hold no committed byte
 	var beyond []uint64
 	for _, e := range entries {
 		name := e.Name()
@@ -186,7 +186,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
-		case id > ceiling:
+		case id >= limitArena:
 			beyond = append(beyond, id)
 		default:
 			m.present[id] = true
