@@ -613,7 +613,12 @@ func (q *Queue) flush() error {
 
 	var err error
 	if broken == brokenIndexBeforeData {
-		err = q.idx.sync() // deliberately wrong order; see fs.go
+		// Deliberately wrong: the checkpoint is made durable before the
+		// data it covers; see fs.go.
+		q.mu.Lock()
+		q.idx.setCheckpoint(target)
+		q.mu.Unlock()
+		err = q.idx.sync()
 	}
 	for _, p := range pins {
 		if e := q.opts.fs.syncMapping(p.path, p.data); e != nil && err == nil {

@@ -32,28 +32,21 @@ func (q *Queue) recover() error {
 		return err
 	}
 
-	// Find a record boundary to verify from: the checkpoint when its arena
-	// is intact, else the first record named by the oldest intact arena
-	// header, else the end of the arenas.
-	start, seq, found := ckpt.offset, ckpt.seq, false
-	if m.first*ds <= ckpt.offset && ckpt.offset <= m.next*ds {
-		if ckpt.offset == m.next*ds {
-			found = true
-		} else if _, err := m.header(ckpt.offset / ds); err == nil {
-			found = true
-		} else if !isDamage(err) {
+	// Find a record boundary to verify from: the checkpoint when it lies
+	// in the arenas on disk (whatever their state: verifying checks every
+	// record), else, when consumers read past it and its arena was
+	// reclaimed, the first record named by the oldest arena's header. That
+	// arena and all after it lie past the checkpoint, so when its header is
+	// damaged nothing there was flushed and the tail is cut at its start.
+	start, seq := ckpt.offset, ckpt.seq
+	if ckpt.offset < m.first*ds || ckpt.offset > m.next*ds {
+		start = m.first * ds
+		h, err := m.header(m.first)
+		switch {
+		case err == nil && h.first >= start && h.first <= min(limit, m.next*ds):
+			start, seq = h.first, h.firstSeq
+		case err != nil && !isDamage(err):
 			return err
-		}
-	}
-	if !found {
-		b, ok, err := q.oldestBoundary(m.first, limit)
-		if err != nil {
-			return err
-		}
-		if ok {
-			start, seq = b.first, b.firstSeq
-		} else {
-			start = m.next * ds
 		}
 	}
 	tail, tailSeq, err := q.verify(start, seq, limit)
