@@ -975,7 +975,6 @@ type crashRun struct {
 	model *crashModel
 	q     *Queue // open in the parent during a check
 
-
 	// Counters for the summary.
 	iterations, acked, enqueued, dequeued                                int
 	counts                                                               crashCounts
