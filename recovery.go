@@ -39,7 +39,17 @@ func (q *Queue) recover() error {
 	// arena and all after it lie past the checkpoint, so when its header is
 	// damaged nothing there was flushed and the tail is cut at its start.
 	start, seq := ckpt.offset, ckpt.seq
-	if ckpt.offset < m.first*ds || ckpt.offset > m.next*ds {
+	usable := m.first*ds <= ckpt.offset && ckpt.offset <= m.next*ds
+	if usable && ckpt.offset < m.next*ds {
+		// The arena must be there and whole; its header may be damaged.
+		if _, err := m.get(ckpt.offset / ds); err != nil {
+			if !isDamage(err) {
+				return err
+			}
+			usable = false
+		}
+	}
+	if !usable {
 		start = m.first * ds
 		h, err := m.header(m.first)
 		switch {
