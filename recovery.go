@@ -57,15 +57,6 @@ func (q *Queue) recover() error {
 			start, seq = h.first, h.firstSeq
 		case err != nil && !isDamage(err):
 			return err
-		default:
-			// No boundary is known here: the queue restarts empty at the
-			// arena's start, with sequence numbers far above any that old
-			// records left in the files can carry, so none of them can
-			// ever pass for a new one.
-			seq, err = q.seqCeiling(ckpt.seq)
-			if err != nil {
-				return err
-			}
 		}
 	}
 	tail, tailSeq, err := q.verify(start, seq, limit)
@@ -369,28 +360,4 @@ func (q *Queue) recoverHead(head uint64) (uint64, uint64, error) {
 		return q.tail, q.tailSeq, err
 	}
 	return b.first, b.firstSeq, nil
-}
-
-// seqCeiling returns a sequence number above every one a record still in
-// the files can carry: above the checkpoint's, every consumer's and every
-// arena header's, plus 2^32 for the records written after those.
-func (q *Queue) seqCeiling(seq uint64) (uint64, error) {
-	list, _ := q.idx.consumers()
-	for _, c := range list {
-		seq = max(seq, c.seqHint)
-	}
-	for id := q.am.nextPresent(q.am.first); id < q.am.next; id = q.am.nextPresent(id + 1) {
-		h, err := q.am.header(id)
-		if err != nil {
-			if isDamage(err) {
-				continue
-			}
-			return 0, err
-		}
-		seq = max(seq, h.firstSeq)
-	}
-	if seq > unknownSeq-1<<33 {
-		return seq, nil // cannot happen in practice: 2^63 records
-	}
-	return seq + 1<<32, nil
 }
