@@ -201,7 +201,9 @@ func TestReclaimsConsumedArenas(t *testing.T) {
 	}
 	arenas, spares, bytes := arenaFiles(t, dir)
 	t.Logf("after 1000 arenas: %d arena files, %d spares, %d bytes", arenas, spares, bytes)
-	require.LessOrEqual(t, arenas, 1)
+	// The tail's arena, plus at most the arenas a background flush still
+	// pins; the flush reclaims them when it ends.
+	require.LessOrEqual(t, arenas, 3)
 	require.LessOrEqual(t, spares, maxSpareArenas)
 	require.LessOrEqual(t, bytes, int64(arenaSize*(1+maxSpareArenas)))
 	q.mu.Lock()
