@@ -149,7 +149,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	for _, c := range benchGrid {
 		b.Run(c.String(), func(b *testing.B) {
 			msg := benchMessage(c.msg)
-			benchEnqueue(b, c, func(q *Queue) error { return q.Enqueue(msg) })
+			benchEnqueue(b, c, 1, func(q *Queue) error { return q.Enqueue(msg) })
 		})
 	}
 }
@@ -158,21 +158,22 @@ func BenchmarkEnqueueString(b *testing.B) {
 	for _, c := range benchGrid {
 		b.Run(c.String(), func(b *testing.B) {
 			msg := string(benchMessage(c.msg))
-			benchEnqueue(b, c, func(q *Queue) error { return q.EnqueueString(msg) })
+			benchEnqueue(b, c, 1, func(q *Queue) error { return q.EnqueueString(msg) })
 		})
 	}
 }
 
-// benchEnqueue times b.N calls of enqueue on a new queue. Once the queue
-// holds c.queueMsgs() messages it is closed, removed and replaced by an
-// empty one with the timer stopped, which keeps disk use bounded: the
-// enqueue benchmarks, unlike the dequeue ones, free nothing.
-func benchEnqueue(b *testing.B, c benchCase, enqueue func(*Queue) error) {
+// benchEnqueue times b.N calls of enqueue, each storing perOp messages of
+// c.msg bytes, on a new queue. Once the queue holds about c.queueMsgs()
+// messages it is closed, removed and replaced by an empty one with the
+// timer stopped, which keeps disk use bounded: the enqueue benchmarks,
+// unlike the dequeue ones, free nothing.
+func benchEnqueue(b *testing.B, c benchCase, perOp int, enqueue func(*Queue) error) {
 	dir := b.TempDir()
 	q := openBenchQueue(b, dir, c)
-	perQueue := c.queueMsgs()
+	perQueue := max(1, c.queueMsgs()/perOp)
 	b.ReportAllocs()
-	b.SetBytes(int64(c.msg))
+	b.SetBytes(int64(perOp * c.msg))
 	b.ResetTimer()
 	for i, held := 0, 0; i < b.N; i++ {
 		if held == perQueue {
@@ -364,32 +365,7 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 		msgs[i] = benchMessage(c.msg)
 	}
 	run := func(name string, enqueue func(*Queue) error) {
-		b.Run(name+"/"+c.String(), func(b *testing.B) {
-			dir := b.TempDir()
-			q := openBenchQueue(b, dir, c)
-			perQueue := c.queueMsgs() / n
-			b.ReportAllocs()
-			b.SetBytes(int64(n * c.msg))
-			b.ResetTimer()
-			for i, held := 0, 0; i < b.N; i++ {
-				if held == perQueue {
-					b.StopTimer()
-					closeBenchQueue(b, q)
-					if err := os.RemoveAll(dir); err != nil {
-						b.Fatal(err)
-					}
-					q = openBenchQueue(b, dir, c)
-					held = 0
-					b.StartTimer()
-				}
-				if err := enqueue(q); err != nil {
-					b.Fatal(err)
-				}
-				held++
-			}
-			b.StopTimer()
-			closeBenchQueue(b, q)
-		})
+		b.Run(name+"/"+c.String(), func(b *testing.B) { benchEnqueue(b, c, n, enqueue) })
 	}
 	run("batch=64", func(q *Queue) error { return q.EnqueueBatch(msgs) })
 	run("single=64", func(q *Queue) error {
