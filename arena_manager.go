@@ -348,7 +348,7 @@ func (m *arenaManager) reclaimBelow(id uint64) error {
 		if a := m.mapped[m.first]; a != nil && m.pinned(a) {
 			return nil
 		}
-		if err := m.drop(m.first); err != nil {
+		if err := m.drop(m.first, true); err != nil {
 			return fmt.Errorf("reclaim: %w", err)
 		}
 		m.first++
@@ -414,9 +414,12 @@ func (m *arenaManager) checksum(off, n uint64, crc uint32) (uint32, error) {
 	return crc, nil
 }
 
-// drop removes arena file id, which lies outside [first, next), or turns it
-// into a spare while there are fewer than maxSpareArenas.
-func (m *arenaManager) drop(id uint64) error {
+// drop removes arena file id, which lies outside [first, next), or, with
+// spare, turns it into a spare while there are fewer than maxSpareArenas.
+// Only arenas whose records are all older than the tail's may become
+// spares: a spare's old records then carry sequence numbers no future
+// record gets, so none can pass for a new one after a power loss.
+func (m *arenaManager) drop(id uint64, spare bool) error {
 	if a := m.mapped[id]; a != nil {
 		if err := m.evict(a, false); err != nil {
 			return err
@@ -428,7 +431,7 @@ func (m *arenaManager) drop(id uint64) error {
 		return nil
 	}
 	delete(m.present, id)
-	if len(m.spares) < maxSpareArenas {
+	if spare && len(m.spares) < maxSpareArenas {
 		m.spareSeq++
 		sp := m.sparePath(m.spareSeq)
 		if err := m.fs.rename(path, sp); err != nil {
@@ -473,7 +476,7 @@ func (m *arenaManager) anyDirty() bool {
 func (m *arenaManager) rollback(id uint64) error {
 	var errs []error
 	for ; m.next > id; m.next-- {
-		if err := m.drop(m.next - 1); err != nil {
+		if err := m.drop(m.next-1, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

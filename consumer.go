@@ -116,18 +116,39 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 	if len(name) == 0 || len(name) > MaxConsumerNameLen {
 		return nil, fmt.Errorf("consumer name of %d bytes (1 to %d allowed): %w", len(name), MaxConsumerNameLen, ErrInvalidName)
 	}
-	slot := q.idx.freeSlot()
+	slot, lost := q.claimDamaged(name), true
+	if slot < 0 {
+		slot, lost = q.idx.freeSlot(), false
+	}
 	if slot < 0 {
 		if err := q.idx.grow(); err != nil {
 			return nil, fmt.Errorf("add consumer %q: %w", name, err)
 		}
 		slot = q.idx.freeSlot()
 	}
-	st := &consumerState{name: name, slot: slot, off: q.head, seq: q.headSeq}
-	q.idx.addConsumer(slot, name, st.off, st.seq)
+	st := &consumerState{name: name, slot: slot, off: q.head, seq: q.headSeq, lost: lost}
+	q.idx.addConsumer(slot, name, st.off, st.seq, lost)
 	q.changed = true
 	q.consumers[name] = st
 	return st, nil
+}
+
+// claimDamaged returns the number of a damaged consumer slot for a new
+// consumer called name to take, or -1 when there is none. The consumer the
+// slot held lost its position; since its name may be damaged too, the
+// slot whose readable name is name is taken first, else the oldest. The
+// consumer that takes it starts at the head like any new one, and its
+// first read returns ErrCorrupt, so that a consumer which existed does not
+// restart at the oldest message without a word. Needs mu.
+func (q *Queue) claimDamaged(name string) int {
+	if len(q.damaged) == 0 {
+		return -1
+	}
+	i := slices.IndexFunc(q.damaged, func(d damagedSlot) bool { return slices.Contains(d.names, name) })
+	i = max(i, 0)
+	slot := q.damaged[i].slot
+	q.damaged = slices.Delete(q.damaged, i, i+1)
+	return slot
 }
 
 // IsEmpty reports whether the consumer has read every message. It reports

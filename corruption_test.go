@@ -24,7 +24,7 @@ import (
 // single-bit flip of an arena and of the index, every truncation length of
 // the arena and index files, every zeroed or random 512-byte sector of
 // every file, and two targeted cases (a damaged consumer slot, a damaged
-// header of the tail arena) that meet known bugs. Each case damages a
+// header of the tail arena). Each case damages a
 // queue directory, opens it, reads every consumer to the end and checks
 // what the package docs promise:
 //
@@ -425,8 +425,6 @@ type corruptTally struct {
 	violations int // cases that broke any promise, wrong ones included
 	panics     int
 	examples   []string
-	bugs       int    // cases that met a known bug (errBricked), apart from violations
-	bugExample string // the first of them
 }
 
 func (c *corruptTally) add(rep corruptReport) {
@@ -448,13 +446,6 @@ func (c *corruptTally) add(rep corruptReport) {
 func (c *corruptTally) violation(err error, panicked bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if errors.Is(err, errBricked) && !panicked {
-		if c.bugs == 0 {
-			c.bugExample = err.Error()
-		}
-		c.bugs++
-		return
-	}
 	c.violations++
 	if errors.Is(err, errWrongMessage) {
 		c.wrong++
@@ -468,8 +459,8 @@ func (c *corruptTally) violation(err error, panicked bool) {
 }
 
 func (c *corruptTally) String() string {
-	return fmt.Sprintf("opened=%d refused=%d corrupt_errors=%d lost=%d read_again=%d wrong=%d violations=%d panics=%d known_bug=%d",
-		c.opened, c.refused, c.corrupt, c.lost, c.again, c.wrong, c.violations, c.panics, c.bugs)
+	return fmt.Sprintf("opened=%d refused=%d corrupt_errors=%d lost=%d read_again=%d wrong=%d violations=%d panics=%d",
+		c.opened, c.refused, c.corrupt, c.lost, c.again, c.wrong, c.violations, c.panics)
 }
 
 // corruptSweep runs cases 0 to count-1, one fixture per worker, in parallel
@@ -511,17 +502,12 @@ func corruptSweep(t *testing.T, root string, files map[string][]byte, count int,
 }
 
 // corruptFinish logs the sweep's summary line and fails the test when a
-// case broke a promise; when cases met only a known bug, it skips the test
-// with "BUG:" and the first of them.
+// case broke a promise.
 func corruptFinish(t *testing.T, line string, tally *corruptTally) {
 	t.Helper()
 	t.Log(line)
 	if tally.violations > 0 {
 		t.Errorf("%d cases broke the contract; the first ones:\n%s", tally.violations, strings.Join(tally.examples, "\n"))
-		return
-	}
-	if tally.bugs > 0 {
-		t.Skipf("BUG: %d cases: %s", tally.bugs, tally.bugExample)
 	}
 }
 
@@ -746,11 +732,13 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 // TestCorruptionConsumerSlotDamage damages one byte of a consumer's slot
 // in the index of a closed queue whose default consumer read 50 messages
 // and whose consumer "reader" read 30, so that the slot fails its checksum
-// (or its state word is no longer "used"). The queue may not move the
-// consumer silently: either the consumer survives, or NewQueue refuses
-// with ErrCorrupt, or the consumer, created anew under its name, reports
-// ErrCorrupt before it reads anything. A silent restart at the head skips
-// (reader) or repeats (default consumer) messages without a word.
+// (or its state word is none of the known ones). The queue may not move
+// the consumer silently: NewQueue opens, the consumer is gone from
+// Consumers, and the consumer, created anew under its name (after one more
+// close and reopen, to show that the damage is remembered), reports
+// ErrCorrupt before it reads anything, then reads from the head. A silent
+// restart at the head would skip (reader) or repeat (default consumer)
+// messages without a word.
 func TestCorruptionConsumerSlotDamage(t *testing.T) {
 	msgs := faultMessages(rand.New(rand.NewPCG(15, 15)), 110, 560, 640)
 	byContent := faultMessageIndex(msgs)
@@ -772,6 +760,7 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 	require.NoError(t, q.Close())
 	starts := map[string]int{defaultConsumerKey: 50, "reader": 30}
 	slots := map[string]int{defaultConsumerKey: 0, "reader": 1} // the order they were created in
+	restarts := map[string]int{defaultConsumerKey: 30, "reader": 50}
 
 	for _, consumer := range []string{"reader", defaultConsumerKey} {
 		for _, field := range []struct {
@@ -793,12 +782,13 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 				require.NoError(t, os.WriteFile(filepath.Join(dir, indexFileName), index, 0o644))
 
 				q, err := NewQueue(dir, corruptOpenOptions()...)
-				if err != nil {
-					require.ErrorIs(t, err, ErrCorrupt)
-					return
-				}
+				require.NoError(t, err)
+				require.NotContains(t, q.Consumers(), consumer)
+				require.NoError(t, q.Close())
+				q, err = NewQueue(dir, corruptOpenOptions()...)
+				require.NoError(t, err)
 				t.Cleanup(func() { require.NoError(t, q.Close()) })
-				survived := slices.Contains(q.Consumers(), consumer)
+				require.NotContains(t, q.Consumers(), consumer)
 				read := q.Dequeue
 				if consumer != defaultConsumerKey {
 					c, err := q.NewConsumer(consumer)
@@ -806,15 +796,23 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 					read = c.Dequeue
 				}
 				events := faultDrain(t, read, byContent, 2*n+8)
-				t.Logf("consumer survived: %v; read %s", survived, faultEventString(events))
-				if survived || (len(events) > 0 && events[0] == corruptEvent) {
-					return
-				}
+				t.Logf("read %s", faultEventString(events))
 				require.NotEmpty(t, events)
-				if first := starts[consumer]; events[0] != first {
-					t.Skipf("BUG: a damaged slot of consumer %q was freed without a report (recover uses the count index.consumers returns only to mark the index changed); "+
-						"the consumer, created anew, silently starts at message %d instead of %d", consumer, events[0], first)
+				require.Equal(t, corruptEvent, events[0], "the consumer, created anew, must report the lost position first")
+				// Created anew, it starts at the head: where the other consumer stands.
+				require.Equal(t, restarts[consumer], events[1], "consumer %q, created anew, after its report", consumer)
+				require.Equal(t, faultRange(restarts[consumer], n), events[1:])
+				// The other consumer is untouched.
+				other := "reader"
+				read = q.Dequeue
+				if consumer == "reader" {
+					other = defaultConsumerKey
+				} else {
+					c, err := q.NewConsumer(other)
+					require.NoError(t, err)
+					read = c.Dequeue
 				}
+				require.Equal(t, faultRange(starts[other], n), faultDrain(t, read, byContent, 2*n+8), "consumer %q", other)
 			})
 		}
 	}
@@ -926,8 +924,8 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 			t.Logf("tailheader[%s]: flips=%d tail_moved=%d seq_backwards=%d intact_lost=%d bricked=%d corrupt_errors=%d wrong=0",
 				st.name, arenaHeaderSize*8, moved, backwards, lost, bricked, corrupt)
 			if len(bugs) > 0 {
-				t.Skipf("BUG: a damaged header of the tail arena, when no other arena has an intact one, makes recover lose its "+
-					"footing (it has no proven boundary but the checkpoint's): %s", strings.Join(bugs, "; "))
+				t.Errorf("a damaged header of the tail arena, when no other arena has an intact one, made recover lose its "+
+					"footing: %s", strings.Join(bugs, "; "))
 			}
 		})
 	}
@@ -1038,18 +1036,15 @@ func TestCorruptionStaleAfterHeaderDamage(t *testing.T) {
 		got = append(got, m[:7])
 	}
 	t.Logf("stale: fresh messages from offset %d, sequence number %d; after the power loss read %v", start, startSeq, got)
-	if stale > 0 {
-		t.Skipf("BUG: %d stale records delivered after a power loss: the damaged header made recover reuse sequence numbers, "+
-			"so old records carry the expected numbers again", stale)
-	}
+	require.Zero(t, stale, "stale records delivered after a power loss: the damaged header made recover reuse sequence numbers, "+
+		"so old records carry the expected numbers again")
 	for i, m := range got {
 		require.Equal(t, fresh[i][:7], m, "a prefix of the fresh messages")
 	}
-	if startSeq < uint64(len(old)) {
-		t.Skipf("BUG: after the damaged header the fresh messages get sequence numbers from %d on, although records up to %d "+
+	require.GreaterOrEqual(t, startSeq, uint64(len(old)),
+		"after the damaged header the fresh messages get sequence numbers from %d on, although records up to %d "+
 			"were written and old ones still lie in spare arenas: such records can pass for new ones after a power loss "+
 			"(this layout brought 8 back at commit b007c83)", startSeq, len(old)-1)
-	}
 }
 
 // corruptTruncSizes returns the lengths to cut a file of size bytes to:

@@ -89,6 +89,24 @@
 //     names 1 to MaxConsumerNameLen bytes.
 //   - A reclaim error (renaming or removing an arena file) does not fail
 //     the read that caused it; the next Flush returns it once.
+//   - A consumer slot of the index that fails its checksum loses that
+//     consumer's position. NewQueue opens anyway and marks the slot
+//     damaged (it persists across reopens). The next consumer created,
+//     preferably the one whose name the slot still holds readably (the
+//     default consumer re-created by a queue-level read included), takes
+//     the slot, starts at the oldest stored message like any new
+//     consumer, and its first read returns an error wrapping ErrCorrupt
+//     that says so, so that a restart at the oldest message (repeating or
+//     skipping messages) never goes unreported.
+//   - Opening verifies from the last checkpoint. When the checkpoint's
+//     arena was reclaimed, or a proven record boundary contradicts its
+//     sequence number (only a damaged index can hold such a checkpoint),
+//     it verifies from the lowest proven boundary instead: a consumer
+//     position whose record carries the sequence number stored with it and
+//     passes its checksum, or the first record the oldest arena's header
+//     names. Arenas past the recovered tail are deleted, not kept as
+//     spares, since their records carry sequence numbers that new records
+//     get.
 //
 // # On-disk format
 //
@@ -135,7 +153,11 @@
 //
 //	off  size  field
 //	  0     8  position: next record to read (commit word)
-//	  8     4  state: 0 free, 1 used (written last when a slot is filled)
+//	  8     4  state (written last when a slot is filled): 0 free,
+//	           1 used, 2 used by a consumer that took the slot of a
+//	           damaged one (its first read reports ErrCorrupt, then the
+//	           state becomes 1), 3 damaged (failed its CRC; kept until a
+//	           new consumer takes it)
 //	 12     4  name length, 1 to 224
 //	 16     4  CRC32C of bytes 12-15 and the name
 //	 20     4  zero

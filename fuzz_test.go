@@ -21,8 +21,8 @@ import (
 // Fuzz targets (issue 4): the record decoder, the index decoder, and a
 // whole queue directory. The seed corpora under testdata/fuzz/<Name>/ are
 // files of real small queues (seed-*, TestWriteFuzzSeeds writes them) and
-// inputs the fuzzer found (regress-*; those that meet a known library bug
-// are skipped with "BUG:" until it is fixed). Fuzz one target with
+// inputs the fuzzer found (regress-*, kept as regression guards). Fuzz one
+// target with
 //
 //	go test -run '^$' -fuzz '^FuzzOpenDirectory$' -fuzztime 60s -fuzzminimizetime 100x .
 //
@@ -365,7 +365,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 			require.NoError(t, q.Close())
 		}
 	})
-	fuzzSkipKnownBugs(t, q, limit)
+	fuzzCheckRecovered(t, q, limit)
 	checkInvariants(t, q)
 	names, reads := fuzzReaders(t, q)
 	for i, read := range reads {
@@ -374,7 +374,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 	runtime.ReadMemStats(&after)
 	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(fuzzMaxAlloc), "opening and draining allocated too much")
 	checkInvariants(t, q)
-	fuzzSkipKnownBugs(t, q, limit)
+	fuzzCheckRecovered(t, q, limit)
 	if arenaSize > fuzzMaxArenaSize {
 		closed = true
 		require.NoError(t, q.Close())
@@ -390,7 +390,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 	q, err = NewQueue(dir, corruptOpenOptions()...)
 	require.NoError(t, err, "reopen after a clean close")
 	closed = false
-	fuzzSkipKnownBugs(t, q, limit)
+	fuzzCheckRecovered(t, q, limit)
 	checkInvariants(t, q)
 	names2, reads := fuzzReaders(t, q)
 	require.Equal(t, names, names2, "consumers after the reopen")
@@ -431,45 +431,29 @@ func fuzzIndexLimit(t *testing.T, dir string) uint64 {
 	return limit
 }
 
-// fuzzSkipKnownBugs skips an input that meets one of three library bugs
-// (see TestCorruptionTailArenaHeader, TestCorruptionTruncation and the
-// regress-* seeds under testdata/fuzz), so that the fuzzer looks for
-// others:
+// fuzzCheckRecovered checks what recover must leave, whatever the files
+// held (see TestCorruptionTailArenaHeader and the regress-* seeds under
+// testdata/fuzz for the inputs that broke each once):
 //
-//   - recover left the tail in an arena that is missing (a hole in
-//     [first, next)), where Enqueue can neither write nor create it: see
-//     errBricked (commit 86ca5dd; 32ec9be fixed it).
-//   - When the checkpoint's arena is not on disk and no intact arena
-//     header names a record boundary, recover verifies from an offset
-//     whose sequence number it does not know, with the checkpoint's (the
-//     one of another offset); at commit b007c83 from the end of the arena
-//     files, which could also move the tail past every offset the index
-//     names (limit).
-//   - recover trusts the sequence number of a checkpoint that passes its
-//     checksum although the records contradict it (only a damaged index
-//     can hold one: Flush writes the tail's own).
-//
-// Either way a consumer may stand at or before the tail with a higher
-// sequence number than the tail's, or read up to the tail and expect
-// another one than the next record gets, so that every message enqueued
-// afterwards is skipped as corrupt.
-func fuzzSkipKnownBugs(t *testing.T, q *Queue, limit uint64) {
-	if corruptBricked(q) {
-		t.Skipf("BUG: %v: its tail lies in an arena that is missing and may not be created", errBricked)
-	}
+//   - the tail lies in an arena Enqueue can write or create (errBricked;
+//     commit 86ca5dd, fixed by 32ec9be);
+//   - the tail is not past every offset the index names (limit);
+//   - no consumer, and not the head, stands at or before the tail with a
+//     higher sequence number than the tail's, and a consumer at the tail
+//     expects the tail's: else every message enqueued afterwards would be
+//     skipped as corrupt. (A checkpoint that passes its checksum with a
+//     sequence number the records contradict, and a damaged header of the
+//     only arena with the checkpoint's arena reclaimed, once led there.)
+func fuzzCheckRecovered(t *testing.T, q *Queue, limit uint64) {
+	require.False(t, corruptBricked(q), "%v: the tail lies in an arena that is missing and may not be created", errBricked)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.tail > limit {
-		t.Skipf("BUG: recover set the tail to %d, past the index's tail and checkpoint (%d)", q.tail, limit)
-	}
-	if q.headSeq != unknownSeq && q.headSeq > q.tailSeq {
-		t.Skipf("BUG: the head's sequence number %d exceeds the tail's %d", q.headSeq, q.tailSeq)
-	}
+	require.LessOrEqual(t, q.tail, limit, "recover set the tail past the index's tail and checkpoint")
+	require.True(t, q.headSeq == unknownSeq || q.headSeq <= q.tailSeq, "the head's sequence number %d exceeds the tail's %d", q.headSeq, q.tailSeq)
 	for name, st := range q.consumers {
-		if st.seq != unknownSeq && (st.seq > q.tailSeq || (st.off == q.tail && st.seq != q.tailSeq)) {
-			t.Skipf("BUG: consumer %q at %d expects sequence number %d, the tail %d has %d; new messages would be skipped as corrupt",
-				name, st.off, st.seq, q.tail, q.tailSeq)
-		}
+		require.False(t, st.seq != unknownSeq && (st.seq > q.tailSeq || (st.off == q.tail && st.seq != q.tailSeq)),
+			"consumer %q at %d expects sequence number %d, the tail %d has %d; new messages would be skipped as corrupt",
+			name, st.off, st.seq, q.tail, q.tailSeq)
 	}
 }
 

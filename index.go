@@ -1,6 +1,7 @@
 package bigqueue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,15 +41,17 @@ const (
 
 	// Consumer slots follow the header, slotSize bytes each.
 	slotOffsetOff  = 0  // uint64 commit word: the consumer's next record
-	slotStateOff   = 8  // uint32 slotFree or slotUsed; written last on create
+	slotStateOff   = 8  // uint32 slotFree, slotUsed, slotLost or slotDamaged; written last on create
 	slotNameLenOff = 12 // uint32 length of the name
 	slotCRCOff     = 16 // uint32 CRC32C of bytes [12,16) and the name
 	slotSeqOff     = 24 // uint64 hint: sequence number of the record at the position, stored just before it
 	slotNameOff    = 32 // name bytes, at most MaxConsumerNameLen
 	slotSize       = 256
 
-	slotFree = 0
-	slotUsed = 1
+	slotFree    = 0
+	slotUsed    = 1
+	slotLost    = 2 // used by a consumer created in place of a damaged slot; its first read reports it
+	slotDamaged = 3 // failed its checksum; kept until a consumer is created in its place
 
 	// Arena header, at the start of every arena file.
 	arenaMagicOff      = 0  // [8]byte arenaMagic
@@ -107,6 +110,15 @@ type consumerSlot struct {
 	name    string
 	offset  uint64
 	seqHint uint64 // to be checked against the record at offset
+	lost    bool   // slotLost: the consumer's first read reports ErrCorrupt
+}
+
+// damagedSlot is a consumer slot that failed its checksum, with the name
+// it may have held: the name bytes up to the stored length or the first
+// zero byte.
+type damagedSlot struct {
+	slot  int
+	names []string
 }
 
 // index is the memory-mapped index file. All methods need the queue's mu,
@@ -147,7 +159,7 @@ func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*in
 	binary.LittleEndian.PutUint64(hdr[idxArenaSizeOff:], uint64(arenaSize))
 	binary.LittleEndian.PutUint64(hdr[idxQueueIDOff:], queueID)
 	binary.LittleEndian.PutUint32(hdr[idxHeaderCRCOff:], headerCRC(hdr))
-	init.addConsumer(0, defaultConsumerKey, 0, 0)
+	init.addConsumer(0, defaultConsumerKey, 0, 0, false)
 	if _, err := f.WriteAt(init.data, 0); err != nil {
 		return nil, fmt.Errorf("write index %s: %w", path, err)
 	}
@@ -253,26 +265,37 @@ func slotCRC(s []byte, nameLen int) uint32 {
 	return crc32.Update(c, castagnoli, s[slotNameOff:slotNameOff+nameLen])
 }
 
-// consumers decodes every used slot. A used slot that fails its checksum is
-// freed (it can only come from a torn write of a slot being created) and
-// reported in dropped.
-func (x *index) consumers() (list []consumerSlot, dropped int) {
+// consumers decodes every used slot. A slot that fails its checksum, or
+// whose state word is none of the known ones, is marked slotDamaged and
+// returned in damaged. A torn create cannot make one (the state word is
+// written last), so it is damage, and the consumer it held has lost its
+// position: the next consumer created claims the slot and reports that
+// (see Queue.claimDamaged).
+func (x *index) consumers() (list []consumerSlot, damaged []damagedSlot) {
 	for i := 0; i < x.slots(); i++ {
 		s := x.slot(i)
-		if le32(s[slotStateOff:]) == slotFree {
+		state := le32(s[slotStateOff:])
+		if state == slotFree {
 			continue
 		}
 		n := int(le32(s[slotNameLenOff:]))
-		if le32(s[slotStateOff:]) != slotUsed || n == 0 || n > MaxConsumerNameLen || le32(s[slotCRCOff:]) != slotCRC(s, n) {
-			storeCommit(s[slotOffsetOff:], 0)
-			binary.LittleEndian.PutUint32(s[slotStateOff:], slotFree)
-			dropped++
+		if (state != slotUsed && state != slotLost) || n == 0 || n > MaxConsumerNameLen || le32(s[slotCRCOff:]) != slotCRC(s, n) {
+			binary.LittleEndian.PutUint32(s[slotStateOff:], slotDamaged)
+			name := s[slotNameOff:]
+			var names []string
+			if n > 0 && n <= MaxConsumerNameLen {
+				names = append(names, string(name[:n]))
+			}
+			if z := bytes.IndexByte(name, 0); z > 0 {
+				names = append(names, string(name[:z]))
+			}
+			damaged = append(damaged, damagedSlot{slot: i, names: names})
 			continue
 		}
 		list = append(list, consumerSlot{slot: i, name: string(s[slotNameOff : slotNameOff+n]),
-			offset: le64(s[slotOffsetOff:]), seqHint: le64(s[slotSeqOff:])})
+			offset: le64(s[slotOffsetOff:]), seqHint: le64(s[slotSeqOff:]), lost: state == slotLost})
 	}
-	return list, dropped
+	return list, damaged
 }
 
 // freeSlot returns the number of an unused slot, or -1 when all are used.
@@ -285,16 +308,26 @@ func (x *index) freeSlot() int {
 	return -1
 }
 
-// addConsumer fills slot i with name at (offset, seq). The state word is
-// written last, so a crash before it leaves a free slot.
-func (x *index) addConsumer(i int, name string, offset, seq uint64) {
+// addConsumer fills slot i with name at (offset, seq). The state word,
+// slotUsed or, with lost, slotLost, is written last, so a crash before it
+// leaves the slot as it was.
+func (x *index) addConsumer(i int, name string, offset, seq uint64, lost bool) {
 	s := x.slot(i)
 	clear(s[slotNameLenOff:])
 	binary.LittleEndian.PutUint32(s[slotNameLenOff:], uint32(len(name)))
 	copy(s[slotNameOff:], name)
 	binary.LittleEndian.PutUint32(s[slotCRCOff:], slotCRC(s, len(name)))
 	x.setConsumerPosition(i, offset, seq)
-	binary.LittleEndian.PutUint32(s[slotStateOff:], slotUsed)
+	state := uint32(slotUsed)
+	if lost {
+		state = slotLost
+	}
+	binary.LittleEndian.PutUint32(s[slotStateOff:], state)
+}
+
+// markReported turns slot i from slotLost into slotUsed.
+func (x *index) markReported(i int) {
+	binary.LittleEndian.PutUint32(x.slot(i)[slotStateOff:], slotUsed)
 }
 
 func (x *index) removeConsumer(i int) {

@@ -45,6 +45,7 @@ type Queue struct {
 	ckpt         checkpoint    // the last checkpoint written to the index
 	consumers    map[string]*consumerState
 	defaultSt    *consumerState // cache of consumers[defaultConsumerKey]; may be deleted or nil
+	damaged      []damagedSlot  // consumer slots that failed their checksum, not yet claimed
 	closed       bool
 	failed       error                  // sticky: a failed msync; every later call but Close returns it
 	bgErr        error                  // an error of background housekeeping, returned once by the next Flush
@@ -68,6 +69,7 @@ type consumerState struct {
 	off     uint64 // next record to read; head <= off <= tail; equals the slot's offset
 	seq     uint64 // sequence number of the record at off
 	deleted bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
+	lost    bool   // made in place of a damaged slot: the next read reports ErrCorrupt
 
 	// peeked is the record at off when peekedValid: what Peek returned,
 	// handed out again by the next Peek or Dequeue without a second read.
@@ -450,6 +452,13 @@ func (q *Queue) lag(st *consumerState) int64 {
 // with exact, the payload gets a new slice of exactly its length instead.
 // Needs mu.
 func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, uint64, error) {
+	if st.lost {
+		st.lost = false
+		q.idx.markReported(st.slot)
+		q.changed = true
+		return dst, 0, fmt.Errorf("consumer %q: its slot in the index was damaged and its position lost; it starts at the oldest message, offset %d: %w",
+			st.name, st.off, ErrCorrupt)
+	}
 	if st.off >= q.tail {
 		return dst, 0, ErrEmptyQueue
 	}

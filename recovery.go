@@ -1,10 +1,12 @@
 package bigqueue
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -32,32 +34,12 @@ func (q *Queue) recover() error {
 		return err
 	}
 
-	// Find a record boundary to verify from: the checkpoint when it lies
-	// in the arenas on disk (whatever their state: verifying checks every
-	// record), else, when consumers read past it and its arena was
-	// reclaimed, the first record named by the oldest arena's header. That
-	// arena and all after it lie past the checkpoint, so when its header is
-	// damaged nothing there was flushed and the tail is cut at its start.
-	start, seq := ckpt.offset, ckpt.seq
-	usable := m.first*ds <= ckpt.offset && ckpt.offset <= m.next*ds
-	if usable && ckpt.offset < m.next*ds {
-		// The arena must be there and whole; its header may be damaged.
-		if _, err := m.get(ckpt.offset / ds); err != nil {
-			if !isDamage(err) {
-				return err
-			}
-			usable = false
-		}
-	}
-	if !usable {
-		start = m.first * ds
-		h, err := m.header(m.first)
-		switch {
-		case err == nil && h.first >= start && h.first <= min(limit, m.next*ds):
-			start, seq = h.first, h.firstSeq
-		case err != nil && !isDamage(err):
-			return err
-		}
+	list, damaged := q.idx.consumers()
+	q.damaged = damaged
+	q.changed = len(damaged) > 0
+	start, seq, proven, err := q.startPoint(ckpt, limit, list)
+	if err != nil {
+		return err
 	}
 	tail, tailSeq, err := q.verify(start, seq, limit)
 	if err != nil {
@@ -69,10 +51,11 @@ func (q *Queue) recover() error {
 	}
 
 	// Arenas past the one holding the last valid byte hold no committed
-	// record (an interrupted write): they become spares.
+	// record (an interrupted write). They are deleted, not kept as spares:
+	// their records carry sequence numbers the next records get.
 	keepNext := max(m.first, (tail+ds-1)/ds)
 	for id := m.nextPresent(keepNext); id < m.next; id = m.nextPresent(id + 1) {
-		if err := m.drop(id); err != nil {
+		if err := m.drop(id, false); err != nil {
 			return err
 		}
 	}
@@ -81,19 +64,19 @@ func (q *Queue) recover() error {
 
 	// Consumers: positions at or past the tail move to it; positions in
 	// arenas that are gone wait for the head; the others are checked.
-	list, dropped := q.idx.consumers()
-	q.changed = dropped > 0
 	var below []*consumerState
 	head, headSeq, anyAbove := tail, tailSeq, false
 	for _, c := range list {
-		st := &consumerState{name: c.name, slot: c.slot, off: c.offset}
+		st := &consumerState{name: c.name, slot: c.slot, off: c.offset, lost: c.lost}
 		switch {
 		case c.offset >= tail:
 			st.off, st.seq = tail, tailSeq
 		case c.offset < m.first*ds:
 			below = append(below, st)
+		case proven[c.slot]:
+			st.seq = c.seqHint
 		default:
-			if st.seq, err = q.seqAt(c.offset, c.seqHint); err != nil {
+			if st.seq, err = q.seqAt(c.offset); err != nil {
 				return err
 			}
 		}
@@ -135,6 +118,117 @@ func (q *Queue) recover() error {
 		return err
 	}
 	return nil
+}
+
+// startPoint returns the record boundary recovery verifies from, with its
+// sequence number, and the slots of the consumers whose stored position
+// is a proven boundary: the record there carries the stored sequence
+// number and passes its checksum.
+//
+// The checkpoint is the boundary of choice: the records below it were
+// msynced before it was written, so verifying from it finds the first
+// record a power loss damaged. It is passed over when its arena is gone
+// (consumers read past it and the arena was reclaimed), when the arena is
+// the wrong size, or when a proven boundary contradicts its sequence
+// number (only a damaged index holds such a checkpoint: its checksum
+// covers a seq Flush never wrote). Recovery then verifies from the lowest
+// proven boundary: a consumer position or the first record the oldest
+// arena's header names. With none of those it starts at the tail when a
+// consumer stands there, and else at the start of the oldest arena.
+func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (uint64, uint64, map[int]bool, error) {
+	m := q.am
+	ds := m.dataSize
+	lo := m.first * ds
+	type boundary struct{ off, seq uint64 }
+	var bounds []boundary
+	proven := make(map[int]bool)
+	for _, c := range list {
+		if c.offset < lo || c.offset >= limit {
+			continue
+		}
+		_, ok, err := q.checkRecord(c.offset, c.seqHint, limit, true)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if ok {
+			proven[c.slot] = true
+			bounds = append(bounds, boundary{c.offset, c.seqHint})
+		}
+	}
+
+	usable := lo <= ckpt.offset && ckpt.offset <= m.next*ds
+	if usable && ckpt.offset < m.next*ds {
+		// The arena must be there and whole; its header may be damaged.
+		h, err := m.header(ckpt.offset / ds)
+		switch {
+		case err == nil:
+			if h.first <= ckpt.offset && !seqFits(h.first, h.firstSeq, ckpt.offset, ckpt.seq) {
+				usable = false
+			}
+		case !isDamage(err):
+			return 0, 0, nil, err
+		default:
+			_, err := m.get(ckpt.offset / ds)
+			if err != nil && !isDamage(err) {
+				return 0, 0, nil, err
+			}
+			usable = err == nil
+		}
+	}
+	sane := true // ckpt agrees with every proven boundary
+	for _, b := range bounds {
+		if !seqFits(min(b.off, ckpt.offset), min(b.seq, ckpt.seq), max(b.off, ckpt.offset), max(b.seq, ckpt.seq)) ||
+			(b.off < ckpt.offset) != (b.seq < ckpt.seq) {
+			sane = false
+		}
+	}
+	if usable && sane {
+		return ckpt.offset, ckpt.seq, proven, nil
+	}
+
+	if m.first < m.next {
+		h, err := m.header(m.first)
+		switch {
+		case err == nil && h.first >= lo && h.first <= min(limit, m.next*ds):
+			bounds = append(bounds, boundary{h.first, h.firstSeq})
+		case err != nil && !isDamage(err):
+			return 0, 0, nil, err
+		}
+	}
+	if len(bounds) > 0 {
+		b := slices.MinFunc(bounds, func(a, b boundary) int { return cmp.Compare(a.off, b.off) })
+		return b.off, b.seq, proven, nil
+	}
+
+	// No proven boundary: a consumer at the tail names one, else the
+	// tail is cut to the start of the oldest arena.
+	seq, atTail := ckpt.seq, false
+	writable := limit == m.next*ds || (limit/ds >= m.first && limit/ds < m.next && m.present[limit/ds])
+	for _, c := range list {
+		if c.offset == limit && c.offset >= lo && writable {
+			if !atTail || c.seqHint > seq {
+				seq = c.seqHint
+			}
+			atTail = true
+		}
+	}
+	if atTail {
+		return limit, seq, proven, nil
+	}
+	if !sane {
+		// The checkpoint's seq is wrong: take one no consumer is past.
+		for _, c := range list {
+			seq = max(seq, c.seqHint)
+		}
+	}
+	return lo, seq, proven, nil
+}
+
+// seqFits reports whether a record with sequence number seq2 can start at
+// off2 after one with seq1 at off1: the numbers grow by one per record,
+// and every record takes at least recordHeaderSize bytes.
+func seqFits(off1, seq1, off2, seq2 uint64) bool {
+	return off1 <= off2 && seq1 <= seq2 && (seq2-seq1) <= (off2-off1)/recordHeaderSize && (off1 == off2) == (seq1 == seq2)
 }
 
 // isDamage reports whether err says that stored bytes are bad, as opposed
@@ -208,7 +302,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	}
 	for _, id := range beyond {
 		m.present[id] = true
-		if err := m.drop(id); err != nil {
+		if err := m.drop(id, false); err != nil {
 			return err
 		}
 	}
@@ -300,14 +394,10 @@ func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, err
 }
 
 // seqAt returns the sequence number of the record at off, which lies in
-// [first*dataSize, tail). The hint stored with the position is accepted
-// when the record there carries it and passes its checksum; otherwise the
+// [first*dataSize, tail) and whose stored hint did not check out: the
 // records of off's arena are walked from the first one its header names.
 // A position that is not a proven boundary gets unknownSeq.
-func (q *Queue) seqAt(off, hint uint64) (uint64, error) {
-	if _, ok, err := q.checkRecord(off, hint, q.tail, true); err != nil || ok {
-		return hint, err
-	}
+func (q *Queue) seqAt(off uint64) (uint64, error) {
 	s, ok, err := q.walkTo(off)
 	if err != nil || !ok {
 		return unknownSeq, err
