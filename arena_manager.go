@@ -1,6 +1,7 @@
 package bigqueue
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -442,6 +443,41 @@ func (m *arenaManager) drop(id uint64, spare bool) error {
 	}
 	if err := m.fs.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("drop arena %d: %w", id, err)
+	}
+	return nil
+}
+
+// zeroPast clears the bytes of tail's arena past tail and msyncs them,
+// when any is not zero. Pages that are zero already (the common case: a
+// preallocated file reads as zeros) are only read. A missing or damaged
+// arena is left alone: nothing is read from it.
+func (m *arenaManager) zeroPast(tail uint64) error {
+	id := tail / m.dataSize
+	if tail%m.dataSize == 0 || !m.present[id] {
+		return nil
+	}
+	a, err := m.get(id)
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return nil
+		}
+		return err
+	}
+	var zeros [4096]byte
+	dirty := false
+	for b := a.data[arenaHeaderSize+tail%m.dataSize:]; len(b) > 0; {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			clear(b[:n])
+			dirty = true
+		}
+		b = b[n:]
+	}
+	if !dirty {
+		return nil
+	}
+	if err := m.fs.syncMapping(m.arenaPath(id), a.data); err != nil {
+		return fmt.Errorf("msync arena %d after clearing past the tail: %w", id, err)
 	}
 	return nil
 }

@@ -57,7 +57,12 @@ func checkInvariants(tb testing.TB, q *Queue) {
 	require.LessOrEqual(tb, m.first, m.next)
 	if q.tail > m.first*m.dataSize {
 		require.LessOrEqual(tb, m.first, q.head/m.dataSize, "an arena below the head's is still there")
-		require.Equal(tb, (q.tail-1)/m.dataSize+1, m.next, "arena files end with the tail's")
+		// Arena files end with the tail's, or just before it when
+		// recovery left the tail inside an arena whose file is gone (the
+		// next Enqueue creates it).
+		if !(q.tail%m.dataSize != 0 && m.next == q.tail/m.dataSize) {
+			require.Equal(tb, (q.tail-1)/m.dataSize+1, m.next, "arena files end with the tail's")
+		}
 	}
 	for id := range m.present {
 		require.True(tb, id >= m.first && id < m.next, "present arena %d outside [%d,%d)", id, m.first, m.next)

@@ -22,14 +22,15 @@ const (
 
 	// Index header, one 512-byte sector, so that a torn write of the page
 	// still leaves the commit words of one moment together.
-	idxMagicOff     = 0  // [8]byte indexMagic
-	idxVersionOff   = 8  // uint32 formatVersion
-	idxHeaderCRCOff = 12 // uint32 CRC32C of bytes [0,12) and [16,32)
-	idxArenaSizeOff = 16 // uint64 arena size in bytes
-	idxQueueIDOff   = 24 // uint64 random id shared with every arena header
-	idxTailOff      = 32 // uint64 commit word: logical end of the last record
-	idxHeadOff      = 40 // uint64 logical offset of the oldest retained record
-	idxCkptOff      = 48 // two checkpoint slots of ckptSize bytes
+	idxMagicOff     = 0   // [8]byte indexMagic
+	idxVersionOff   = 8   // uint32 formatVersion
+	idxHeaderCRCOff = 12  // uint32 CRC32C of bytes [0,12) and [16,32)
+	idxArenaSizeOff = 16  // uint64 arena size in bytes
+	idxQueueIDOff   = 24  // uint64 random id shared with every arena header
+	idxTailOff      = 32  // uint64 commit word: logical end of the last record
+	idxHeadOff      = 40  // uint64 logical offset of the oldest retained record
+	idxCkptOff      = 48  // two checkpoint slots of ckptSize bytes
+	idxCleanOff     = 112 // uint64 cleanMark after a clean Close; cleared and msynced by NewQueue
 	indexHeaderSize = 512
 
 	// Checkpoint slot: what the last successful flush made durable.
@@ -47,6 +48,8 @@ const (
 	slotSeqOff     = 24 // uint64 hint: sequence number of the record at the position, stored just before it
 	slotNameOff    = 32 // name bytes, at most MaxConsumerNameLen
 	slotSize       = 256
+
+	cleanMark = 1
 
 	slotFree    = 0
 	slotUsed    = 1
@@ -225,6 +228,17 @@ func (x *index) tail() uint64      { return le64(x.data[idxTailOff:]) }
 func (x *index) head() uint64      { return le64(x.data[idxHeadOff:]) }
 
 func (x *index) setTail(v uint64) { storeCommit(x.data[idxTailOff:], v) }
+
+// clean reports whether the queue was closed cleanly: every arena byte
+// past the tail is zero (see arenaManager.zeroPast).
+func (x *index) clean() bool { return le64(x.data[idxCleanOff:]) == cleanMark }
+func (x *index) setClean(on bool) {
+	v := uint64(0)
+	if on {
+		v = cleanMark
+	}
+	storeCommit(x.data[idxCleanOff:], v)
+}
 func (x *index) setHead(v uint64) { storeCommit(x.data[idxHeadOff:], v) }
 
 // checkpoint returns the valid checkpoint slot with the highest generation,

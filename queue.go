@@ -725,9 +725,12 @@ func (q *Queue) Close() error {
 		if err == nil && q.am.dirDirty {
 			err = q.syncDir()
 		}
-		if err == nil && changed {
-			q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
-			q.idx.setCheckpoint(q.ckpt)
+		if err == nil {
+			if changed {
+				q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
+				q.idx.setCheckpoint(q.ckpt)
+			}
+			q.idx.setClean(true)
 			err = q.idx.sync()
 		}
 		errs = append(errs, err)

@@ -117,7 +117,18 @@ func (q *Queue) recover() error {
 	if err := q.bgErr; err != nil {
 		return err
 	}
-	return nil
+
+	// Past the tail, the tail's arena may hold records of an interrupted
+	// run, with the sequence numbers the next records get at the same
+	// offsets when messages have the same sizes: a power loss that kept
+	// such an old page instead of the new one would let an old record
+	// pass for a new one. They are zeroed, unless the queue was closed
+	// cleanly. The mark is cleared durably before anything new is written.
+	if !q.idx.clean() {
+		return q.am.zeroPast(tail)
+	}
+	q.idx.setClean(false)
+	return q.idx.sync()
 }
 
 // startPoint returns the record boundary recovery verifies from, with its
@@ -132,9 +143,10 @@ func (q *Queue) recover() error {
 // the wrong size, or when a proven boundary contradicts its sequence
 // number (only a damaged index holds such a checkpoint: its checksum
 // covers a seq Flush never wrote). Recovery then verifies from the lowest
-// proven boundary: a consumer position or the first record the oldest
-// arena's header names. With none of those it starts at the tail when a
-// consumer stands there, and else at the start of the oldest arena.
+// proven boundary, a consumer position or the first record the oldest
+// arena's header names, when no consumer stands below it. Else it starts
+// at the tail when a consumer stands there, and else at the start of the
+// oldest arena: the tail is cut there, and every consumer moves to it.
 func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (uint64, uint64, map[int]bool, error) {
 	m := q.am
 	ds := m.dataSize
@@ -156,7 +168,9 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 		}
 	}
 
-	usable := lo <= ckpt.offset && ckpt.offset <= m.next*ds
+	// The checkpoint may lie in the arena created next: then the tail
+	// stays there, and that arena is made by the next Enqueue.
+	usable := lo <= ckpt.offset && (ckpt.offset <= m.next*ds || ckpt.offset/ds == m.next)
 	if usable && ckpt.offset < m.next*ds {
 		// The arena must be there and whole; its header may be damaged.
 		h, err := m.header(ckpt.offset / ds)
@@ -196,14 +210,21 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 		}
 	}
 	if len(bounds) > 0 {
+		// Verifying from above a consumer that is not at a proven
+		// boundary would keep what lies past it and make it skip what it
+		// has not read: after a power loss, a hole instead of a prefix.
 		b := slices.MinFunc(bounds, func(a, b boundary) int { return cmp.Compare(a.off, b.off) })
-		return b.off, b.seq, proven, nil
+		below := slices.ContainsFunc(list, func(c consumerSlot) bool { return c.offset >= lo && c.offset < b.off })
+		if !below {
+			return b.off, b.seq, proven, nil
+		}
 	}
 
 	// No proven boundary: a consumer at the tail names one, else the
 	// tail is cut to the start of the oldest arena.
 	seq, atTail := ckpt.seq, false
 	writable := limit == m.next*ds || (limit/ds >= m.first && limit/ds < m.next && m.present[limit/ds])
+	writable = writable && !slices.ContainsFunc(list, func(c consumerSlot) bool { return c.offset >= lo && c.offset < limit })
 	for _, c := range list {
 		if c.offset == limit && c.offset >= lo && writable {
 			if !atTail || c.seqHint > seq {
@@ -296,8 +317,9 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 			m.next = max(m.next, id+1)
 		}
 	} else {
-		// No arena: start after the checkpoint's arena, or the head's.
-		m.first = max((ckpt.offset+ds-1)/ds, floor)
+		// No arena: the next one created is the checkpoint's, or the
+		// head's when that is later.
+		m.first = max(ckpt.offset/ds, floor)
 		m.next = m.first
 	}
 	for _, id := range beyond {
