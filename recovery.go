@@ -173,23 +173,16 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 	usable := lo <= ckpt.offset && (ckpt.offset <= m.next*ds || ckpt.offset/ds == m.next)
 	if usable && ckpt.offset < m.next*ds {
 		// The arena must be there and whole; its header may be damaged.
-		h, err := m.header(ckpt.offset / ds)
-		switch {
-		case err == nil:
-			if h.first <= ckpt.offset && !seqFits(h.first, h.firstSeq, ckpt.offset, ckpt.seq) {
-				usable = false
-			}
-		case !isDamage(err):
+		_, err := m.get(ckpt.offset / ds)
+		if err != nil && !isDamage(err) {
 			return 0, 0, nil, err
-		default:
-			_, err := m.get(ckpt.offset / ds)
-			if err != nil && !isDamage(err) {
-				return 0, 0, nil, err
-			}
-			usable = err == nil
 		}
+		usable = err == nil
 	}
-	sane := true // ckpt agrees with every proven boundary
+	sane, err := q.ckptFitsHeaders(ckpt) // and every proven boundary:
+	if err != nil {
+		return 0, 0, nil, err
+	}
 	for _, b := range bounds {
 		if !seqFits(min(b.off, ckpt.offset), min(b.seq, ckpt.seq), max(b.off, ckpt.offset), max(b.seq, ckpt.seq)) ||
 			(b.off < ckpt.offset) != (b.seq < ckpt.seq) {
@@ -243,6 +236,34 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 		}
 	}
 	return lo, seq, proven, nil
+}
+
+// ckptFitsHeaders reports whether ckpt agrees with the intact headers of
+// the arenas that hold the bytes just before and at its offset: a record
+// boundary with the checkpoint's sequence number can follow the first
+// record such a header names.
+func (q *Queue) ckptFitsHeaders(ckpt checkpoint) (bool, error) {
+	m := q.am
+	ids := []uint64{ckpt.offset / m.dataSize}
+	if ckpt.offset > 0 {
+		ids = append(ids, (ckpt.offset-1)/m.dataSize)
+	}
+	for _, id := range ids {
+		if id < m.first || id >= m.next || !m.present[id] {
+			continue
+		}
+		h, err := m.header(id)
+		if err != nil {
+			if isDamage(err) {
+				continue
+			}
+			return false, err
+		}
+		if h.first <= ckpt.offset && !seqFits(h.first, h.firstSeq, ckpt.offset, ckpt.seq) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // seqFits reports whether a record with sequence number seq2 can start at
