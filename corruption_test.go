@@ -735,8 +735,10 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 // (or its state word is none of the known ones). The queue may not move
 // the consumer silently: NewQueue opens, the consumer is gone from
 // Consumers, and the consumer, created anew under its name (after one more
-// close and reopen, to show that the damage is remembered), reports
-// ErrCorrupt before it reads anything, then reads from the head. A silent
+// close and reopen, to show that the damage is remembered; "reader" also
+// after a reopen between its creation and its first read, to show that
+// the report is owed until then), reports ErrCorrupt before it reads
+// anything, then reads from the head. A silent
 // restart at the head would skip (reader) or repeat (default consumer)
 // messages without a word.
 func TestCorruptionConsumerSlotDamage(t *testing.T) {
@@ -791,6 +793,13 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 				require.NotContains(t, q.Consumers(), consumer)
 				read := q.Dequeue
 				if consumer != defaultConsumerKey {
+					_, err := q.NewConsumer(consumer)
+					require.NoError(t, err)
+					// The report is owed until the first read, across a reopen.
+					require.NoError(t, q.Close())
+					q, err = NewQueue(dir, corruptOpenOptions()...)
+					require.NoError(t, err)
+					require.Contains(t, q.Consumers(), consumer)
 					c, err := q.NewConsumer(consumer)
 					require.NoError(t, err)
 					read = c.Dequeue
