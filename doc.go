@@ -199,6 +199,9 @@
 //	  8     8  sequence number, one more than the previous record's
 //	 16     n  payload
 //
+// Offsets and sequence numbers above 2^62 cannot be written (that is 4 EiB
+// of records); read from the index, they count as damage.
+//
 // A length is trusted only when the record fits below the tail; a record
 // is delivered only when its sequence number is the one the consumer
 // expects and its checksum matches.

@@ -75,6 +75,11 @@ const (
 	defaultConsumerKey = "__default__"
 )
 
+// maxOffset bounds logical offsets and sequence numbers: no queue writes
+// 4 EiB. A larger one read from the index is damage, and is ignored, so
+// that offset arithmetic never wraps around.
+const maxOffset = 1 << 62
+
 // MaxConsumerNameLen is the longest consumer name, in bytes.
 const MaxConsumerNameLen = slotSize - slotNameOff
 
@@ -251,7 +256,7 @@ func (x *index) checkpoint() checkpoint {
 			continue
 		}
 		c := checkpoint{offset: le64(s[ckptOffsetOff:]), seq: le64(s[ckptSeqOff:]), gen: le64(s[ckptGenOff:])}
-		if c.gen > best.gen {
+		if c.gen > best.gen && c.offset <= maxOffset && c.seq <= maxOffset {
 			best = c
 		}
 	}

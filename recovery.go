@@ -28,7 +28,11 @@ const unknownSeq = ^uint64(0)
 func (q *Queue) recover() error {
 	m := q.am
 	ds := m.dataSize
-	idxTail, idxHead, ckpt := q.idx.tail(), q.idx.head(), q.idx.checkpoint()
+	storedTail, idxHead, ckpt := q.idx.tail(), q.idx.head(), q.idx.checkpoint()
+	idxTail := storedTail
+	if idxTail > maxOffset {
+		idxTail = ckpt.offset // damage: the checkpoint is all that is known
+	}
 	limit := max(idxTail, ckpt.offset)
 	if err := q.inventory(idxHead, limit, ckpt); err != nil {
 		return err
@@ -46,7 +50,7 @@ func (q *Queue) recover() error {
 		return err
 	}
 	q.tail, q.tailSeq = tail, tailSeq
-	if idxTail != tail {
+	if storedTail != tail {
 		q.idx.setTail(tail)
 	}
 
@@ -112,7 +116,7 @@ func (q *Queue) recover() error {
 	q.head, q.headSeq = head, headSeq
 	q.idx.setHead(head)
 	q.ckpt = ckpt
-	q.changed = q.changed || idxTail != tail || idxHead != head
+	q.changed = q.changed || storedTail != tail || idxHead != head
 	q.reclaim()
 	if err := q.bgErr; err != nil {
 		return err
@@ -155,7 +159,7 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 	var bounds []boundary
 	proven := make(map[int]bool)
 	for _, c := range list {
-		if c.offset < lo || c.offset >= limit {
+		if c.offset < lo || c.offset >= limit || c.seqHint > maxOffset {
 			continue
 		}
 		_, ok, err := q.checkRecord(c.offset, c.seqHint, limit, true)
@@ -196,7 +200,7 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 	if m.first < m.next {
 		h, err := m.header(m.first)
 		switch {
-		case err == nil && h.first >= lo && h.first <= min(limit, m.next*ds):
+		case err == nil && h.first >= lo && h.first <= min(limit, m.next*ds) && h.firstSeq <= maxOffset:
 			bounds = append(bounds, boundary{h.first, h.firstSeq})
 		case err != nil && !isDamage(err):
 			return 0, 0, nil, err
@@ -219,7 +223,7 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 	writable := limit == m.next*ds || (limit/ds >= m.first && limit/ds < m.next && m.present[limit/ds])
 	writable = writable && !slices.ContainsFunc(list, func(c consumerSlot) bool { return c.offset >= lo && c.offset < limit })
 	for _, c := range list {
-		if c.offset == limit && c.offset >= lo && writable {
+		if c.offset == limit && c.offset >= lo && writable && c.seqHint <= maxOffset {
 			if !atTail || c.seqHint > seq {
 				seq = c.seqHint
 			}
@@ -232,7 +236,9 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 	if !sane {
 		// The checkpoint's seq is wrong: take one no consumer is past.
 		for _, c := range list {
-			seq = max(seq, c.seqHint)
+			if c.seqHint <= maxOffset {
+				seq = max(seq, c.seqHint)
+			}
 		}
 	}
 	return lo, seq, proven, nil
