@@ -256,9 +256,14 @@ func (x *index) checkpoint() checkpoint {
 			continue
 		}
 		c := checkpoint{offset: le64(s[ckptOffsetOff:]), seq: le64(s[ckptSeqOff:]), gen: le64(s[ckptGenOff:])}
-		if c.gen > best.gen && c.offset <= maxOffset && c.seq <= maxOffset {
+		if c.gen > best.gen {
 			best = c
 		}
+	}
+	if best.offset > maxOffset || best.seq > maxOffset {
+		// Damage: nothing is known to be flushed. The generation stays,
+		// so that the next flush's checkpoint wins over this one.
+		return checkpoint{gen: best.gen}
 	}
 	return best
 }
