@@ -525,6 +525,14 @@ func (q *Queue) skipDamage(st *consumerState, reason string) error {
 // moveConsumer commits st's new position, then moves the head and reclaims
 // arenas when st was the oldest reader. Needs mu.
 func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
+	if off == q.tail {
+		// The next record written gets the tail's number. Reading a
+		// chain of valid records up to the tail can end with another
+		// one only when a damaged index held a wrong checkpoint that no
+		// proof at open contradicted; the consumer must not then skip
+		// every new message as corrupt.
+		seq = q.tailSeq
+	}
 	wasHead := st.off == q.head
 	st.off, st.seq = off, seq
 	st.peeked, st.peekedValid = nil, false
