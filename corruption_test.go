@@ -1124,9 +1124,10 @@ func TestCorruptionStaleAfterIndexLoss(t *testing.T) {
 	}
 }
 
-// TestCleanMark checks the index's clean mark: set by Close, cleared by
-// NewQueue before it returns (which msyncs it, so that an index a power
-// loss brings back from after the reopen never claims a clean close).
+// TestCleanMark checks the index's clean mark: set by Close, kept while a
+// reopened queue only reads, and cleared before the first Enqueue writes
+// into an arena (clearCleanMark msyncs it, so that an index a power loss
+// brings back from after that write never claims a clean close).
 func TestCleanMark(t *testing.T) {
 	q, dir := openTestQueue(t, faultOptions()...)
 	mark := func() uint64 {
@@ -1135,12 +1136,33 @@ func TestCleanMark(t *testing.T) {
 		return le64(b[idxCleanOff:])
 	}
 	require.NoError(t, q.EnqueueString("a"))
-	require.Zero(t, mark(), "open")
+	require.Zero(t, mark(), "new")
+	require.NoError(t, q.EnqueueString("b"))
 	require.NoError(t, q.Close())
 	require.Equal(t, uint64(cleanMark), mark(), "closed")
+
 	q, err := NewQueue(dir, faultOptions()...)
 	require.NoError(t, err)
-	require.Zero(t, mark(), "reopened")
+	msg, err := q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "a", msg)
+	require.Equal(t, uint64(cleanMark), mark(), "reopened, read only")
+	require.NoError(t, q.Close())
+	require.Equal(t, uint64(cleanMark), mark(), "closed after reading")
+
+	q, err = NewQueue(dir, faultOptions()...)
+	require.NoError(t, err)
+	require.NoError(t, q.EnqueueBatch([][]byte{[]byte("c")}))
+	require.Zero(t, mark(), "after the first write")
+	require.NoError(t, q.Close())
+	require.Equal(t, uint64(cleanMark), mark(), "closed after writing")
+	q, err = NewQueue(dir, faultOptions()...)
+	require.NoError(t, err)
+	for _, want := range []string{"b", "c"} {
+		msg, err := q.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, want, msg)
+	}
 	require.NoError(t, q.Close())
 }
 

@@ -142,11 +142,12 @@
 //	 40     8  head: oldest retained record
 //	 48    32  checkpoint slot 0
 //	 80    32  checkpoint slot 1
-//	112     8  clean mark: 1 after a clean Close; NewQueue clears it
-//	           and msyncs the index before it returns. Without it,
-//	           NewQueue zeroes the tail arena's bytes past the tail
-//	           (records of an interrupted run that could otherwise pass
-//	           for later ones after another power loss)
+//	112     8  clean mark: 1 after a clean Close; cleared, and the
+//	           index msynced, before the first write into an arena after
+//	           opening. Without it, NewQueue zeroes the tail arena's
+//	           bytes past the tail (records of an interrupted run that
+//	           could otherwise pass for later ones after another power
+//	           loss)
 //	120   392  zero
 //
 // Checkpoint slot (the valid slot with the higher generation counts):

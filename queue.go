@@ -46,6 +46,7 @@ type Queue struct {
 	consumers    map[string]*consumerState
 	defaultSt    *consumerState // cache of consumers[defaultConsumerKey]; may be deleted or nil
 	damaged      []damagedSlot  // consumer slots that failed their checksum, not yet claimed
+	cleanOnDisk  bool           // the index on disk carries the clean mark (see clearCleanMark)
 	closed       bool
 	failed       error                  // sticky: a failed msync; every later call but Close returns it
 	bgErr        error                  // an error of background housekeeping, returned once by the next Flush
@@ -246,6 +247,11 @@ func (q *Queue) enqueue(msg []byte) error {
 // logical offset off, and returns the offset just past it. It does not
 // commit it. Needs mu.
 func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
+	if q.cleanOnDisk {
+		if err := q.clearCleanMark(); err != nil {
+			return 0, err
+		}
+	}
 	h := q.scratch[:]
 	binary.LittleEndian.PutUint32(h[recordLenOff:], uint32(len(msg)))
 	binary.LittleEndian.PutUint64(h[recordSeqOff:], seq)
@@ -266,6 +272,20 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 		q.requestFlush()
 	}
 	return span.end, nil
+}
+
+// clearCleanMark takes the clean mark off the index, durably, before the
+// first write into an arena since the queue was opened: from then on a
+// crash may leave records past the tail, which the next NewQueue must
+// zero. Opening and closing a queue without enqueuing syncs nothing. A
+// failed msync fails the queue. Needs mu.
+func (q *Queue) clearCleanMark() error {
+	q.idx.setClean(false)
+	if err := q.idx.sync(); err != nil {
+		return q.fail(err)
+	}
+	q.cleanOnDisk = false
+	return nil
 }
 
 // periodicFlush reports whether background flushing is enabled.
@@ -733,7 +753,7 @@ func (q *Queue) Close() error {
 		if err == nil && q.am.dirDirty {
 			err = q.syncDir()
 		}
-		if err == nil {
+		if err == nil && (changed || !q.cleanOnDisk) {
 			if changed {
 				q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 				q.idx.setCheckpoint(q.ckpt)

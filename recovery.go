@@ -127,12 +127,13 @@ func (q *Queue) recover() error {
 	// offsets when messages have the same sizes: a power loss that kept
 	// such an old page instead of the new one would let an old record
 	// pass for a new one. They are zeroed, unless the queue was closed
-	// cleanly. The mark is cleared durably before anything new is written.
-	if !q.idx.clean() {
+	// cleanly and recovery kept its tail. The mark is cleared durably
+	// before the first write into an arena (see clearCleanMark).
+	q.cleanOnDisk = q.idx.clean()
+	if !q.cleanOnDisk || tail < limit {
 		return q.am.zeroPast(tail)
 	}
-	q.idx.setClean(false)
-	return q.idx.sync()
+	return nil
 }
 
 // startPoint returns the record boundary recovery verifies from, with its
