@@ -107,11 +107,15 @@
 //     names. Arenas past the recovered tail are deleted, not kept as
 //     spares, since their records carry sequence numbers that new records
 //     get. For the same reason, after a shutdown that was not a clean
-//     Close, NewQueue zeroes the bytes of the tail's arena past the tail
-//     and msyncs them: with messages of equal sizes, an old record there
-//     would otherwise pass for the new one written at its offset if a
-//     second power loss kept the old page. That costs reading the rest of
-//     the tail arena once (at most the arena size) after a crash.
+//     Close, or when recovery cut the tail, NewQueue zeroes the bytes of
+//     the tail's arena past the tail and msyncs them: with messages of
+//     equal sizes, an old record there would otherwise pass for the new
+//     one written at its offset if a second power loss kept the old page.
+//     That costs reading the rest of the tail arena once (at most the
+//     arena size) after a crash. The clean mark that lets a clean reopen
+//     skip it is cleared, with an msync of the index, before the first
+//     write into an arena after opening, so opening and closing a queue
+//     that is only read syncs nothing.
 //
 // # On-disk format
 //
