@@ -30,7 +30,7 @@ const (
 	idxTailOff      = 32  // uint64 commit word: logical end of the last record
 	idxHeadOff      = 40  // uint64 logical offset of the oldest retained record
 	idxCkptOff      = 48  // two checkpoint slots of ckptSize bytes
-	idxCleanOff     = 112 // uint64 cleanMark after a clean Close; cleared and msynced by NewQueue
+	idxCleanOff     = 112 // uint64 cleanMark after a clean Close; cleared, msynced, before the first arena write after opening
 	indexHeaderSize = 512
 
 	// Checkpoint slot: what the last successful flush made durable.
