@@ -667,24 +667,9 @@ func TestCorruptionBitFlips(t *testing.T) {
 // order, or ErrCorrupt, and which then takes new messages. read_again
 // counts messages a consumer read a second time.
 func TestCorruptionIndexBitFlips(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(14, 14)), 110, 560, 640)
+	msgs, dir := corruptReadersQueue(t, 14)
 	byContent := faultMessageIndex(msgs)
 	n := len(msgs)
-	q, dir := openTestQueue(t, faultOptions()...)
-	reader, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	for _, m := range msgs {
-		require.NoError(t, q.Enqueue(m))
-	}
-	for i := range 50 {
-		if i < 30 {
-			_, err := reader.Dequeue()
-			require.NoError(t, err)
-		}
-		_, err := q.Dequeue()
-		require.NoError(t, err)
-	}
-	require.NoError(t, q.Close())
 	files := corruptReadFiles(t, dir)
 	index := files[indexFileName]
 	used := indexHeaderSize + 2*slotSize // the header and the two used slots
@@ -729,23 +714,13 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 	corruptFinish(t, fmt.Sprintf("indexflips: flips=%d %v elapsed=%v (%s)", tally.cases, &tally, time.Since(start).Round(time.Millisecond), tier), &tally)
 }
 
-// TestCorruptionConsumerSlotDamage damages one byte of a consumer's slot
-// in the index of a closed queue whose default consumer read 50 messages
-// and whose consumer "reader" read 30, so that the slot fails its checksum
-// (or its state word is none of the known ones). The queue may not move
-// the consumer silently: NewQueue opens, the consumer is gone from
-// Consumers, and the consumer, created anew under its name (after one more
-// close and reopen, to show that the damage is remembered; "reader" also
-// after a reopen between its creation and its first read, to show that
-// the report is owed until then), reports ErrCorrupt before it reads
-// anything, then reads from the head. A silent
-// restart at the head would skip (reader) or repeat (default consumer)
-// messages without a word.
-func TestCorruptionConsumerSlotDamage(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(15, 15)), 110, 560, 640)
-	byContent := faultMessageIndex(msgs)
-	n := len(msgs)
-	q, template := openTestQueue(t, faultOptions()...)
+// corruptReadersQueue returns 110 messages of 560 to 640 bytes, made from
+// seed, and the directory of a closed queue holding them whose default
+// consumer read 50 of them and whose consumer "reader" read 30.
+func corruptReadersQueue(t *testing.T, seed uint64) ([][]byte, string) {
+	t.Helper()
+	msgs := faultMessages(rand.New(rand.NewPCG(seed, seed)), 110, 560, 640)
+	q, dir := openTestQueue(t, faultOptions()...)
 	reader, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	for _, m := range msgs {
@@ -760,6 +735,25 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, q.Close())
+	return msgs, dir
+}
+
+// TestCorruptionConsumerSlotDamage damages one byte of a consumer's slot
+// in the index of a closed queue whose default consumer read 50 messages
+// and whose consumer "reader" read 30, so that the slot fails its checksum
+// (or its state word is none of the known ones). The queue may not move
+// the consumer silently: NewQueue opens, the consumer is gone from
+// Consumers, and the consumer, created anew under its name (after one more
+// close and reopen, to show that the damage is remembered; "reader" also
+// after a reopen between its creation and its first read, to show that
+// the report is owed until then), reports ErrCorrupt before it reads
+// anything, then reads from the head. A silent
+// restart at the head would skip (reader) or repeat (default consumer)
+// messages without a word.
+func TestCorruptionConsumerSlotDamage(t *testing.T) {
+	msgs, template := corruptReadersQueue(t, 15)
+	byContent := faultMessageIndex(msgs)
+	n := len(msgs)
 	starts := map[string]int{defaultConsumerKey: 50, "reader": 30}
 	slots := map[string]int{defaultConsumerKey: 0, "reader": 1} // the order they were created in
 	restarts := map[string]int{defaultConsumerKey: 30, "reader": 50}

@@ -995,15 +995,7 @@ type crashRun struct {
 // crashLoopSeed returns the seed of the run: the flag, BIGQUEUE_SEED or
 // the clock.
 func crashLoopSeed(t *testing.T) uint64 {
-	seed := *crashSeedFlag
-	if s := os.Getenv("BIGQUEUE_SEED"); seed == 0 && s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err, "BIGQUEUE_SEED")
-		seed = v
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
+	seed := testSeed(t, *crashSeedFlag)
 	t.Logf("crashloop: seed %d (rerun with BIGQUEUE_SEED=%d; kill moments differ between runs)", seed, seed)
 	return seed
 }

@@ -1032,23 +1032,7 @@ func TestFaultLock(t *testing.T) {
 		var stderr strings.Builder
 		cmd := lockHelper(dir, "hold")
 		cmd.Stderr = &stderr
-		// The child blocks reading its stdin, a pipe whose write end only
-		// this process holds, until it is killed.
-		stdin, holdOpen, err := os.Pipe()
-		require.NoError(t, err)
-		defer func() { require.NoError(t, holdOpen.Close()) }()
-		cmd.Stdin = stdin
-		stdout, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		require.NoError(t, cmd.Start())
-		require.NoError(t, stdin.Close())
-		killed := false
-		t.Cleanup(func() {
-			if !killed {
-				require.NoError(t, cmd.Process.Kill())
-				require.Error(t, cmd.Wait())
-			}
-		})
+		stdout, kill := startHolder(t, cmd)
 		line, err := bufio.NewReader(stdout).ReadString('\n')
 		require.NoError(t, err, "the other process did not report the lock; stderr: %s", stderr.String())
 		require.Equal(t, "locked\n", line)
@@ -1058,9 +1042,7 @@ func TestFaultLock(t *testing.T) {
 		require.Nil(t, q2)
 
 		// The owner dies without closing: the kernel releases the lock.
-		killed = true
-		require.NoError(t, cmd.Process.Kill())
-		err = cmd.Wait()
+		err = kill()
 		var exit *exec.ExitError
 		require.ErrorAs(t, err, &exit)
 

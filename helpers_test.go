@@ -1,8 +1,13 @@
 package bigqueue
 
 import (
+	"io"
 	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -78,4 +83,49 @@ func checkInvariants(tb testing.TB, q *Queue) {
 	for id := range m.mapped {
 		require.True(tb, id >= m.first && id < m.next, "mapped arena %d outside [%d,%d)", id, m.first, m.next)
 	}
+}
+
+// testSeed returns the seed of a random test: flagSeed when it is set, else
+// BIGQUEUE_SEED, else the clock. The caller logs it.
+func testSeed(t *testing.T, flagSeed uint64) uint64 {
+	t.Helper()
+	seed := flagSeed
+	if s := os.Getenv("BIGQUEUE_SEED"); seed == 0 && s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "BIGQUEUE_SEED")
+		seed = v
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	return seed
+}
+
+// startHolder starts cmd, a child that holds something until it is
+// killed, with its stdin a pipe whose write end only this process holds
+// (so that a child blocked reading it never sees it end), and returns the
+// child's stdout and a function that SIGKILLs it and returns what Wait
+// returned. A child not killed by then is killed at cleanup.
+func startHolder(t *testing.T, cmd *exec.Cmd) (io.ReadCloser, func() error) {
+	t.Helper()
+	stdin, holdOpen, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, holdOpen.Close()) })
+	cmd.Stdin = stdin
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	require.NoError(t, stdin.Close())
+	killed := false
+	kill := func() error {
+		killed = true
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		return cmd.Wait()
+	}
+	t.Cleanup(func() {
+		if !killed {
+			require.Error(t, kill())
+		}
+	})
+	return stdout, kill
 }

@@ -87,23 +87,7 @@ func TestLockRace(t *testing.T) {
 	cmd.Env = append(os.Environ(), lockRaceDirEnv+"="+dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	// The child waits on its stdin, a pipe whose write end only this
-	// process holds, until it is killed.
-	stdin, holdOpen, err := os.Pipe()
-	require.NoError(t, err)
-	defer func() { require.NoError(t, holdOpen.Close()) }()
-	cmd.Stdin = stdin
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	require.NoError(t, stdin.Close())
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			require.NoError(t, cmd.Process.Kill())
-			require.Error(t, cmd.Wait())
-		}
-	})
+	stdout, kill := startHolder(t, cmd)
 	lines := bufio.NewScanner(stdout)
 	require.True(t, lines.Scan(), "the holder did not start; stderr: %s", stderr.String())
 	require.Equal(t, "locked", lines.Text())
@@ -139,9 +123,7 @@ func TestLockRace(t *testing.T) {
 	worst := took[len(took)-1]
 	require.Less(t, worst, lockRaceMaxOpen, "slowest failing open")
 
-	killed = true
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	err = cmd.Wait()
+	err := kill()
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "stderr: %s", stderr.String())
 	require.Equal(t, syscall.SIGKILL, exit.Sys().(syscall.WaitStatus).Signal(), "the holder died of something else; stderr: %s", stderr.String())

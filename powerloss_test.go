@@ -100,15 +100,7 @@ var plPageSize = os.Getpagesize()
 // powerLossSeed returns the seed of a simulation and logs it.
 func powerLossSeed(t *testing.T) uint64 {
 	t.Helper()
-	seed := *powerLossSeedFlag
-	if s := os.Getenv("BIGQUEUE_SEED"); seed == 0 && s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err, "BIGQUEUE_SEED")
-		seed = v
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
+	seed := testSeed(t, *powerLossSeedFlag)
 	t.Logf("powerloss: seed=%d (rerun with -powerloss.seed=%d or BIGQUEUE_SEED=%d)", seed, seed, seed)
 	return seed
 }
