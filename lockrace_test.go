@@ -27,7 +27,7 @@ const (
 	// lockRaceMaxOpen bounds the slowest failing open. One takes ~10 µs;
 	// the bound leaves room for a loaded machine's scheduling (a lock
 	// taken with waiting would block until the holder dies).
-	lockRaceMaxOpen = 500 * time.Millisecond
+	lockRaceMaxOpen = 2 * time.Second
 )
 
 // lockRaceMessage is message i of the holder.
