@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 )
 
@@ -56,9 +57,11 @@ type arenaManager struct {
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
 	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
-	spares      []string        // paths of spare files ready for reuse
+	spares      []spareFile     // spare files ready for reuse, oldest first
 	spareSeq    uint64          // numbers spare file names
 	dirDirty    bool            // a file was created, renamed or removed since the last directory fsync
+	dirSeq      uint64          // counts changes of the directory (from 1)
+	dirDurable  uint64          // the dirSeq the last successful directory fsync covered
 	reclaimed   uint64          // arenas reclaimed since open
 	syncErr     error           // first failed msync of an eviction; the queue fails closed on it
 	choreErr    error           // an error of housekeeping the caller did not see; the next Flush returns it
@@ -91,6 +94,24 @@ func (m *arenaManager) arenaPath(id uint64) string {
 
 func (m *arenaManager) sparePath(n uint64) string {
 	return filepath.Join(m.dir, fmt.Sprintf("spare-%d.bq", n))
+}
+
+// spareFile is a spare and the directory change that made it.
+type spareFile struct {
+	path   string
+	madeAt uint64 // dirSeq after its rename; settled once dirDurable reaches it
+}
+
+// dirChanged records a change of the directory (a file created, renamed
+// or removed) that a directory fsync has yet to make durable.
+func (m *arenaManager) dirChanged() {
+	m.dirDirty = true
+	m.dirSeq++
+}
+
+// dirSynced records that a directory fsync covered the changes up to seq.
+func (m *arenaManager) dirSynced(seq uint64) {
+	m.dirDurable = max(m.dirDurable, seq)
 }
 
 // get returns arena id mapped, mapping it when needed.
@@ -129,7 +150,7 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		// it aside for inspection and leave a hole that reads as damage.
 		err := fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
 		delete(m.present, id)
-		m.dirDirty = true
+		m.dirChanged()
 		if rerr := m.fs.rename(path, filepath.Join(m.dir, fmt.Sprintf("damaged-%d.bq", id))); rerr != nil {
 			return nil, fmt.Errorf("%w (set aside: %v)", err, rerr)
 		}
@@ -164,7 +185,7 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create arena %d: %w", id, err)
 		}
-		m.dirDirty = true
+		m.dirChanged()
 		if err := m.fs.allocate(f, int64(m.arenaSize)); err != nil {
 			return nil, m.discard(f, fmt.Errorf("allocate arena %d: %w", id, err))
 		}
@@ -187,22 +208,42 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 
 // reuseSpare renames a spare file to path and opens it; it returns nil and
 // no error when there is no usable spare.
+//
+// The spare's own rename (from the arena it was) must be durable before
+// anything is written into the file. Otherwise a power loss could keep
+// the new pages under the old arena's name, an arena consumers may still
+// point at in the durable index, and their next read would report damage
+// that never happened. A directory fsync since the spare was made (a
+// Flush's) settled it; else the directory is fsynced here, with mu held.
+// A failed fsync fails the queue.
 func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 	for len(m.spares) > 0 {
-		sp := m.spares[len(m.spares)-1]
-		m.spares = m.spares[:len(m.spares)-1]
-		m.dirDirty = true
-		if err := m.fs.rename(sp, path); err != nil {
-			if rerr := m.fs.remove(sp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				return nil, fmt.Errorf("reuse spare %s: %w", sp, errors.Join(err, rerr))
+		// The oldest spare: the likeliest to be settled.
+		sp := m.spares[0]
+		m.spares = slices.Delete(m.spares, 0, 1)
+		if sp.madeAt > m.dirDurable && broken != brokenNoDirSync {
+			seq := m.dirSeq
+			if err := m.fs.syncDir(m.dir); err != nil {
+				if m.syncErr == nil {
+					m.syncErr = fmt.Errorf("fsync directory: %w", err)
+				}
+				m.spares = slices.Insert(m.spares, 0, sp)
+				return nil, fmt.Errorf("reuse spare %s: fsync directory: %w", sp.path, err)
+			}
+			m.dirSynced(seq)
+		}
+		m.dirChanged()
+		if err := m.fs.rename(sp.path, path); err != nil {
+			if rerr := m.fs.remove(sp.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, fmt.Errorf("reuse spare %s: %w", sp.path, errors.Join(err, rerr))
 			}
 			// A fresh file replaces the spare; report the failure later.
-			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp, err))
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.path, err))
 			continue
 		}
 		f, err := m.fs.open(path)
 		if err != nil {
-			return nil, fmt.Errorf("reuse spare %s: %w", sp, err)
+			return nil, fmt.Errorf("reuse spare %s: %w", sp.path, err)
 		}
 		if st, err := f.Stat(); err == nil && st.Size() == int64(m.arenaSize) {
 			return f, nil
@@ -426,7 +467,7 @@ func (m *arenaManager) drop(id uint64, spare bool) error {
 			return err
 		}
 	}
-	m.dirDirty = true
+	m.dirChanged()
 	path := m.arenaPath(id)
 	if !m.present[id] {
 		return nil
@@ -438,7 +479,7 @@ func (m *arenaManager) drop(id uint64, spare bool) error {
 		if err := m.fs.rename(path, sp); err != nil {
 			return fmt.Errorf("drop arena %d: %w", id, err)
 		}
-		m.spares = append(m.spares, sp)
+		m.spares = append(m.spares, spareFile{path: sp, madeAt: m.dirSeq})
 		return nil
 	}
 	if err := m.fs.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -1118,6 +1118,60 @@ func TestCorruptionStaleAfterIndexLoss(t *testing.T) {
 	}
 }
 
+// TestReclaimedCheckpointArena: the index of a flush names positions in
+// arena 0, but a later run read everything, reclaimed arena 0, made the
+// directory durable and lost power before its next checkpoint. Every
+// consumer had read arena 0, so reopening reports no damage: the readers
+// go on from the tail, silently.
+func TestReclaimedCheckpointArena(t *testing.T) {
+	q, dir := openTestQueue(t, faultOptions()...)
+	msg := make([]byte, faultArenaSize/8)
+	for range 3 {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	c, err := q.NewConsumer("c")
+	require.NoError(t, err)
+	_, err = q.Dequeue()
+	require.NoError(t, err)
+	require.NoError(t, q.Flush())
+	flushedIndex, err := os.ReadFile(filepath.Join(dir, indexFileName))
+	require.NoError(t, err)
+
+	// Fill three more arenas and read all, so that arena 0 goes.
+	for range 24 {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	for _, read := range []func() ([]byte, error){q.Dequeue, c.Dequeue} {
+		for {
+			_, err := read()
+			if errors.Is(err, ErrEmptyQueue) {
+				break
+			}
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, q.Flush())
+	_, err = os.Stat(faultArenaFile(dir, 0))
+	require.ErrorIs(t, err, os.ErrNotExist, "arena 0 was reclaimed")
+
+	crashed := faultCopyDir(t, dir)
+	require.NoError(t, os.WriteFile(filepath.Join(crashed, indexFileName), flushedIndex, 0o644))
+	q2 := openTestQueueIn(t, crashed, faultOptions()...)
+	c2, err := q2.NewConsumer("c")
+	require.NoError(t, err)
+	readers := map[string]func() (string, error){"default": q2.DequeueString, "c": c2.DequeueString}
+	for name, read := range readers {
+		_, err := read()
+		require.ErrorIs(t, err, ErrEmptyQueue, "consumer %s: nothing past the checkpoint was flushed, and no damage to report", name)
+	}
+	require.NoError(t, q2.EnqueueString("after"))
+	for name, read := range readers {
+		got, err := read()
+		require.NoError(t, err, "consumer %s", name)
+		require.Equal(t, "after", got)
+	}
+}
+
 // TestCleanMark checks the index's clean mark: set by Close, kept while a
 // reopened queue only reads, and cleared before the first Enqueue writes
 // into an arena (clearCleanMark msyncs it, so that an index a power loss

@@ -38,7 +38,14 @@
 // consumer has read past is removed at once, by the read that moves past
 // it; up to two such files are kept as spares and reused as future tail
 // arenas, because writing over already allocated blocks is several times
-// cheaper than faulting in fresh ones. The arena holding the newest record
+// cheaper than faulting in fresh ones. Before a spare is written into as
+// a new arena, its rename from the old arena must be durable, so that a
+// power loss cannot leave new records under the old arena's name, where
+// readers of the durable index would take them for damage. A Flush since
+// the spare was made settles that; otherwise reusing it fsyncs the
+// directory first, with the queue's lock held: at most one directory
+// fsync per arena, which only tiny arenas notice. The arena holding the
+// newest record
 // is always kept. With no consumer at all nothing is reclaimed: the data
 // waits for the next consumer. Arena files are allocated in full
 // (fallocate) when created, so a full disk makes Enqueue return an error
@@ -116,6 +123,12 @@
 //     skip it is cleared, with an msync of the index, before the first
 //     write into an arena after opening, so opening and closing a queue
 //     that is only read syncs nothing.
+//   - An arena file missing below the recovered tail was reclaimed: an
+//     arena holding a flushed record is in the directory durably before
+//     the checkpoint that covers it, so only the removal of an arena every
+//     consumer had read can make one go (or a hand that deletes files).
+//     Consumers standing in it move on silently, to the oldest record
+//     left, or to the tail when no arena is left.
 //
 // # On-disk format
 //

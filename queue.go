@@ -644,7 +644,7 @@ func (q *Queue) flush() error {
 	q.changed = false
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 	pins := q.am.pinDirty()
-	dirDirty := q.am.dirDirty
+	dirDirty, dirSeq := q.am.dirDirty, q.am.dirSeq
 	q.am.dirDirty = false
 	q.mu.Unlock()
 
@@ -672,6 +672,9 @@ func (q *Queue) flush() error {
 		err = q.fail(err)
 		q.mu.Unlock()
 		return err
+	}
+	if dirDirty {
+		q.am.dirSynced(dirSeq)
 	}
 	q.idx.setCheckpoint(target)
 	q.ckpt = target

@@ -75,6 +75,12 @@ func (q *Queue) recover() error {
 		switch {
 		case c.offset >= tail:
 			st.off, st.seq = tail, tailSeq
+		case m.first == m.next:
+			// No arena is left below the tail: the ones the index
+			// names were reclaimed (an arena holding a flushed record
+			// is in the directory durably before the checkpoint that
+			// covers it), so every consumer had read them.
+			st.off, st.seq = tail, tailSeq
 		case c.offset < m.first*ds:
 			below = append(below, st)
 		case proven[c.slot]:
@@ -84,10 +90,10 @@ func (q *Queue) recover() error {
 				return err
 			}
 		}
-		if c.offset >= m.first*ds && c.offset < head {
-			head, headSeq = c.offset, st.seq
+		if st.off >= m.first*ds && st.off < head {
+			head, headSeq = st.off, st.seq
 		}
-		anyAbove = anyAbove || c.offset >= m.first*ds
+		anyAbove = anyAbove || st.off >= m.first*ds
 		q.consumers[c.name] = st
 	}
 	if !anyAbove {
@@ -315,10 +321,12 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		if n, ok := parseFileNumber(name, "spare-"); ok {
 			m.spareSeq = max(m.spareSeq, n)
 			if len(m.spares) < maxSpareArenas {
-				m.spares = append(m.spares, path)
+				// Not known to be durable under its name: the first
+				// reuse fsyncs the directory.
+				m.spares = append(m.spares, spareFile{path: path, madeAt: m.dirSeq + 1})
 				continue
 			}
-			m.dirDirty = true
+			m.dirChanged()
 			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove spare %s: %w", name, err)
 			}
@@ -328,7 +336,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		switch {
 		case !ok:
 		case id < floor:
-			m.dirDirty = true
+			m.dirChanged()
 			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}

@@ -113,3 +113,76 @@ func TestZeroConsumer(t *testing.T) {
 	_, err = q.FromConsumer("x", &c)
 	require.ErrorIs(t, err, ErrNoConsumer)
 }
+
+// TestSpareReuseSyncsDirectory: a spare is durable under its spare name
+// before anything is written into it as a new arena, so a power loss
+// cannot leave the new records under the old arena's name, where readers
+// of the durable index would take them for damage. A Flush since the spare
+// was made settles it; else reusing it fsyncs the directory first. A failed
+// fsync there fails the queue and loses nothing.
+func TestSpareReuseSyncsDirectory(t *testing.T) {
+	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
+	fs := newFaultFS()
+	q, dir := openTestQueue(t, append(opts, withFS(fs))...)
+	msg := make([]byte, 1000)
+	drain := func() {
+		for !q.IsEmpty() {
+			_, err := q.Dequeue()
+			require.NoError(t, err)
+		}
+	}
+	acked := 0 // enqueued since the last drain
+	// untilNewArena enqueues until a new arena file is made and returns
+	// the renames and directory fsyncs that took.
+	untilNewArena := func() (renames, syncs int) {
+		fs.failNth(callSyncDir, 0, false, nil) // restart the counts
+		for before := q.Stats().ArenasOnDisk; q.Stats().ArenasOnDisk == before; acked++ {
+			require.NoError(t, q.Enqueue(msg))
+		}
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return fs.calls[callRename], fs.calls[callSyncDir]
+	}
+
+	for range 12 { // three arenas
+		require.NoError(t, q.Enqueue(msg))
+	}
+	drain()
+	require.Equal(t, maxSpareArenas, q.Stats().SpareArenas)
+	renames, syncs := untilNewArena()
+	require.Equal(t, 1, renames, "a spare is reused")
+	require.Equal(t, 1, syncs, "made with no Flush since, it is settled first")
+
+	require.NoError(t, q.Flush())
+	renames, syncs = untilNewArena()
+	require.Equal(t, 1, renames, "the other spare is reused")
+	require.Zero(t, syncs, "the Flush settled it")
+
+	drain()
+	acked = 0
+	require.Positive(t, q.Stats().SpareArenas)
+	fs.failNth(callSyncDir, 1, false, errSyncTest)
+	for {
+		err := q.Enqueue(msg)
+		if err != nil {
+			require.ErrorIs(t, err, errSyncTest, "the enqueue that reused the spare")
+			break
+		}
+		acked++
+	}
+	fs.mu.Lock()
+	renames = fs.calls[callRename]
+	fs.mu.Unlock()
+	require.Zero(t, renames, "the spare was not touched")
+	fs.heal()
+	require.ErrorIs(t, q.Flush(), errSyncTest, "the queue failed closed")
+	require.ErrorIs(t, q.Close(), errSyncTest)
+
+	q = openTestQueueIn(t, dir, opts...)
+	for i := range acked {
+		got, err := q.Dequeue()
+		require.NoError(t, err, "message %d of %d", i, acked)
+		require.Equal(t, msg, got)
+	}
+	require.True(t, q.IsEmpty(), "nothing unacknowledged appears")
+}
