@@ -844,6 +844,17 @@ type plImage struct {
 	seed    uint64     // of torn sectors, garbage bytes, earlier versions, sizes
 }
 
+// intact reports whether every page of img is a version its file had at
+// some time, none torn or filled with garbage.
+func (img plImage) intact() bool {
+	for _, c := range img.choices {
+		if c == plTorn || c == plGarbage {
+			return false
+		}
+	}
+	return true
+}
+
 // pickListing chooses how many of n pending directory operations survive:
 // none or all most of the time.
 func pickListing(rng *rand.Rand, n int) int {
@@ -1078,9 +1089,12 @@ const (
 	// their checks (a reader skipped them with ErrCorrupt to the tail),
 	// where doc.go says recovery cuts the tail back to the last valid one.
 	plCorruptTail = "corrupt_tail"
+	// plFalseAlarm: a read returned ErrCorrupt from an image whose pages
+	// are each a version their file had: nothing was damaged.
+	plFalseAlarm = "false_alarms"
 )
 
-var plClasses = []string{plOpenFailure, plLostFlushed, plGarbageMsg, plNotPrefix, plRegressed, plInvariant, plUnusable, plPanic, plHole, plCorruptTail}
+var plClasses = []string{plOpenFailure, plLostFlushed, plGarbageMsg, plNotPrefix, plRegressed, plInvariant, plUnusable, plPanic, plHole, plCorruptTail, plFalseAlarm}
 
 // plEvent is one read: a message, or an ErrCorrupt.
 type plEvent struct {
@@ -1093,7 +1107,8 @@ type plVerdict struct {
 	class   string // "" when the image passed
 	detail  string
 	opened  bool
-	corrupt bool // some read returned ErrCorrupt
+	corrupt bool   // some read returned ErrCorrupt
+	report  string // the first such error
 }
 
 // plFailNow is the panic value plTB uses to stop a failed check.
@@ -1225,8 +1240,8 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 			if err != nil && !errors.Is(err, ErrCorrupt) {
 				return fail(plUnusable, "consumer %q: read %d: %v", c.name, len(ev), err)
 			}
-			if err != nil {
-				v.corrupt = true
+			if err != nil && !v.corrupt {
+				v.corrupt, v.report = true, fmt.Sprintf("consumer %q: read %d: %v", c.name, len(ev), err)
 			}
 			ev = append(ev, plEvent{msg: msg, corrupt: err != nil})
 			if len(ev) > limit {
@@ -1712,6 +1727,9 @@ func plRunJob(t *testing.T, seed uint64, root string, worker int, job plJob, cfg
 		local.images++
 		if v.opened {
 			local.opened++
+		}
+		if v.class == "" && v.corrupt && pl.img.intact() {
+			v.class, v.detail = plFalseAlarm, v.report
 		}
 		if v.class == "" {
 			if v.corrupt {
