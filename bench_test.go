@@ -265,7 +265,12 @@ func benchDequeue(b *testing.B, c benchCase, dequeue func(*Queue) (int, error)) 
 // has read. It reports the files of the queue directory at the end (index,
 // lock, the tail arena and at most maxSpareArenas spares).
 func BenchmarkEnqueueDequeue(b *testing.B) {
-	c := benchCase{msg: 128, arena: 128 << 10, mem: 3}
+	for _, c := range []benchCase{{msg: 128, arena: 128 << 10, mem: 3}, {msg: 128, arena: 4 << 20, mem: 0}} {
+		benchEnqueueDequeue(b, c)
+	}
+}
+
+func benchEnqueueDequeue(b *testing.B, c benchCase) {
 	b.Run(c.String(), func(b *testing.B) {
 		dir := b.TempDir()
 		q := openBenchQueue(b, dir, c)
