@@ -60,7 +60,7 @@ type arenaManager struct {
 	spares      []spareFile     // spare files ready for reuse, oldest first
 	spareSeq    uint64          // numbers spare file names
 	dirDirty    bool            // a file was created, renamed or removed since the last directory fsync
-	dirSeq      uint64          // counts changes of the directory (from 1)
+	dirSeq      uint64          // counts changes of the directory
 	dirDurable  uint64          // the dirSeq the last successful directory fsync covered
 	reclaimed   uint64          // arenas reclaimed since open
 	syncErr     error           // first failed msync of an eviction; the queue fails closed on it

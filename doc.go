@@ -44,13 +44,12 @@
 // readers of the durable index would take them for damage. A Flush since
 // the spare was made settles that; otherwise reusing it fsyncs the
 // directory first, with the queue's lock held: at most one directory
-// fsync per arena, which only tiny arenas notice. The arena holding the
-// newest record
-// is always kept. With no consumer at all nothing is reclaimed: the data
-// waits for the next consumer. Arena files are allocated in full
-// (fallocate) when created, so a full disk makes Enqueue return an error
-// wrapping syscall.ENOSPC rather than the process die of SIGBUS; the queue
-// works again once space is freed.
+// fsync per arena, which only small arenas notice (see the README). The
+// arena holding the newest record is always kept. With no consumer at all
+// nothing is reclaimed: the data waits for the next consumer. Arena files
+// are allocated in full (fallocate) when created, so a full disk makes
+// Enqueue return an error wrapping syscall.ENOSPC rather than the process
+// die of SIGBUS; the queue works again once space is freed.
 //
 // # Concurrency
 //
