@@ -1172,6 +1172,45 @@ func TestReclaimedCheckpointArena(t *testing.T) {
 	}
 }
 
+// TestMissingMiddleArena: reclaiming goes oldest first, so an arena file
+// missing between two present ones was not reclaimed (a hand deleted it).
+// Its messages are reported lost with ErrCorrupt, once, and reading goes
+// on with the next arena.
+func TestMissingMiddleArena(t *testing.T) {
+	q, dir := openTestQueue(t, faultOptions()...)
+	msgs := faultMessages(rand.New(rand.NewPCG(23, 23)), 24, faultArenaSize/8, faultArenaSize/8)
+	for _, m := range msgs {
+		require.NoError(t, q.Enqueue(m))
+	}
+	require.NoError(t, q.Close())
+	require.NoError(t, os.Remove(faultArenaFile(dir, 1)))
+
+	q2 := openTestQueueIn(t, dir, faultOptions()...)
+	byContent := faultMessageIndex(msgs)
+	var got []int
+	corrupt := 0
+	for {
+		m, err := q2.Dequeue()
+		if errors.Is(err, ErrEmptyQueue) {
+			break
+		}
+		if errors.Is(err, ErrCorrupt) {
+			require.Contains(t, err.Error(), "arena 1 is missing")
+			corrupt++
+			continue
+		}
+		require.NoError(t, err)
+		i, ok := byContent[string(m)]
+		require.True(t, ok, "a message that was never enqueued")
+		got = append(got, i)
+	}
+	require.Equal(t, 1, corrupt, "the loss is reported once")
+	require.NotEmpty(t, got)
+	require.Equal(t, len(msgs)-1, got[len(got)-1], "reading goes on to the last message")
+	require.Less(t, len(got), len(msgs), "arena 1's messages are gone")
+	require.True(t, slices.IsSorted(got), "in order: %v", got)
+}
+
 // TestCleanMark checks the index's clean mark: set by Close, kept while a
 // reopened queue only reads, and cleared before the first Enqueue writes
 // into an arena (clearCleanMark msyncs it, so that an index a power loss

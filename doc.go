@@ -122,12 +122,15 @@
 //     skip it is cleared, with an msync of the index, before the first
 //     write into an arena after opening, so opening and closing a queue
 //     that is only read syncs nothing.
-//   - An arena file missing below the recovered tail was reclaimed: an
-//     arena holding a flushed record is in the directory durably before
-//     the checkpoint that covers it, so only the removal of an arena every
-//     consumer had read can make one go (or a hand that deletes files).
-//     Consumers standing in it move on silently, to the oldest record
-//     left, or to the tail when no arena is left.
+//   - Arena files missing below the oldest one left (or all of them, when
+//     none is left) were reclaimed: an arena holding a flushed record
+//     is in the directory durably before the checkpoint that covers it, so
+//     only the removal of an arena every consumer had read makes one go.
+//     Consumers standing in them move on silently, to the oldest record
+//     left, or to the tail. An arena file missing between two present ones
+//     cannot come from reclaiming, which goes oldest first: the read that
+//     reaches it returns an error wrapping ErrCorrupt and goes on with the
+//     next arena.
 //
 // # On-disk format
 //
