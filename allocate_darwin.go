@@ -2,6 +2,11 @@ package bigqueue
 
 import "os"
 
+// fullAllocation is true: darwin has no fallocate that reserves a prefix
+// of a file without writing it, so arena files are allocated in full when
+// they are created.
+const fullAllocation = true
+
 // allocate reserves size bytes for f by writing zeros, since darwin has no
 // fallocate. It is slower than on Linux but gives the same guarantee: a full
 // disk fails here, not in a write through the mapping.

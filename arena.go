@@ -15,6 +15,10 @@ type arena struct {
 	lastUse uint64 // arenaManager.clock at the last access; LRU order
 	dirty   bool   // written since its last msync was started
 	pins    int    // > 0 while a flush msyncs it without mu; not unmapped then
+	// reserved is how many bytes from the start of the file are known to
+	// have disk blocks (0 when unknown: a file mapped after opening). No
+	// byte at or past it is written before arenaManager.reserve moves it.
+	reserved int
 }
 
 // arenaHeader is the decoded header of an arena file.

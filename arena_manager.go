@@ -11,11 +11,30 @@ import (
 	"sync"
 )
 
-// maxSpareArenas bounds how many consumed arena files are kept, renamed as
-// spares, for reuse as future tail arenas. Their blocks are already
-// allocated and written, which makes the first pass of writes over them
-// several times cheaper than over a fresh file.
-const maxSpareArenas = 2
+// Spares: consumed arena files kept, renamed, for reuse as future tail
+// arenas. Their blocks are already allocated and written, which makes the
+// first pass of writes over them several times cheaper than over a fresh
+// file. They are bounded in number and in bytes, so that a queue with
+// large arenas keeps none, and they are removed when the queue is idle or
+// closed.
+const (
+	maxSpareArenas = 2
+	maxSpareBytes  = 64 << 20
+)
+
+// Disk blocks of an arena file are reserved ahead of the writer in steps:
+// firstReserve bytes when the file is created, then a quarter of what is
+// reserved (at least firstReserve, at most maxReserveStep) each time the
+// writer reaches the end of the reserved range. The file itself has its
+// full size from the start (sparse), so that the mapping covers it; no
+// byte past the reserved range is ever written, so a full disk is an
+// ENOSPC from the reservation, never a SIGBUS. Disk used grows with the
+// data: a queue holding one small message uses firstReserve bytes of
+// arena.
+const (
+	firstReserve   = 64 << 10
+	maxReserveStep = 16 << 20
+)
 
 // recordSpan describes the record a write belongs to: it occupies the
 // logical bytes [start, end) and has sequence number seq. A write that has
@@ -180,13 +199,14 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if err != nil {
 		return nil, err
 	}
+	reserved := 0 // a spare was written in full before, but is not known reserved
 	if f == nil {
 		f, err = m.fs.create(path)
 		if err != nil {
 			return nil, fmt.Errorf("create arena %d: %w", id, err)
 		}
 		m.dirChanged()
-		if err := m.fs.allocate(f, int64(m.arenaSize)); err != nil {
+		if reserved, err = m.allocateNew(f); err != nil {
 			return nil, m.discard(f, fmt.Errorf("allocate arena %d: %w", id, err))
 		}
 	}
@@ -197,13 +217,67 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if err := f.Close(); err != nil {
 		return nil, errors.Join(fmt.Errorf("close arena %d: %w", id, err), unmap(data))
 	}
-	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq}.encode(data)
 	m.clock++
-	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true}
+	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
+	if err := m.reserve(a, arenaHeaderSize); err != nil {
+		// Only a reused spare can get here: a new file has its first
+		// step reserved.
+		errs := []error{err, unmap(data)}
+		if rerr := m.fs.remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			errs = append(errs, rerr)
+		}
+		m.dirChanged()
+		return nil, errors.Join(errs...)
+	}
+	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq}.encode(data)
 	m.mapped[id] = a
 	m.present[id] = true
 	m.next++
 	return a, nil
+}
+
+// allocateNew reserves the first blocks of a new, empty arena file and
+// gives it its full size, sparse beyond them. It returns how many bytes
+// from the start are reserved. Where step reservation cannot be had
+// (fullAllocation), the whole file is allocated.
+func (m *arenaManager) allocateNew(f *os.File) (int, error) {
+	if fullAllocation {
+		return m.arenaSize, m.fs.allocate(f, int64(m.arenaSize))
+	}
+	n := min(firstReserve, m.arenaSize)
+	if err := m.fs.allocate(f, int64(n)); err != nil {
+		return 0, err
+	}
+	if n < m.arenaSize {
+		if err := f.Truncate(int64(m.arenaSize)); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// reserve makes sure that the first end bytes of arena a's file have disk
+// blocks, reserving a step ahead when they do not. A full disk returns an
+// error wrapping ENOSPC and writes nothing.
+func (m *arenaManager) reserve(a *arena, end int) error {
+	if end <= a.reserved {
+		return nil
+	}
+	step := min(max(a.reserved/4, firstReserve), maxReserveStep)
+	want := min(max(end, a.reserved+step), m.arenaSize)
+	f, err := m.fs.open(m.arenaPath(a.id))
+	if err != nil {
+		return fmt.Errorf("reserve arena %d: %w", a.id, err)
+	}
+	err = m.fs.allocate(f, int64(want))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("reserve %d bytes of arena %d: %w", want, a.id, err)
+	}
+	a.reserved = want
+	return nil
 }
 
 // reuseSpare renames a spare file to path and opens it; it returns nil and
@@ -333,6 +407,9 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 				// The first write into an arena that already exists: it
 				// was created by an append that failed later. Its header
 				// must name this record, not that one.
+				if err := m.reserve(a, arenaHeaderSize); err != nil {
+					return err
+				}
 				first, seq := span.firstFrom(id * m.dataSize)
 				arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: seq}.encode(a.data)
 			}
@@ -340,7 +417,11 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 		if err != nil {
 			return err
 		}
-		n := copy(a.data[arenaHeaderSize+pos:], p)
+		n := min(uint64(len(p)), m.dataSize-pos)
+		if err := m.reserve(a, arenaHeaderSize+int(pos+n)); err != nil {
+			return err
+		}
+		copy(a.data[arenaHeaderSize+pos:], p[:n])
 		a.dirty = true
 		p = p[n:]
 		off += uint64(n)
@@ -379,24 +460,96 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 	return h, nil
 }
 
-// reclaimBelow removes, or keeps as spares, the arenas below id. It stops
-// early at an arena a flush is syncing; a later call finishes the work.
-func (m *arenaManager) reclaimBelow(id uint64) error {
+// reclaimJob is an arena file taken out of the queue by detachBelow: its
+// mapping is gone and its number is below first. runReclaim renames it to
+// spare, or removes it when spare is empty.
+type reclaimJob struct {
+	id          uint64
+	path, spare string
+}
+
+// detachBelow takes the arenas below id out of the queue and returns the
+// work of getting rid of their files, which runReclaim does without mu.
+// Up to maxSpareArenas of them, within maxSpareBytes, are to become
+// spares. The caller has made durable every consumer position past them.
+// Needs mu.
+func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
+	var jobs []reclaimJob
+	spares := len(m.spares)
 	for m.first < id && m.first < m.next {
 		if !m.present[m.first] {
 			m.first = min(id, m.nextPresent(m.first))
 			continue
 		}
-		if a := m.mapped[m.first]; a != nil && m.pinned(a) {
-			return nil
+		if a := m.mapped[m.first]; a != nil {
+			if m.pinned(a) {
+				break // a flush is syncing it; a later reclaim takes it
+			}
+			if err := m.evict(a, false); err != nil {
+				return jobs, fmt.Errorf("reclaim: %w", err)
+			}
 		}
-		if err := m.drop(m.first, true); err != nil {
-			return fmt.Errorf("reclaim: %w", err)
+		delete(m.present, m.first)
+		job := reclaimJob{id: m.first, path: m.arenaPath(m.first)}
+		if spares < maxSpareArenas && (spares+1)*m.arenaSize <= maxSpareBytes {
+			m.spareSeq++
+			job.spare = m.sparePath(m.spareSeq)
+			spares++
 		}
+		jobs = append(jobs, job)
 		m.first++
+	}
+	return jobs, nil
+}
+
+// runReclaim renames or removes the files of jobs and returns the jobs
+// done, with spare cleared where the file was removed instead. It needs no
+// lock: the files are no longer part of the queue.
+func (m *arenaManager) runReclaim(jobs []reclaimJob) ([]reclaimJob, error) {
+	var errs []error
+	done := jobs[:0:0]
+	for _, j := range jobs {
+		if j.spare != "" {
+			err := m.fs.rename(j.path, j.spare)
+			if err == nil {
+				done = append(done, j)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("reclaim arena %d: %w", j.id, err))
+			j.spare = ""
+		}
+		if err := m.fs.remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("reclaim arena %d: %w", j.id, err))
+			continue
+		}
+		done = append(done, j)
+	}
+	return done, errors.Join(errs...)
+}
+
+// adoptReclaim records what runReclaim did. Needs mu.
+func (m *arenaManager) adoptReclaim(done []reclaimJob) {
+	for _, j := range done {
+		m.dirChanged()
+		if j.spare != "" {
+			m.spares = append(m.spares, spareFile{path: j.spare, madeAt: m.dirSeq})
+		}
 		m.reclaimed++
 	}
-	return nil
+}
+
+// dropSpares removes every spare file: the queue is idle or closing, and
+// the disk space is worth more than the speed of the next arena. Needs mu.
+func (m *arenaManager) dropSpares() error {
+	var errs []error
+	for _, sp := range m.spares {
+		m.dirChanged()
+		if err := m.fs.remove(sp.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove spare %s: %w", sp.path, err))
+		}
+	}
+	m.spares = nil
+	return errors.Join(errs...)
 }
 
 // pinDirty marks the dirty arenas clean and pins them for a flush, which
@@ -456,12 +609,11 @@ func (m *arenaManager) checksum(off, n uint64, crc uint32) (uint32, error) {
 	return crc, nil
 }
 
-// drop removes arena file id, which lies outside [first, next), or, with
-// spare, turns it into a spare while there are fewer than maxSpareArenas.
-// Only arenas whose records are all older than the tail's may become
-// spares: a spare's old records then carry sequence numbers no future
-// record gets, so none can pass for a new one after a power loss.
-func (m *arenaManager) drop(id uint64, spare bool) error {
+// drop removes arena file id, which lies outside [first, next). Only
+// arenas whose records are all older than the tail's ever become spares
+// (detachBelow): a spare's old records then carry sequence numbers no
+// future record gets, so none can pass for a new one after a power loss.
+func (m *arenaManager) drop(id uint64) error {
 	if a := m.mapped[id]; a != nil {
 		if err := m.evict(a, false); err != nil {
 			return err
@@ -473,15 +625,6 @@ func (m *arenaManager) drop(id uint64, spare bool) error {
 		return nil
 	}
 	delete(m.present, id)
-	if spare && len(m.spares) < maxSpareArenas {
-		m.spareSeq++
-		sp := m.sparePath(m.spareSeq)
-		if err := m.fs.rename(path, sp); err != nil {
-			return fmt.Errorf("drop arena %d: %w", id, err)
-		}
-		m.spares = append(m.spares, spareFile{path: sp, madeAt: m.dirSeq})
-		return nil
-	}
 	if err := m.fs.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("drop arena %d: %w", id, err)
 	}
@@ -553,7 +696,7 @@ func (m *arenaManager) anyDirty() bool {
 func (m *arenaManager) rollback(id uint64) error {
 	var errs []error
 	for ; m.next > id; m.next-- {
-		if err := m.drop(m.next-1, false); err != nil {
+		if err := m.drop(m.next - 1); err != nil {
 			errs = append(errs, err)
 		}
 	}

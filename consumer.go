@@ -107,8 +107,8 @@ func (q *Queue) Consumers() []string {
 	return names
 }
 
-// consumerLocked returns the consumer called name, creating it at the head
-// when it does not exist. Needs mu.
+// consumerLocked returns the consumer called name, creating it at the
+// oldest stored message when it does not exist. Needs mu.
 func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 	if st := q.consumers[name]; st != nil {
 		return st, nil
@@ -126,10 +126,13 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 		}
 		slot = q.idx.freeSlot()
 	}
-	st := &consumerState{name: name, slot: slot, off: q.head, seq: q.headSeq, lost: lost}
+	st := &consumerState{name: name, slot: slot, off: q.oldest, seq: q.oldestSeq, lost: lost}
 	q.idx.addConsumer(slot, name, st.off, st.seq, lost)
 	q.changed = true
 	q.consumers[name] = st
+	if len(q.consumers) == 1 || st.off < q.head {
+		q.head, q.headSeq = st.off, st.seq
+	}
 	return st, nil
 }
 

@@ -44,11 +44,23 @@ func checkInvariants(tb testing.TB, q *Queue) {
 	}
 	m := q.am
 	require.Equal(tb, q.tail, q.idx.tail(), "index tail")
-	require.Equal(tb, q.head, q.idx.head(), "index head")
+	require.Equal(tb, q.oldest, q.idx.head(), "index head: the oldest stored record")
+	require.LessOrEqual(tb, q.oldest, q.head, "oldest <= head")
 	require.LessOrEqual(tb, q.head, q.tail, "head <= tail")
 	// unknownSeq marks a position recovery could not prove; its first read
 	// reports ErrCorrupt and moves on.
 	require.True(tb, q.headSeq <= q.tailSeq || q.headSeq == unknownSeq, "head seq %d > tail seq %d", q.headSeq, q.tailSeq)
+	require.True(tb, q.oldestSeq <= q.headSeq || q.headSeq == unknownSeq, "oldest seq %d > head seq %d", q.oldestSeq, q.headSeq)
+	if len(q.consumers) == 0 {
+		require.Equal(tb, q.oldest, q.head, "with no consumer the head is the oldest record")
+	}
+	lowest := q.tail
+	for _, c := range q.consumers {
+		lowest = min(lowest, c.off)
+	}
+	if len(q.consumers) > 0 {
+		require.Equal(tb, lowest, q.head, "head is the lowest consumer position")
+	}
 	for name, c := range q.consumers {
 		require.Equal(tb, name, c.name)
 		require.GreaterOrEqual(tb, c.off, q.head, "consumer %q before head", name)
@@ -61,7 +73,7 @@ func checkInvariants(tb testing.TB, q *Queue) {
 	}
 	require.LessOrEqual(tb, m.first, m.next)
 	if q.tail > m.first*m.dataSize {
-		require.LessOrEqual(tb, m.first, q.head/m.dataSize, "an arena below the head's is still there")
+		require.LessOrEqual(tb, m.first, q.oldest/m.dataSize, "the oldest record lies below the oldest arena")
 		// Arena files end with the tail's, or just before it when
 		// recovery left the tail inside an arena whose file is gone (the
 		// next Enqueue creates it).
@@ -80,6 +92,7 @@ func checkInvariants(tb testing.TB, q *Queue) {
 		}
 	}
 	require.LessOrEqual(tb, len(m.spares), maxSpareArenas)
+	require.LessOrEqual(tb, len(m.spares)*q.opts.arenaSize, maxSpareBytes, "spare bytes")
 	for id := range m.mapped {
 		require.True(tb, id >= m.first && id < m.next, "mapped arena %d outside [%d,%d)", id, m.first, m.next)
 	}

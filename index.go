@@ -158,8 +158,9 @@ func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*in
 	if err := fs.allocate(f, initialIndexSize); err != nil {
 		return nil, fmt.Errorf("allocate index %s: %w", path, err)
 	}
-	// The header and the default consumer's slot are in place before
-	// the file gets its name, so that every visible index has both.
+	// The header is in place before the file gets its name, so that
+	// every visible index has one. A new queue has no consumer: the
+	// default one comes with the first queue-level read.
 	init := &index{data: make([]byte, initialIndexSize)}
 	hdr := init.data[:indexHeaderSize]
 	copy(hdr[idxMagicOff:], indexMagic)
@@ -167,7 +168,6 @@ func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*in
 	binary.LittleEndian.PutUint64(hdr[idxArenaSizeOff:], uint64(arenaSize))
 	binary.LittleEndian.PutUint64(hdr[idxQueueIDOff:], queueID)
 	binary.LittleEndian.PutUint32(hdr[idxHeaderCRCOff:], headerCRC(hdr))
-	init.addConsumer(0, defaultConsumerKey, 0, 0, false)
 	if _, err := f.WriteAt(init.data, 0); err != nil {
 		return nil, fmt.Errorf("write index %s: %w", path, err)
 	}

@@ -40,8 +40,10 @@ type Queue struct {
 	idx          *index        // the index mapping
 	tail         uint64        // logical end of the last committed record; equals idx.tail()
 	tailSeq      uint64        // sequence number the next record gets
-	head         uint64        // oldest retained record: min of consumer offsets, kept when there are none
+	head         uint64        // min of the consumer offsets; oldest when there is no consumer. Arenas below it may be reclaimed once a flush made the positions durable
 	headSeq      uint64        // sequence number of the record at head
+	oldest       uint64        // first record still stored (named by the oldest arena's header): where a new consumer starts; oldest <= head
+	oldestSeq    uint64        // sequence number of the record at oldest
 	ckpt         checkpoint    // the last checkpoint written to the index
 	consumers    map[string]*consumerState
 	defaultSt    *consumerState // cache of consumers[defaultConsumerKey]; may be deleted or nil
@@ -381,11 +383,12 @@ func (q *Queue) IsEmpty() bool {
 	if st := q.consumers[defaultConsumerKey]; st != nil {
 		return st.off >= q.tail
 	}
-	return q.head >= q.tail
+	return q.oldest >= q.tail
 }
 
 // defaultConsumer returns the default consumer, creating it at the oldest
-// stored message after DeleteConsumer removed it. Needs mu.
+// stored message when it does not exist: on the first queue-level read of
+// a new queue, or after DeleteConsumer removed it. Needs mu.
 func (q *Queue) defaultConsumer() (*consumerState, error) {
 	if err := q.usable(); err != nil {
 		return nil, err
@@ -542,8 +545,10 @@ func (q *Queue) skipDamage(st *consumerState, reason string) error {
 		st.name, from, reason, to-from, to, ErrCorrupt)
 }
 
-// moveConsumer commits st's new position, then moves the head and reclaims
-// arenas when st was the oldest reader. Needs mu.
+// moveConsumer commits st's new position and keeps the head, the lowest
+// consumer position, up to date. Arenas the head leaves behind are
+// reclaimed by the next flush, once it has made the positions durable,
+// not here. Needs mu.
 func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	if off == q.tail {
 		// The next record written gets the tail's number. Reading a
@@ -559,55 +564,104 @@ func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	q.changed = true
 	q.idx.setConsumerPosition(st.slot, off, seq)
 	switch {
+	case off < q.head:
+		q.head, q.headSeq = off, seq // moved back by FromConsumer
 	case !wasHead:
 	case len(q.consumers) == 1 && !st.deleted:
-		q.setHead(off, seq) // the only consumer is the head: no need to look
+		q.head, q.headSeq = off, seq // the only consumer is the head: no need to look
 	default:
 		q.advanceHead()
 	}
+	if broken == brokenEarlyReclaim {
+		// Deliberately wrong: the read reclaims before any flush made
+		// the positions durable; see fs.go.
+		q.reclaimTo(q.reclaimLimit(), false)
+	}
 }
 
-// advanceHead sets head to the oldest consumer position and reclaims the
-// arenas below it. With no consumer the head stays: unread data is kept
-// for the next consumer. Needs mu.
+// advanceHead sets head to the lowest consumer position, or to oldest
+// when there is no consumer. Needs mu.
 func (q *Queue) advanceHead() {
-	if len(q.consumers) == 0 {
-		return
-	}
-	head, seq := q.tail, q.tailSeq
-	for _, c := range q.consumers {
-		if c.off < head {
-			head, seq = c.off, c.seq
+	head, seq := q.oldest, q.oldestSeq
+	if len(q.consumers) > 0 {
+		head, seq = q.tail, q.tailSeq
+		for _, c := range q.consumers {
+			if c.off < head {
+				head, seq = c.off, c.seq
+			}
 		}
 	}
-	q.setHead(head, seq)
+	q.head, q.headSeq = head, seq
 }
 
-// setHead moves the head forward to (off, seq) and reclaims what it
-// passed. Needs mu.
-func (q *Queue) setHead(off, seq uint64) {
-	if off == q.head {
+// reclaimLimit returns the arena number below which every arena may be
+// reclaimed once the consumer positions of this moment are durable: the
+// head's arena, but never the arena holding the last byte written, so
+// that recovery always finds an arena header naming a record boundary.
+// With no consumer nothing may go: the data waits for the next consumer.
+// Needs mu.
+func (q *Queue) reclaimLimit() uint64 {
+	m := q.am
+	if len(q.consumers) == 0 {
+		return m.first
+	}
+	keep := q.head / m.dataSize
+	if q.tail > 0 {
+		keep = min(keep, (q.tail-1)/m.dataSize)
+	}
+	return keep
+}
+
+// reclaimTo removes, or keeps as spares, the arenas below limit, which
+// the caller has checked against durable consumer positions. With unlock
+// it releases mu while the files are renamed and removed. Errors are kept
+// for the next Flush. Needs mu.
+func (q *Queue) reclaimTo(limit uint64, unlock bool) {
+	if limit <= q.am.first {
 		return
 	}
-	oldArena := q.head / q.am.dataSize
-	q.head, q.headSeq = off, seq
-	q.idx.setHead(off)
-	if off/q.am.dataSize != oldArena {
-		q.reclaim()
+	jobs, err := q.am.detachBelow(limit)
+	q.noteChoreErr(err)
+	q.updateOldest()
+	if len(jobs) == 0 {
+		return
 	}
+	if unlock {
+		q.mu.Unlock()
+	}
+	done, err := q.am.runReclaim(jobs)
+	if unlock {
+		q.mu.Lock()
+	}
+	q.am.adoptReclaim(done)
+	q.noteChoreErr(err)
 }
 
-// reclaim removes, or keeps as spares, the arenas every consumer has read
-// past. The arena holding the last byte written is kept, so that recovery
-// always finds an arena header naming a record boundary. Needs mu.
-func (q *Queue) reclaim() {
-	keep := q.head / q.am.dataSize
-	if q.tail > 0 {
-		keep = min(keep, (q.tail-1)/q.am.dataSize)
+// updateOldest moves oldest up to the first record of the oldest arena
+// left after reclaiming, and stores it in the index. Needs mu.
+func (q *Queue) updateOldest() {
+	m := q.am
+	if q.oldest >= m.first*m.dataSize {
+		return
 	}
-	if err := q.am.reclaimBelow(keep); err != nil && q.bgErr == nil {
-		q.bgErr = err
+	off, seq := q.head, q.headSeq
+	b, ok, err := q.oldestBoundary(m.first, q.tail)
+	q.noteChoreErr(err)
+	if ok && b.first <= q.head && b.firstSeq <= q.headSeq {
+		off, seq = b.first, b.firstSeq
 	}
+	q.oldest, q.oldestSeq = off, seq
+	q.idx.setHead(off)
+}
+
+// noteChoreErr keeps err, an error of housekeeping no caller has seen,
+// for the next Flush or Close, and for Stats.LastFlushError. Needs mu.
+func (q *Queue) noteChoreErr(err error) {
+	if err == nil {
+		return
+	}
+	q.bgErr = errors.Join(q.bgErr, err)
+	q.lastFlushErr = err
 }
 
 // Flush makes every message enqueued and every consumer position committed
@@ -622,10 +676,18 @@ func (q *Queue) reclaim() {
 // error of background housekeeping (reclaiming arenas) since the last
 // Flush, returned once.
 func (q *Queue) Flush() error {
-	return q.flush()
+	return q.flush(true)
 }
 
-func (q *Queue) flush() error {
+// flush is Flush; the background flusher calls it without explicit, which
+// leaves housekeeping errors for the next explicit Flush or Close to
+// return.
+//
+// After the checkpoint is durable it reclaims the arenas below the head
+// as it was when the flush started: the consumer positions of that moment
+// are durable now, so after a power loss every message they had not
+// passed is still there. Reads never reclaim.
+func (q *Queue) flush(explicit bool) error {
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
 
@@ -636,12 +698,15 @@ func (q *Queue) flush() error {
 	}
 	q.ops = 0
 	if !q.changed && !q.am.dirDirty {
-		// Nothing to make durable: an idle queue costs no disk writes.
-		err := q.takeChoreErr()
+		// Nothing to make durable: an idle queue costs no disk writes,
+		// and its spare arenas give their disk space back.
+		q.noteChoreErr(q.am.dropSpares())
+		err := q.choreErrFor(explicit)
 		q.mu.Unlock()
 		return err
 	}
 	q.changed = false
+	limit := q.reclaimLimit()
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 	pins := q.am.pinDirty()
 	dirDirty, dirSeq := q.am.dirDirty, q.am.dirSeq
@@ -691,7 +756,18 @@ func (q *Queue) flush() error {
 		return q.fail(err)
 	}
 	q.flushes++
-	q.reclaim()
+	q.lastFlushErr = nil
+	q.reclaimTo(min(limit, q.reclaimLimit()), true)
+	return q.choreErrFor(explicit)
+}
+
+// choreErrFor returns, once, the errors of housekeeping that no caller has
+// seen yet, to an explicit flush; the background flusher leaves them for
+// the next one. Needs mu.
+func (q *Queue) choreErrFor(explicit bool) error {
+	if !explicit {
+		return nil
+	}
 	return q.takeChoreErr()
 }
 
@@ -721,7 +797,7 @@ func (q *Queue) runFlusher() {
 		case <-tick:
 		case <-q.flushReq:
 		}
-		if err := q.flush(); errors.Is(err, ErrClosed) {
+		if err := q.flush(false); errors.Is(err, ErrClosed) {
 			return
 		}
 	}
@@ -747,7 +823,7 @@ func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 
-	errs := []error{q.takeChoreErr()}
+	var errs []error
 	if q.failed != nil {
 		errs = append(errs, q.failed, q.am.close(false))
 	} else {
@@ -765,7 +841,20 @@ func (q *Queue) Close() error {
 			err = q.idx.sync()
 		}
 		errs = append(errs, err)
+		if err == nil {
+			// Every position is durable: what they passed can go, and
+			// the spares give their disk space back.
+			if jobs, err := q.am.detachBelow(q.reclaimLimit()); err != nil {
+				errs = append(errs, err)
+			} else {
+				done, err := q.am.runReclaim(jobs)
+				q.am.adoptReclaim(done)
+				errs = append(errs, err)
+			}
+			errs = append(errs, q.am.dropSpares())
+		}
 	}
+	errs = append(errs, q.takeChoreErr())
 	errs = append(errs, q.idx.close(), unlockDir(q.lockFile), q.lockFile.Close())
 	q.consumers = nil
 	if err := errors.Join(errs...); err != nil {
@@ -830,7 +919,7 @@ func (q *Queue) Len() int64 {
 	if st := q.consumers[defaultConsumerKey]; st != nil {
 		return q.lag(st)
 	}
-	return q.lag(&consumerState{off: q.head, seq: q.headSeq})
+	return q.lag(&consumerState{off: q.oldest, seq: q.oldestSeq})
 }
 
 // Peek returns the default consumer's next message without consuming it:

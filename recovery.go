@@ -56,20 +56,29 @@ func (q *Queue) recover() error {
 
 	// Arenas past the one holding the last valid byte hold no committed
 	// record (an interrupted write). They are deleted, not kept as spares:
-	// their records carry sequence numbers the next records get.
-	keepNext := max(m.first, (tail+ds-1)/ds)
+	// their records carry sequence numbers the next records get. When the
+	// tail lies inside an arena that is gone (nothing was verified in it),
+	// the next Enqueue creates that arena anew, its header naming the
+	// tail, so that the queue takes writes at once.
+	keepNext := (tail + ds - 1) / ds
+	if tail%ds != 0 && !m.present[tail/ds] {
+		keepNext = tail / ds
+	}
 	for id := m.nextPresent(keepNext); id < m.next; id = m.nextPresent(id + 1) {
-		if err := m.drop(id, false); err != nil {
+		if err := m.drop(id); err != nil {
 			return err
 		}
 	}
-	m.next = min(m.next, keepNext)
+	m.next = keepNext
 	m.first = min(m.first, m.next)
+	if err := q.dropReclaimLeftovers(list, tail); err != nil {
+		return err
+	}
 
 	// Consumers: positions at or past the tail move to it; positions in
-	// arenas that are gone wait for the head; the others are checked.
+	// arenas that are gone move to the oldest record left; the others are
+	// checked.
 	var below []*consumerState
-	head, headSeq, anyAbove := tail, tailSeq, false
 	for _, c := range list {
 		st := &consumerState{name: c.name, slot: c.slot, off: c.offset, lost: c.lost}
 		switch {
@@ -90,28 +99,29 @@ func (q *Queue) recover() error {
 				return err
 			}
 		}
-		if st.off >= m.first*ds && st.off < head {
-			head, headSeq = st.off, st.seq
-		}
-		anyAbove = anyAbove || st.off >= m.first*ds
 		q.consumers[c.name] = st
 	}
-	if !anyAbove {
-		if head, headSeq, err = q.recoverHead(idxHead); err != nil {
-			return err
-		}
-	} else if len(below) > 0 {
-		// Their arenas are gone: they go on from the oldest record left.
+
+	// The oldest stored record, where new consumers start: the first
+	// record the oldest intact arena header names, or a proven consumer
+	// position below it.
+	oldest, oldestSeq := tail, tailSeq
+	if m.first < m.next {
 		b, ok, err := q.oldestBoundary(m.first, tail)
 		if err != nil {
 			return err
 		}
-		if ok && b.first < head && b.firstSeq < tailSeq {
-			head, headSeq = b.first, b.firstSeq
+		if ok && b.firstSeq <= tailSeq {
+			oldest, oldestSeq = b.first, b.firstSeq
+		}
+	}
+	for _, st := range q.consumers {
+		if st.off >= m.first*ds && st.off < oldest && st.seq != unknownSeq {
+			oldest, oldestSeq = st.off, st.seq
 		}
 	}
 	for _, st := range below {
-		st.off, st.seq = head, headSeq
+		st.off, st.seq = oldest, oldestSeq
 	}
 	for _, c := range list {
 		if st := q.consumers[c.name]; st.off != c.offset || st.seq != c.seqHint {
@@ -119,14 +129,13 @@ func (q *Queue) recover() error {
 			q.changed = true
 		}
 	}
-	q.head, q.headSeq = head, headSeq
-	q.idx.setHead(head)
+	q.oldest, q.oldestSeq = oldest, oldestSeq
+	q.advanceHead()
+	q.idx.setHead(oldest)
 	q.ckpt = ckpt
-	q.changed = q.changed || storedTail != tail || idxHead != head
-	q.reclaim()
-	if err := q.bgErr; err != nil {
-		return err
-	}
+	// What the recovered positions passed is reclaimed by the first
+	// flush, once it has made them durable.
+	q.changed = q.changed || storedTail != tail || idxHead != oldest || q.reclaimLimit() > m.first
 
 	// Past the tail, the tail's arena may hold records of an interrupted
 	// run, with the sequence numbers the next records get at the same
@@ -301,7 +310,7 @@ func isDamage(err error) bool {
 // taken as reclaimed: after a power loss the removal of a consumed arena
 // can be durable while the positions that allowed it are not. A file of
 // the wrong size is found when it is first mapped (see arenaManager.get).
-// Spare files are kept up to maxSpareArenas.
+// Spare files are removed.
 func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	m := q.am
 	ds := m.dataSize
@@ -319,13 +328,10 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		name := e.Name()
 		path := filepath.Join(q.dir, name)
 		if n, ok := parseFileNumber(name, "spare-"); ok {
+			// A spare left by a crash may hold the records of an arena
+			// whose rename to its new name was lost, with sequence
+			// numbers the next records get: it is never reused.
 			m.spareSeq = max(m.spareSeq, n)
-			if len(m.spares) < maxSpareArenas {
-				// Not known to be durable under its name: the first
-				// reuse fsyncs the directory.
-				m.spares = append(m.spares, spareFile{path: path, madeAt: m.dirSeq + 1})
-				continue
-			}
 			m.dirChanged()
 			if err := q.opts.fs.remove(path); err != nil {
 				return fmt.Errorf("remove spare %s: %w", name, err)
@@ -360,7 +366,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	}
 	for _, id := range beyond {
 		m.present[id] = true
-		if err := m.drop(id, false); err != nil {
+		if err := m.drop(id); err != nil {
 			return err
 		}
 	}
@@ -486,26 +492,38 @@ func (q *Queue) walkTo(off uint64) (uint64, bool, error) {
 	return s, p == off && s <= q.tailSeq, nil
 }
 
-// recoverHead finds the oldest retained record when no consumer names it:
-// the stored head when it is a proven boundary, else the first record of
-// the oldest intact arena, else the tail.
-func (q *Queue) recoverHead(head uint64) (uint64, uint64, error) {
+// dropReclaimLeftovers deletes the arena files below the highest missing
+// arena under the lowest consumer position. Reclaiming goes oldest first,
+// and only past durable consumer positions, but after a power loss the
+// removals may survive in any combination: an arena missing below every
+// consumer was reclaimed, and so was every arena below it, whether its
+// file came back or not. An arena missing at or above the lowest consumer
+// position is damage, which reads report. Needs mu or exclusive access.
+func (q *Queue) dropReclaimLeftovers(list []consumerSlot, tail uint64) error {
 	m := q.am
-	if head >= q.tail {
-		return q.tail, q.tailSeq, nil
-	}
-	if head >= m.first*m.dataSize {
-		s, ok, err := q.walkTo(head)
-		if err != nil {
-			return 0, 0, err
-		}
-		if ok {
-			return head, s, nil
+	ds := m.dataSize
+	lowest := tail
+	for _, c := range list {
+		if c.offset >= m.first*ds && c.offset < lowest {
+			lowest = c.offset
 		}
 	}
-	b, ok, err := q.oldestBoundary(m.first, q.tail)
-	if err != nil || !ok || b.firstSeq > q.tailSeq {
-		return q.tail, q.tailSeq, err
+	if len(list) == 0 || lowest/ds <= m.first {
+		return nil
 	}
-	return b.first, b.firstSeq, nil
+	hole := lowest / ds
+	for hole > m.first && m.present[hole-1] {
+		hole--
+	}
+	if hole == m.first {
+		return nil // no arena missing below the lowest position
+	}
+	hole-- // arena hole is missing, and every one above it up to lowest/ds present
+	for id := m.nextPresent(m.first); id < hole; id = m.nextPresent(id + 1) {
+		if err := m.drop(id); err != nil {
+			return err
+		}
+	}
+	m.first = hole + 1
+	return nil
 }

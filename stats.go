@@ -45,7 +45,7 @@ func (q *Queue) Stats() Stats {
 		return Stats{}
 	}
 	s := Stats{
-		Bytes:           int64(q.tail - q.head),
+		Bytes:           int64(q.tail - q.oldest),
 		ArenaSize:       q.opts.arenaSize,
 		ArenasOnDisk:    len(q.am.present),
 		SpareArenas:     len(q.am.spares),
@@ -55,7 +55,7 @@ func (q *Queue) Stats() Stats {
 		LastFlushError:  q.lastFlushErr,
 		ArenasReclaimed: q.am.reclaimed,
 	}
-	s.Messages = q.lag(&consumerState{off: q.head, seq: q.headSeq})
+	s.Messages = q.lag(&consumerState{off: q.oldest, seq: q.oldestSeq})
 	for name, st := range q.consumers {
 		s.Lag[name] = q.lag(st)
 	}
