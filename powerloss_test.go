@@ -672,6 +672,10 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 			err = errors.Join(err, q.Close())
 		}
 	}()
+	// The default consumer comes with the first queue-level read.
+	if _, err := q.Peek(); !errors.Is(err, ErrEmptyQueue) {
+		return nil, fmt.Errorf("first peek: %v, want ErrEmptyQueue", err)
+	}
 	model.cons[0].exists = true
 	readers := func() ([]func() ([]byte, error), error) {
 		rs := []func() ([]byte, error){q.Dequeue}
