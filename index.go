@@ -6,103 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"math/bits"
-	"sync/atomic"
-	"unsafe"
 )
-
-// Format constants. The layout they describe is drawn in doc.go. They are
-// frozen: changing any of them is a format break that needs a new
-// formatVersion.
-const (
-	formatVersion = 1
-
-	indexMagic = "BQINDEX\x00"
-	arenaMagic = "BQARENA\x00"
-
-	// Index header, one 512-byte sector, so that a torn write of the page
-	// still leaves the commit words of one moment together.
-	idxMagicOff     = 0   // [8]byte indexMagic
-	idxVersionOff   = 8   // uint32 formatVersion
-	idxHeaderCRCOff = 12  // uint32 CRC32C of bytes [0,12) and [16,32)
-	idxArenaSizeOff = 16  // uint64 arena size in bytes
-	idxQueueIDOff   = 24  // uint64 random id shared with every arena header
-	idxTailOff      = 32  // uint64 commit word: logical end of the last record
-	idxHeadOff      = 40  // uint64 logical offset of the oldest retained record
-	idxCkptOff      = 48  // two checkpoint slots of ckptSize bytes
-	idxCleanOff     = 112 // uint64 cleanMark after a clean Close; cleared, msynced, before the first arena write after opening
-	indexHeaderSize = 512
-
-	// Checkpoint slot: what the last successful flush made durable.
-	ckptOffsetOff = 0  // uint64 logical offset of the flushed tail
-	ckptSeqOff    = 8  // uint64 sequence number of the next record there
-	ckptGenOff    = 16 // uint64 generation; the valid slot with the highest wins
-	ckptCRCOff    = 24 // uint32 CRC32C of bytes [0,24)
-	ckptSize      = 32
-
-	// Consumer slots follow the header, slotSize bytes each.
-	slotOffsetOff  = 0  // uint64 commit word: the consumer's next record
-	slotStateOff   = 8  // uint32 slotFree, slotUsed, slotLost or slotDamaged; written last on create
-	slotNameLenOff = 12 // uint32 length of the name
-	slotCRCOff     = 16 // uint32 CRC32C of bytes [12,16) and the name
-	slotSeqOff     = 24 // uint64 hint: sequence number of the record at the position, stored just before it
-	slotNameOff    = 32 // name bytes, at most MaxConsumerNameLen
-	slotSize       = 256
-
-	cleanMark = 1
-
-	slotFree    = 0
-	slotUsed    = 1
-	slotLost    = 2 // used by a consumer created in place of a damaged slot; its first read reports it
-	slotDamaged = 3 // failed its checksum; kept until a consumer is created in its place
-
-	// Arena header, at the start of every arena file.
-	arenaMagicOff      = 0  // [8]byte arenaMagic
-	arenaVersionOff    = 8  // uint32 formatVersion
-	arenaCRCOff        = 12 // uint32 CRC32C of bytes [0,12) and [16,64)
-	arenaSizeOff       = 16 // uint64 arena size in bytes
-	arenaQueueIDOff    = 24 // uint64 the index's queue id
-	arenaIDOff         = 32 // uint64 arena number
-	arenaFirstOff      = 40 // uint64 logical offset of the first record boundary >= arena start
-	arenaFirstSeqOff   = 48 // uint64 sequence number of that record
-	arenaHeaderSize    = 64 // bytes [56,64) are reserved zeros
-	recordCRCOff       = 0  // uint32 CRC32C of bytes [4,16) and the payload
-	recordLenOff       = 4  // uint32 payload length
-	recordSeqOff       = 8  // uint64 sequence number, +1 per record
-	recordHeaderSize   = 16 // the payload follows
-	initialIndexSize   = 4096
-	initialIndexSlots  = (initialIndexSize - indexHeaderSize) / slotSize
-	defaultConsumerKey = "__default__"
-)
-
-// maxOffset bounds logical offsets and sequence numbers: no queue writes
-// 4 EiB. A larger one read from the index is damage, and is ignored, so
-// that offset arithmetic never wraps around.
-const maxOffset = 1 << 62
-
-// MaxConsumerNameLen is the longest consumer name, in bytes.
-const MaxConsumerNameLen = slotSize - slotNameOff
-
-// MaxMessageSize is the longest message, in bytes.
-const MaxMessageSize = 1<<32 - 1
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-var bigEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) != 1
-
-// storeCommit writes v at b[0:8], little-endian, as one aligned atomic
-// store: a process killed at any instant leaves either the old or the new
-// value in the page cache, never a mix. b must be 8-byte aligned, which
-// every commit word is (mappings are page aligned, offsets multiples of 8).
-func storeCommit(b []byte, v uint64) {
-	if bigEndianHost {
-		v = bits.ReverseBytes64(v)
-	}
-	atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[0])), v)
-}
-
-func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
-func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
 // checkpoint is what a successful flush made durable: every record below
 // offset, and seq, the sequence number of the record at offset.
@@ -407,5 +311,3 @@ func (x *index) close() error {
 	x.data, x.retired = nil, nil
 	return errors.Join(errs...)
 }
-
-func crc32Of(b []byte) uint32 { return crc32.Update(0, castagnoli, b) }

@@ -255,10 +255,7 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 		}
 	}
 	h := q.scratch[:]
-	binary.LittleEndian.PutUint32(h[recordLenOff:], uint32(len(msg)))
-	binary.LittleEndian.PutUint64(h[recordSeqOff:], seq)
-	crc := crc32.Update(crc32.Update(0, castagnoli, h[recordLenOff:]), castagnoli, msg)
-	binary.LittleEndian.PutUint32(h[recordCRCOff:], crc)
+	encodeRecordHeader(h, seq, msg)
 	span := recordSpan{start: off, end: off + recordHeaderSize + uint64(len(msg)), seq: seq}
 	arenas := q.am.next
 	if err := q.am.writeAt(off, h, span); err != nil {
@@ -492,9 +489,10 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 	if err := q.am.readAt(st.off, h); err != nil {
 		return dst, 0, q.readFailed(st, err)
 	}
-	n := uint64(le32(h[recordLenOff:]))
-	if seq := le64(h[recordSeqOff:]); seq != st.seq {
-		return dst, 0, q.skipDamage(st, fmt.Sprintf("sequence number %d, want %d", seq, st.seq))
+	rh := decodeRecordHeader(h)
+	n := uint64(rh.length)
+	if rh.seq != st.seq {
+		return dst, 0, q.skipDamage(st, fmt.Sprintf("sequence number %d, want %d", rh.seq, st.seq))
 	}
 	if n > q.tail-st.off-recordHeaderSize {
 		return dst, 0, q.skipDamage(st, fmt.Sprintf("length %d runs past the tail", n))
@@ -508,11 +506,10 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 	if err := q.am.readAt(st.off+recordHeaderSize, dst[start:]); err != nil {
 		return dst[:start], 0, q.readFailed(st, err)
 	}
-	crc := crc32.Update(crc32.Update(0, castagnoli, h[recordLenOff:]), castagnoli, dst[start:])
-	if want := le32(h[recordCRCOff:]); crc != want && broken != brokenNoChecksum {
-		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, want))
+	if crc := crc32.Update(rh.sumStart(), castagnoli, dst[start:]); crc != rh.crc && broken != brokenNoChecksum {
+		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, rh.crc))
 	}
-	return dst, st.off + recordHeaderSize + n, nil
+	return dst, st.off + rh.size(), nil
 }
 
 // readFailed handles an error of reading st's record: a missing or

@@ -440,21 +440,22 @@ func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, err
 		}
 		return 0, false, err
 	}
-	n := uint64(le32(h[recordLenOff:]))
-	if le64(h[recordSeqOff:]) != seq || n > limit-off-recordHeaderSize {
+	rh := decodeRecordHeader(h[:])
+	n := uint64(rh.length)
+	if rh.seq != seq || n > limit-off-recordHeaderSize {
 		return 0, false, nil
 	}
 	if !sum {
 		return n, true, nil
 	}
-	crc, err := q.am.checksum(off+recordHeaderSize, n, crc32Of(h[recordLenOff:]))
+	crc, err := q.am.checksum(off+recordHeaderSize, n, rh.sumStart())
 	if err != nil {
 		if isDamage(err) {
 			return 0, false, nil
 		}
 		return 0, false, err
 	}
-	return n, crc == le32(h[recordCRCOff:]) || broken == brokenNoChecksum, nil
+	return n, crc == rh.crc || broken == brokenNoChecksum, nil
 }
 
 // seqAt returns the sequence number of the record at off, which lies in
