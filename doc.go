@@ -15,12 +15,20 @@
 //
 // Every consumer reads the whole stream independently, Kafka-style, from
 // its own position, which is persisted. Queue.Dequeue reads through the
-// default consumer, named "__default__", which exists from the first
-// NewQueue. A new consumer starts at the oldest message still stored;
-// FromConsumer copies another consumer's position. DeleteConsumer removes
-// a consumer (the default one too) so that it stops pinning data; the next
-// queue-level read re-creates the default consumer at the oldest stored
-// message.
+// default consumer, named "__default__", which comes into being with the
+// first queue-level read (Dequeue, DequeueString, DequeueAppend,
+// DequeueWait, Peek, PeekString); before that, Queue.IsEmpty and Queue.Len
+// answer as a new consumer would. A program that reads only through named
+// consumers therefore never has a default consumer pinning its data.
+//
+// A new consumer starts at the oldest message still stored: the first
+// record of the oldest arena file on disk, which its header names. That
+// holds after a reopen too, and it is where the original starts one ("at
+// the start of the queue wherever the first non-deleted element is"); it
+// is not the slowest consumer's position. FromConsumer copies another
+// consumer's position. DeleteConsumer removes a consumer (the default one
+// too) so that it stops pinning data; the next queue-level read re-creates
+// the default consumer at the oldest stored message.
 //
 // # Everyday API
 //
@@ -34,22 +42,39 @@
 //
 // # Disk space
 //
-// The queue is a sequence of fixed-size arena files. An arena every
-// consumer has read past is removed at once, by the read that moves past
-// it; up to two such files are kept as spares and reused as future tail
-// arenas, because writing over already allocated blocks is several times
-// cheaper than faulting in fresh ones. Before a spare is written into as
-// a new arena, its rename from the old arena must be durable, so that a
-// power loss cannot leave new records under the old arena's name, where
-// readers of the durable index would take them for damage. A Flush since
-// the spare was made settles that; otherwise reusing it fsyncs the
-// directory first, with the queue's lock held: at most one directory
-// fsync per arena, which only small arenas notice (see the README). The
-// arena holding the newest record is always kept. With no consumer at all
-// nothing is reclaimed: the data waits for the next consumer. Arena files
-// are allocated in full (fallocate) when created, so a full disk makes
-// Enqueue return an error wrapping syscall.ENOSPC rather than the process
-// die of SIGBUS; the queue works again once space is freed.
+// The queue is a sequence of fixed-size arena files, and disk used follows
+// the data, not the arena size. The lifecycle of an arena:
+//
+//  1. Created by the write that reaches it, with its full size but sparse:
+//     only its first 64 KiB get disk blocks (fallocate).
+//  2. Written, with blocks reserved ahead of the writer in steps of a
+//     quarter of what is reserved (64 KiB to 16 MiB). Nothing is written
+//     past the reserved range, so a full disk makes Enqueue return an
+//     error wrapping syscall.ENOSPC, never a SIGBUS, and the queue works
+//     again once space is freed. (On darwin, which has no such
+//     fallocate, arena files are allocated in full.)
+//  3. Read by every consumer. Reads never touch files: they only move
+//     positions.
+//  4. Released by a flush (explicit, periodic, or Close): once the
+//     flush has made durable the consumer positions of its start, the
+//     arenas wholly below the lowest of them go, oldest first, renamed or
+//     removed by the flusher while producers and consumers go on. After
+//     a power loss the durable positions therefore always find their
+//     messages. The arena holding the newest record is always kept, and
+//     with no consumer nothing goes: the data waits for the next one.
+//  5. Kept as a spare, at most two and at most 64 MiB in all (so none
+//     with arenas over 32 MiB), or removed. A spare is reused as the next
+//     tail arena, where rewriting already allocated blocks is cheaper than
+//     faulting in fresh ones. Before anything is written into a spare, the
+//     rename that made it must be durable (a flush's directory fsync, or
+//     one done then), so that a power loss cannot leave new records under
+//     the old arena's name.
+//  6. Given back: a flush that finds nothing to do (an idle queue) and
+//     Close remove every spare, and NewQueue deletes spares a crash left,
+//     since their records might pass for later ones.
+//
+// After draining a queue and closing it, what stays on disk is the index
+// and the arena holding the newest records.
 //
 // # Concurrency
 //
@@ -93,8 +118,10 @@
 //     different SetArenaSize it returns ErrInvalidArenaSize.
 //   - Messages are at most MaxMessageSize (4 GiB - 1) bytes, consumer
 //     names 1 to MaxConsumerNameLen bytes.
-//   - A reclaim error (renaming or removing an arena file) does not fail
-//     the read that caused it; the next Flush returns it once.
+//   - A reclaim error (renaming or removing an arena file) fails nothing:
+//     it shows in Stats.LastFlushError at once, and the next explicit
+//     Flush or Close returns it once (the background flusher does not
+//     consume it).
 //   - A consumer slot of the index that fails its checksum loses that
 //     consumer's position. NewQueue opens anyway and marks the slot
 //     damaged (it persists across reopens). The next consumer created,
@@ -123,14 +150,16 @@
 //     write into an arena after opening, so opening and closing a queue
 //     that is only read syncs nothing.
 //   - Arena files missing below the oldest one left (or all of them, when
-//     none is left) were reclaimed: an arena holding a flushed record
-//     is in the directory durably before the checkpoint that covers it, so
-//     only the removal of an arena every consumer had read makes one go.
-//     Consumers standing in them move on silently, to the oldest record
-//     left, or to the tail. An arena file missing between two present ones
-//     cannot come from reclaiming, which goes oldest first: the read that
-//     reaches it returns an error wrapping ErrCorrupt and goes on with the
-//     next arena.
+//     none is left), or below the lowest consumer position with others
+//     under them, were reclaimed: reclaiming goes oldest first and only
+//     past durable positions, and a power loss may keep any combination
+//     of its removals. Arena files under such a gap are deleted at open,
+//     consumers standing in arenas that are gone move on silently to the
+//     oldest record left, or to the tail. An arena file missing at or
+//     above the lowest consumer position cannot come from reclaiming: the
+//     read that reaches it returns an error wrapping ErrCorrupt and goes
+//     on with the next arena. When the recovered tail lies in an arena
+//     file that is gone, the next Enqueue creates it anew.
 //
 // # On-disk format
 //

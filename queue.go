@@ -668,10 +668,14 @@ func (q *Queue) noteChoreErr(err error) {
 // queue's lock only to collect what to sync, so producers and consumers go
 // on while it waits for the disk.
 //
+// Once the checkpoint is durable, Flush reclaims the arenas wholly below
+// the consumer positions it made durable (see the package doc, Disk
+// space). A Flush that finds nothing to write removes the spare arenas.
+//
 // Errors: ErrClosed; the error of a failed msync or fsync, after which the
 // queue has failed closed and every later call but Close returns it; and an
-// error of background housekeeping (reclaiming arenas) since the last
-// Flush, returned once.
+// error of housekeeping (reclaiming arenas, removing spares), the
+// background flusher's included, since the last Flush, returned once.
 func (q *Queue) Flush() error {
 	return q.flush(true)
 }
@@ -800,10 +804,12 @@ func (q *Queue) runFlusher() {
 	}
 }
 
-// Close flushes the queue, unmaps its files and releases the directory
-// lock. It is idempotent: later calls return nil. Every other method then
-// returns ErrClosed. It returns the errors of the final flush, or the
-// sticky error of an earlier failed one.
+// Close flushes the queue, reclaims the arenas every consumer has read
+// past, removes the spare arenas, unmaps its files and releases the
+// directory lock. It is idempotent: later calls return nil. Every other
+// method then returns ErrClosed. It returns the errors of the final flush
+// and of housekeeping no Flush returned yet, or the sticky error of an
+// earlier failed flush.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	if q.closed {

@@ -16,7 +16,8 @@ type Stats struct {
 	// files are not counted.
 	ArenasOnDisk int
 	// SpareArenas is the number of consumed arena files kept for reuse as
-	// future tail arenas (at most 2).
+	// future tail arenas: at most 2, within 64 MiB, none once the queue
+	// was idle for a flush.
 	SpareArenas int
 	// ArenasMapped is the number of arenas memory-mapped right now; at
 	// most SetMaxInMemArenas when that is not 0.
@@ -27,12 +28,16 @@ type Stats struct {
 	// Flushes counts the successful flushes, explicit and periodic. A
 	// flush that found nothing to write is not counted.
 	Flushes uint64
-	// LastFlushError is the error of the latest failed flush, or of a
-	// failed msync when an arena was unmapped; nil if none failed. Once it
-	// is set the queue has failed closed (see Flush).
+	// LastFlushError is the error of the latest flush or its
+	// housekeeping (reclaiming arenas, removing spares), or of a failed
+	// msync when an arena was unmapped; nil when the latest flush
+	// succeeded. A failed msync or fsync fails the queue closed (see
+	// Flush); a housekeeping error does not, and the next explicit Flush
+	// or Close returns it once.
 	LastFlushError error
 	// ArenasReclaimed counts the arenas removed or kept as spares because
-	// every consumer had read past them.
+	// every consumer had read past them and a flush had made those
+	// positions durable.
 	ArenasReclaimed uint64
 }
 
