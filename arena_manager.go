@@ -23,17 +23,17 @@ const (
 )
 
 // Disk blocks of an arena file are reserved ahead of the writer in steps:
-// firstReserve bytes when the file is created, then a quarter of what is
-// reserved (at least firstReserve, at most maxReserveStep) each time the
+// reserveStepMin bytes when the file is created, then a quarter of what is
+// reserved (at least reserveStepMin, at most reserveStepMax) each time the
 // writer reaches the end of the reserved range. The file itself has its
 // full size from the start (sparse), so that the mapping covers it; no
 // byte past the reserved range is ever written, so a full disk is an
 // ENOSPC from the reservation, never a SIGBUS. Disk used grows with the
-// data: a queue holding one small message uses firstReserve bytes of
-// arena.
+// data: a queue holding one small message uses one 4 KiB block of arena,
+// and a queue of any size at most a quarter more than its data.
 const (
-	firstReserve   = 64 << 10
-	maxReserveStep = 16 << 20
+	reserveStepMin = 4 << 10
+	reserveStepMax = 16 << 20
 )
 
 // recordSpan describes the record a write belongs to: it occupies the
@@ -244,7 +244,7 @@ func (m *arenaManager) allocateNew(f *os.File) (int, error) {
 	if fullAllocation {
 		return m.arenaSize, m.fs.allocate(f, int64(m.arenaSize))
 	}
-	n := min(firstReserve, m.arenaSize)
+	n := min(reserveStepMin, m.arenaSize)
 	if err := m.fs.allocate(f, int64(n)); err != nil {
 		return 0, err
 	}
@@ -263,8 +263,9 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 	if end <= a.reserved {
 		return nil
 	}
-	step := min(max(a.reserved/4, firstReserve), maxReserveStep)
-	want := min(max(end, a.reserved+step), m.arenaSize)
+	step := min(max(a.reserved/4, reserveStepMin), reserveStepMax)
+	want := max(end, a.reserved+step)
+	want = min((want+reserveStepMin-1)/reserveStepMin*reserveStepMin, m.arenaSize)
 	f, err := m.fs.open(m.arenaPath(a.id))
 	if err != nil {
 		return fmt.Errorf("reserve arena %d: %w", a.id, err)

@@ -46,9 +46,9 @@
 // the data, not the arena size. The lifecycle of an arena:
 //
 //  1. Created by the write that reaches it, with its full size but sparse:
-//     only its first 64 KiB get disk blocks (fallocate).
+//     only its first 4 KiB get disk blocks (fallocate).
 //  2. Written, with blocks reserved ahead of the writer in steps of a
-//     quarter of what is reserved (64 KiB to 16 MiB). Nothing is written
+//     quarter of what is reserved (4 KiB to 16 MiB). Nothing is written
 //     past the reserved range, so a full disk makes Enqueue return an
 //     error wrapping syscall.ENOSPC, never a SIGBUS, and the queue works
 //     again once space is freed. (On darwin, which has no such
