@@ -58,7 +58,8 @@
 //  4. Released by a flush (explicit, periodic, or Close): once the
 //     flush has made durable the consumer positions of its start, the
 //     arenas wholly below the lowest of them go, oldest first, renamed or
-//     removed by the flusher while producers and consumers go on. After
+//     removed by the flusher while producers and consumers go on, after
+//     a durable watermark in the index says which. After
 //     a power loss the durable positions therefore always find their
 //     messages. The arena holding the newest record is always kept, and
 //     with no consumer nothing goes: the data waits for the next one.
@@ -149,17 +150,18 @@
 //     skip it is cleared, with an msync of the index, before the first
 //     write into an arena after opening, so opening and closing a queue
 //     that is only read syncs nothing.
-//   - Arena files missing below the oldest one left (or all of them, when
-//     none is left), or below the lowest consumer position with others
-//     under them, were reclaimed: reclaiming goes oldest first and only
-//     past durable positions, and a power loss may keep any combination
-//     of its removals. Arena files under such a gap are deleted at open,
-//     consumers standing in arenas that are gone move on silently to the
-//     oldest record left, or to the tail. An arena file missing at or
-//     above the lowest consumer position cannot come from reclaiming: the
-//     read that reaches it returns an error wrapping ErrCorrupt and goes
-//     on with the next arena. When the recovered tail lies in an arena
-//     file that is gone, the next Enqueue creates it anew.
+//   - Before a flush removes the arenas it reclaims, it stores in the
+//     index, and msyncs, the oldest record left: a watermark. After a
+//     power loss, whatever combination of the removals survived (POSIX
+//     orders none of them), arena files below the watermark's arena were
+//     reclaimed and NewQueue deletes them. Arena files missing at the
+//     bottom above it (or all of them, when none is left) are taken as
+//     reclaimed too: consumers standing in them move on silently to the
+//     oldest record left, or to the tail. An arena file missing between
+//     two present ones cannot come from reclaiming: the read that reaches
+//     it returns an error wrapping ErrCorrupt and goes on with the next
+//     arena. When the recovered tail lies in an arena file that is gone,
+//     the next Enqueue creates it anew.
 //
 // # On-disk format
 //

@@ -31,9 +31,10 @@ package bigqueue
 //	 16     8  arena size in bytes
 //	 24     8  queue id, random, repeated in every arena header
 //	 32     8  tail: end of the last committed record (commit word)
-//	 40     8  oldest stored record: the first record the oldest arena
-//	           names, as of the last reclaim; a hint for recovery, which
-//	           deletes arena files wholly below it
+//	 40     8  reclaim watermark: an offset in the oldest arena kept (the
+//	           oldest stored record while open), msynced before a flush
+//	           removes arenas; arena files below its arena were reclaimed
+//	           and NewQueue deletes them
 //	 48    32  checkpoint slot 0
 //	 80    32  checkpoint slot 1
 //	112     8  clean mark: 1 after a clean Close; cleared, and the

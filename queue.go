@@ -572,7 +572,7 @@ func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	if broken == brokenEarlyReclaim {
 		// Deliberately wrong: the read reclaims before any flush made
 		// the positions durable; see fs.go.
-		q.reclaimTo(q.reclaimLimit(), false)
+		q.reclaimTo(q.reclaimLimit(), false, false)
 	}
 }
 
@@ -610,10 +610,15 @@ func (q *Queue) reclaimLimit() uint64 {
 }
 
 // reclaimTo removes, or keeps as spares, the arenas below limit, which
-// the caller has checked against durable consumer positions. With unlock
-// it releases mu while the files are renamed and removed. Errors are kept
-// for the next Flush. Needs mu.
-func (q *Queue) reclaimTo(limit uint64, unlock bool) {
+// the caller has checked against durable consumer positions. It first
+// stores the new oldest record in the index and, with syncIndex, msyncs
+// it: that watermark is durable before any file goes, so that after a
+// power loss, whatever combination of the removals survived, an arena
+// missing below it was reclaimed and one missing above it is damage. With
+// unlock it releases mu while it syncs and the files are renamed and
+// removed; the caller holds flushMu. A failed msync fails the queue and
+// removes nothing; other errors are kept for the next Flush. Needs mu.
+func (q *Queue) reclaimTo(limit uint64, unlock, syncIndex bool) {
 	if limit <= q.am.first {
 		return
 	}
@@ -626,12 +631,23 @@ func (q *Queue) reclaimTo(limit uint64, unlock bool) {
 	if unlock {
 		q.mu.Unlock()
 	}
-	done, err := q.am.runReclaim(jobs)
+	if syncIndex {
+		err = q.idx.sync()
+	}
+	var done []reclaimJob
+	var rerr error
+	if err == nil {
+		done, rerr = q.am.runReclaim(jobs)
+	}
 	if unlock {
 		q.mu.Lock()
 	}
+	if err != nil {
+		q.fail(err)
+		return
+	}
 	q.am.adoptReclaim(done)
-	q.noteChoreErr(err)
+	q.noteChoreErr(rerr)
 }
 
 // updateOldest moves oldest up to the first record of the oldest arena
@@ -758,7 +774,7 @@ func (q *Queue) flush(explicit bool) error {
 	}
 	q.flushes++
 	q.lastFlushErr = nil
-	q.reclaimTo(min(limit, q.reclaimLimit()), true)
+	q.reclaimTo(min(limit, q.reclaimLimit()), true, true)
 	return q.choreErrFor(explicit)
 }
 
@@ -849,10 +865,15 @@ func (q *Queue) Close() error {
 			// the spares give their disk space back.
 			if jobs, err := q.am.detachBelow(q.reclaimLimit()); err != nil {
 				errs = append(errs, err)
-			} else {
-				done, err := q.am.runReclaim(jobs)
-				q.am.adoptReclaim(done)
-				errs = append(errs, err)
+			} else if len(jobs) > 0 {
+				q.idx.setHead(q.am.first * q.am.dataSize)
+				if err := q.idx.sync(); err != nil {
+					errs = append(errs, err)
+				} else {
+					done, err := q.am.runReclaim(jobs)
+					q.am.adoptReclaim(done)
+					errs = append(errs, err)
+				}
 			}
 			errs = append(errs, q.am.dropSpares())
 		}

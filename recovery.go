@@ -71,9 +71,6 @@ func (q *Queue) recover() error {
 	}
 	m.next = keepNext
 	m.first = min(m.first, m.next)
-	if err := q.dropReclaimLeftovers(list, tail); err != nil {
-		return err
-	}
 
 	// Consumers: positions at or past the tail move to it; positions in
 	// arenas that are gone move to the oldest record left; the others are
@@ -491,40 +488,4 @@ func (q *Queue) walkTo(off uint64) (uint64, bool, error) {
 		s++
 	}
 	return s, p == off && s <= q.tailSeq, nil
-}
-
-// dropReclaimLeftovers deletes the arena files below the highest missing
-// arena under the lowest consumer position. Reclaiming goes oldest first,
-// and only past durable consumer positions, but after a power loss the
-// removals may survive in any combination: an arena missing below every
-// consumer was reclaimed, and so was every arena below it, whether its
-// file came back or not. An arena missing at or above the lowest consumer
-// position is damage, which reads report. Needs mu or exclusive access.
-func (q *Queue) dropReclaimLeftovers(list []consumerSlot, tail uint64) error {
-	m := q.am
-	ds := m.dataSize
-	lowest := tail
-	for _, c := range list {
-		if c.offset >= m.first*ds && c.offset < lowest {
-			lowest = c.offset
-		}
-	}
-	if len(list) == 0 || lowest/ds <= m.first {
-		return nil
-	}
-	hole := lowest / ds
-	for hole > m.first && m.present[hole-1] {
-		hole--
-	}
-	if hole == m.first {
-		return nil // no arena missing below the lowest position
-	}
-	hole-- // arena hole is missing, and every one above it up to lowest/ds present
-	for id := m.nextPresent(m.first); id < hole; id = m.nextPresent(id + 1) {
-		if err := m.drop(id); err != nil {
-			return err
-		}
-	}
-	m.first = hole + 1
-	return nil
 }
