@@ -1,5 +1,7 @@
 package bigqueue
 
+import "os"
+
 // arena is one fixed-size file of the queue. Arena number id holds the
 // logical bytes [id*dataSize, (id+1)*dataSize) of the record stream after
 // its arenaHeaderSize-byte header. All fields are guarded by the queue's mu.
@@ -13,4 +15,8 @@ type arena struct {
 	// have disk blocks (0 when unknown: a file mapped after opening). No
 	// byte at or past it is written before arenaManager.reserve moves it.
 	reserved int
+	// file is the arena's file, kept open while it is the one the writer
+	// reserves blocks in (arenaManager.writing), so that reserving a step
+	// is one fallocate; nil otherwise.
+	file *os.File
 }

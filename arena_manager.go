@@ -72,6 +72,9 @@ type arenaManager struct {
 
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
 	last   *arena            // the arena get returned last; valid while its data is not nil
+	// writing is the arena whose file is open for reserving blocks; at
+	// most one file is open at a time.
+	writing *arena
 	clock  uint64            // incremented on every access; LRU order
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
@@ -214,15 +217,15 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if err != nil {
 		return nil, m.discard(f, fmt.Errorf("arena %d: %w", id, err))
 	}
-	if err := f.Close(); err != nil {
-		return nil, errors.Join(fmt.Errorf("close arena %d: %w", id, err), unmap(data))
-	}
 	m.clock++
 	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
+	if err := m.setWriting(a, f); err != nil {
+		return nil, errors.Join(err, unmap(data))
+	}
 	if err := m.reserve(a, arenaHeaderSize); err != nil {
 		// Only a reused spare can get here: a new file has its first
 		// step reserved.
-		errs := []error{err, unmap(data)}
+		errs := []error{err, m.closeFile(a), unmap(data)}
 		if rerr := m.fs.remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			errs = append(errs, rerr)
 		}
@@ -266,18 +269,46 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 	step := min(max(a.reserved/4, reserveStepMin), reserveStepMax)
 	want := max(end, a.reserved+step)
 	want = min((want+reserveStepMin-1)/reserveStepMin*reserveStepMin, m.arenaSize)
-	f, err := m.fs.open(m.arenaPath(a.id))
-	if err != nil {
-		return fmt.Errorf("reserve arena %d: %w", a.id, err)
+	if a.file == nil {
+		f, err := m.fs.open(m.arenaPath(a.id))
+		if err != nil {
+			return fmt.Errorf("reserve arena %d: %w", a.id, err)
+		}
+		if err := m.setWriting(a, f); err != nil {
+			return err
+		}
 	}
-	err = m.fs.allocate(f, int64(want))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := m.fs.allocate(a.file, int64(want)); err != nil {
 		return fmt.Errorf("reserve %d bytes of arena %d: %w", want, a.id, err)
 	}
 	a.reserved = want
+	return nil
+}
+
+// setWriting makes a, whose file f is open, the arena the writer reserves
+// blocks in, closing the file of the previous one.
+func (m *arenaManager) setWriting(a *arena, f *os.File) error {
+	var err error
+	if w := m.writing; w != nil && w != a {
+		err = m.closeFile(w)
+	}
+	a.file, m.writing = f, a
+	return err
+}
+
+// closeFile closes a's file, when it is open.
+func (m *arenaManager) closeFile(a *arena) error {
+	if a.file == nil {
+		return nil
+	}
+	err := a.file.Close()
+	a.file = nil
+	if m.writing == a {
+		m.writing = nil
+	}
+	if err != nil {
+		return fmt.Errorf("close arena %d: %w", a.id, err)
+	}
 	return nil
 }
 
@@ -377,12 +408,13 @@ func (m *arenaManager) evict(a *arena, keep bool) error {
 		}
 		a.dirty = false
 	}
+	ferr := m.closeFile(a)
 	if err := unmap(a.data); err != nil {
-		return fmt.Errorf("unmap arena %d: %w", a.id, err)
+		return errors.Join(fmt.Errorf("unmap arena %d: %w", a.id, err), ferr)
 	}
 	a.data = nil
 	delete(m.mapped, a.id)
-	return nil
+	return ferr
 }
 
 // pinned reports whether a flush is syncing a.
