@@ -53,6 +53,7 @@ const (
 	brokenIndexBeforeData // Flush msyncs the index before the arenas
 	brokenNoDirSync       // directory fsyncs are skipped
 	brokenNoChecksum      // reads and recovery do not verify checksums
+	brokenEarlyReclaim    // arenas are reclaimed by the read that passes them, before a flush made the consumer positions durable
 )
 
 var broken = brokenNone

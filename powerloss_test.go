@@ -2114,6 +2114,7 @@ func TestPowerLossBroken(t *testing.T) {
 		{"index-before-data", brokenIndexBeforeData},
 		{"no-dir-sync", brokenNoDirSync},
 		{"no-checksum", brokenNoChecksum},
+		{"early-reclaim", brokenEarlyReclaim},
 	} {
 		t.Run(variant.name, func(t *testing.T) {
 			// No queue is open here and none of these tests runs in
