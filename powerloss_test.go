@@ -1546,7 +1546,7 @@ func (a *plAssignment) hidden(from, to int) bool {
 	case from >= to:
 		return true
 	case from < a.flushed:
-		a.reject(plLostFlushed, "an ErrCorrupt skip hides messages %d to %d, flushed and not read", from, min(to, a.flushed)-1)
+		a.reject(plLostFlushed, "an ErrCorrupt skip hides messages %d to %d, flushed", from, min(to, a.flushed)-1)
 	case to == len(a.msgs):
 		a.reject(plCorruptTail, "an ErrCorrupt skip hides messages %d to %d, unflushed, up to the tail", from, to-1)
 	default:
