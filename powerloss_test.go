@@ -40,9 +40,9 @@ package bigqueue
 // image's index stores for it (or the recovered tail, when lower; and
 // between its position at the last successful Flush and what it had read
 // when the index cannot say) up to the recovered tail, then the message
-// enqueued at once, with no ErrCorrupt skip (at-least-once: a message the
-// durable position had not passed comes back even if it was read before
-// the crash); checkInvariants holds; and the queue still works (a new
+// enqueued at once, with no ErrCorrupt skip over a message (at-least-once:
+// a message the durable position had not passed comes back even if it
+// was read before the crash); checkInvariants holds; and the queue still works (a new
 // message reaches every consumer, Close succeeds). An ErrCorrupt from an
 // image with no torn or garbage page is a false alarm: an arena missing
 // because its remove survived, or its create did not, is no damage.
