@@ -14,10 +14,16 @@ package bigqueue
 // workload knows (plModel). A crash at a snapshot is an image directory
 // built from it:
 //
-//   - the directory is the durable one plus a prefix of the creates,
-//     renames and removes since (journaling file systems commit metadata
-//     in order): none, all, or some;
-//   - every file starts from its durable content (empty when never
+//   - the directory is the durable one plus any subset of the creates,
+//     renames and removes since (POSIX orders none of them before a
+//     directory fsync), applied in their order: a created file is there
+//     or not, a removed file is still there or gone, a renamed file is
+//     under its old name or its new one (never both, never neither unless
+//     a remove in the subset takes it); each operation acts on its file
+//     wherever that file's name is, and a create or rename replaces what
+//     its target name held (plDirOp.apply);
+//   - a file's content follows its inode, whatever name it ends up under:
+//     every file starts from its durable content (empty when never
 //     synced); each 4 KiB page that differs from the current content is
 //     kept old, taken new, torn (each 512-byte sector old or new), filled
 //     with garbage where it changed (arena files only: the index relies on
@@ -27,25 +33,35 @@ package bigqueue
 //     beyond the durable size that is not old forces the new size).
 //
 // The image is opened with the real code (plain NewQueue on osFS) and
-// judged by plJudge against the workload: it opens; it holds every
-// message a successful Flush covered and no more than were enqueued;
-// every consumer reads, byte for byte, the run of enqueued messages from a
-// start no earlier than its position at the last successful Flush and no
-// later than what it had read, up to the recovered tail; an ErrCorrupt
-// skip hides only messages that consumer had read before the crash;
-// checkInvariants holds; and the queue still works (a new message reaches
-// every consumer, Close succeeds).
+// judged by plJudge against the workload: it opens; it accepts an
+// Enqueue at once, before any read; it holds every message a successful
+// Flush covered and no more than were enqueued; every consumer reads,
+// byte for byte, the run of enqueued messages from the position the
+// image's index stores for it (or the recovered tail, when lower; and
+// between its position at the last successful Flush and what it had read
+// when the index cannot say) up to the recovered tail, then the message
+// enqueued at once, with no ErrCorrupt skip over a message (at-least-once:
+// a message the durable position had not passed comes back even if it
+// was read before the crash); checkInvariants holds; and the queue still works (a new
+// message reaches every consumer, Close succeeds). An ErrCorrupt from an
+// image with no torn or garbage page is a false alarm: an arena missing
+// because its remove survived, or its create did not, is no damage.
 //
 // Workloads: every sequence of up to three operations over a small
 // alphabet with page-size arenas, where each sync call of the last
 // operation, the end, and the sync calls of Close are crash points
 // (shorter workloads cover the earlier ones), each with every subset of
-// its dirty pages (at most 4 here, 8 allowed); and long random workloads
-// with two consumers, reclamation, spare reuse, reopening and evictions,
-// at random crash points with random page fates. The default run
-// simulates about 20,000 power losses; under the race detector about
-// 3,000; with BIGQUEUE_LONG=1 about 1,000,000, every subset of dirty pages
-// then with every prefix of the directory operations
+// its dirty pages (at most 4 here, 8 allowed) and one random subset of
+// the directory operations; a few explicit workloads of reported bugs
+// (plExplicitWorkloads), each page subset with no, all and a random subset
+// of the directory operations whatever the tier; and long random
+// workloads with two consumers, reclamation, spare reuse, reopening and
+// evictions, at random crash points with random page fates and random
+// directory subsets. The default run simulates about 20,000 power
+// losses; under the race detector about 3,000; with BIGQUEUE_LONG=1
+// about 2,000,000, every subset of dirty pages then with every subset of
+// up to plMaxDirsEvery directory operations (else none, all and
+// plDirSamples random ones), four times
 // (BIGQUEUE_LONG=1 go test -timeout 0 -run 'TestPowerLoss$').
 // TestPowerLossBroken shows that the deliberately broken variants of the
 // library (fs.go) are caught. A library bug the simulator found is pinned
@@ -93,6 +109,11 @@ const (
 const (
 	plSectorSize = 512
 	plMaxMasked  = 8 // maskImages tries every subset of up to this many dirty pages, else 256 random ones
+	// plMaxDirsEvery: the long tier tries every subset of up to this many
+	// pending directory operations, else none, all and plDirSamples
+	// random subsets.
+	plMaxDirsEvery = 8
+	plDirSamples   = 30
 )
 
 var plPageSize = os.Getpagesize()
@@ -128,24 +149,30 @@ const (
 	plRemove
 )
 
-// plDirOp is one change of the directory: names are base names.
+// plDirOp is one change of the directory: names are base names. Each
+// acts on one file, fid, wherever that file's name is in the image: so
+// that the operations since the last directory fsync can survive in any
+// subset, a rename or remove whose earlier create (or rename) was lost
+// still finds its file.
 type plDirOp struct {
 	kind     plDirOpKind
 	name, to string // to: the new name of a rename
-	fid      int    // the file a create made
+	fid      int    // the file created, renamed or removed
 }
 
+// apply changes list, a directory (name → file id), by op. A remove takes
+// the file's entry away, wherever it is; a rename puts the file under its
+// new name and nowhere else; a create or rename replaces what its target
+// name held (a file whose own remove did not survive loses its name here).
 func (op plDirOp) apply(list map[string]int) {
+	if op.kind != plCreate {
+		maps.DeleteFunc(list, func(_ string, fid int) bool { return fid == op.fid })
+	}
 	switch op.kind {
 	case plCreate:
 		list[op.name] = op.fid
 	case plRename:
-		if fid, ok := list[op.name]; ok {
-			list[op.to] = fid
-			delete(list, op.name)
-		}
-	case plRemove:
-		delete(list, op.name)
+		list[op.to] = op.fid
 	}
 }
 
@@ -173,11 +200,29 @@ type plSnapshot struct {
 	model   plModel
 }
 
-// listing returns the directory with the first k pending operations.
-func (s *plSnapshot) listing(k int) map[string]int {
+// plDirSet says which pending directory operations survived a power loss:
+// operation i did when i < len(set) and set[i]. nil: none.
+type plDirSet []bool
+
+// plAllDirs returns the set of all n operations.
+func plAllDirs(n int) plDirSet {
+	set := make(plDirSet, n)
+	for i := range set {
+		set[i] = true
+	}
+	return set
+}
+
+func (set plDirSet) has(i int) bool { return i < len(set) && set[i] }
+
+// listing returns the durable directory with the pending operations of
+// set applied, in their order.
+func (s *plSnapshot) listing(set plDirSet) map[string]int {
 	list := maps.Clone(s.durList)
-	for _, op := range s.pending[:k] {
-		op.apply(list)
+	for i, op := range s.pending {
+		if set.has(i) {
+			op.apply(list)
+		}
 	}
 	return list
 }
@@ -406,7 +451,7 @@ func (c *crashFS) rename(from, to string) error {
 		}
 	}
 	c.noteName(filepath.Base(to), fid)
-	c.ops = append(c.ops, plDirOp{kind: plRename, name: filepath.Base(from), to: filepath.Base(to)})
+	c.ops = append(c.ops, plDirOp{kind: plRename, name: filepath.Base(from), to: filepath.Base(to), fid: fid})
 	return nil
 }
 
@@ -425,16 +470,18 @@ func (c *crashFS) remove(path string) error {
 	if err := (osFS{}).remove(path); err != nil {
 		return err
 	}
+	fid := 0
 	if statErr == nil {
 		ino, _ := plInode(fi)
-		if fid, ok := c.fids[ino]; ok {
+		var ok bool
+		if fid, ok = c.fids[ino]; ok {
 			c.unlinked[fid] = content
 			delete(c.fids, ino)
 		} else {
 			c.fail("remove of unknown file %s", path)
 		}
 	}
-	c.ops = append(c.ops, plDirOp{kind: plRemove, name: filepath.Base(path)})
+	c.ops = append(c.ops, plDirOp{kind: plRemove, name: filepath.Base(path), fid: fid})
 	return nil
 }
 
@@ -843,13 +890,15 @@ func plPad(b []byte, lo, hi int) []byte {
 
 // plImage says what one power loss at a crash point left.
 type plImage struct {
-	k       int        // the directory: durable plus the first k pending operations
+	dirs    plDirSet   // the directory: durable plus these pending operations
 	choices []plChoice // per dirty page of the point
 	seed    uint64     // of torn sectors, garbage bytes, earlier versions, sizes
 }
 
 // intact reports whether every page of img is a version its file had at
-// some time, none torn or filled with garbage.
+// some time, none torn or filled with garbage. Which directory operations
+// survived does not matter: a file missing because its remove survived,
+// or its create did not, is no damage.
 func (img plImage) intact() bool {
 	for _, c := range img.choices {
 		if c == plTorn || c == plGarbage {
@@ -859,24 +908,54 @@ func (img plImage) intact() bool {
 	return true
 }
 
-// pickListing chooses how many of n pending directory operations survive:
-// none or all most of the time.
-func pickListing(rng *rand.Rand, n int) int {
+// pickDirs chooses which of n pending directory operations survive: none,
+// all, or each with even odds, a third of the time each.
+func pickDirs(rng *rand.Rand, n int) plDirSet {
 	if n == 0 {
-		return 0
+		return nil
 	}
-	switch rng.IntN(5) {
-	case 0, 1:
-		return 0
-	case 2, 3:
-		return n
+	switch rng.IntN(3) {
+	case 0:
+		return nil
+	case 1:
+		return plAllDirs(n)
 	}
-	return rng.IntN(n + 1)
+	set := make(plDirSet, n)
+	for i := range set {
+		set[i] = rng.IntN(2) == 0
+	}
+	return set
 }
 
-// randomImage chooses every dirty page's fate at random.
+// plDirSets returns every subset of n pending directory operations when
+// n <= plMaxDirsEvery, else none, all and plDirSamples random ones.
+func plDirSets(rng *rand.Rand, n int) []plDirSet {
+	if n <= plMaxDirsEvery {
+		sets := make([]plDirSet, 0, 1<<n)
+		for m := range 1 << n {
+			set := make(plDirSet, n)
+			for i := range set {
+				set[i] = m&(1<<i) != 0
+			}
+			sets = append(sets, set)
+		}
+		return sets
+	}
+	sets := []plDirSet{nil, plAllDirs(n)}
+	for range plDirSamples {
+		set := make(plDirSet, n)
+		for i := range set {
+			set[i] = rng.IntN(2) == 0
+		}
+		sets = append(sets, set)
+	}
+	return sets
+}
+
+// randomImage chooses every dirty page's fate, and which directory
+// operations survive, at random.
 func (p *plPoint) randomImage(rng *rand.Rand) plImage {
-	img := plImage{k: pickListing(rng, len(p.rec.snaps[p.snap].pending)), seed: rng.Uint64()}
+	img := plImage{dirs: pickDirs(rng, len(p.rec.snaps[p.snap].pending)), seed: rng.Uint64()}
 	img.choices = make([]plChoice, len(p.dirty))
 	allNew, allOld := rng.IntN(8) == 0, rng.IntN(8) == 0
 	for i := range img.choices {
@@ -900,13 +979,22 @@ func (p *plPoint) randomImage(rng *rand.Rand) plImage {
 	return img
 }
 
+// plDirMode says which directories maskImages pairs each page subset with.
+type plDirMode uint8
+
+const (
+	plDirsOne   plDirMode = iota // one, chosen by pickDirs
+	plDirsEdges                  // none, all and one chosen by pickDirs
+	plDirsEvery                  // every subset (plDirSets), four times
+)
+
 // maskImages returns images for every subset of dirty pages taken new
-// (256 random subsets when there are more than plMaxMasked). With every,
-// each subset comes with every prefix of the pending directory operations,
-// once with pages only old or new and three times with some new pages torn
-// or garbage; without, with one directory chosen by pickListing and an
-// occasional torn or garbage page.
-func (p *plPoint) maskImages(rng *rand.Rand, every bool) []plImage {
+// (256 random subsets when there are more than plMaxMasked). With
+// plDirsEvery, each subset comes with every subset of the pending
+// directory operations (plDirSets), once with pages only old or new and
+// three times with some new pages torn or garbage; otherwise with the
+// directories of mode and an occasional torn or garbage page.
+func (p *plPoint) maskImages(rng *rand.Rand, mode plDirMode) []plImage {
 	d := len(p.dirty)
 	n := len(p.rec.snaps[p.snap].pending)
 	var masks []uint64
@@ -919,9 +1007,13 @@ func (p *plPoint) maskImages(rng *rand.Rand, every bool) []plImage {
 			masks = append(masks, rng.Uint64())
 		}
 	}
+	var sets []plDirSet
+	if mode == plDirsEvery {
+		sets = plDirSets(rng, n)
+	}
 	var imgs []plImage
-	add := func(m uint64, k int, mangle int) {
-		img := plImage{k: k, choices: make([]plChoice, d), seed: rng.Uint64()}
+	add := func(m uint64, dirs plDirSet, mangle int) {
+		img := plImage{dirs: dirs, choices: make([]plChoice, d), seed: rng.Uint64()}
 		for i := range img.choices {
 			if d <= 64 && m&(1<<i) == 0 || d > 64 && rng.IntN(2) == 0 {
 				continue
@@ -937,14 +1029,21 @@ func (p *plPoint) maskImages(rng *rand.Rand, every bool) []plImage {
 		imgs = append(imgs, img)
 	}
 	for _, m := range masks {
-		if !every {
-			add(m, pickListing(rng, n), 2)
-			continue
-		}
-		for k := 0; k <= n; k++ {
-			add(m, k, 0)
-			for range 3 {
-				add(m, k, 6)
+		switch mode {
+		case plDirsOne:
+			add(m, pickDirs(rng, n), 2)
+		case plDirsEdges:
+			add(m, nil, 2)
+			if n > 0 {
+				add(m, plAllDirs(n), 2)
+				add(m, pickDirs(rng, n), 2)
+			}
+		case plDirsEvery:
+			for _, set := range sets {
+				add(m, set, 0)
+				for range 3 {
+					add(m, set, 6)
+				}
 			}
 		}
 	}
@@ -959,7 +1058,7 @@ func (p *plPoint) write(dir string, img plImage) error {
 	for i, ref := range p.dirty {
 		byFid[ref.fid] = append(byFid[ref.fid], i)
 	}
-	list := s.listing(img.k)
+	list := s.listing(img.dirs)
 	for _, name := range slices.Sorted(maps.Keys(list)) {
 		fid := list[name]
 		if err := os.WriteFile(filepath.Join(dir, name), p.compose(fid, byFid[fid], img, rng), 0o644); err != nil {
@@ -1048,15 +1147,19 @@ func (p *plPoint) describe(img plImage) string {
 	if len(s.pending) > 0 {
 		ops := make([]string, len(s.pending))
 		for i, op := range s.pending {
-			ops[i] = op.String()
+			mark := "-"
+			if img.dirs.has(i) {
+				mark = "+"
+			}
+			ops[i] = mark + op.String()
 		}
-		fmt.Fprintf(&b, " + %d of %d pending [%s]", img.k, len(s.pending), strings.Join(ops, "; "))
+		fmt.Fprintf(&b, " + pending (+ survived, - lost) [%s]", strings.Join(ops, "; "))
 	}
 	names := make(map[int]string)
-	for name, fid := range s.listing(len(s.pending)) {
+	for name, fid := range s.listing(plAllDirs(len(s.pending))) {
 		names[fid] = name
 	}
-	for name, fid := range s.listing(img.k) {
+	for name, fid := range s.listing(img.dirs) {
 		names[fid] = name
 	}
 	fmt.Fprintf(&b, "; pages:")
@@ -1178,6 +1281,7 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 			v = plVerdict{class: plPanic, detail: fmt.Sprint(p), opened: v.opened}
 		}
 	}()
+	stored := plStoredPositions(dir)
 	q, err := NewQueue(dir, r.w.options()...)
 	if err != nil {
 		return plVerdict{class: plOpenFailure, detail: err.Error()}
@@ -1201,6 +1305,11 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 	q.mu.Lock()
 	tail := q.tailSeq // messages the queue holds, counted from the first one ever
 	q.mu.Unlock()
+	// The queue accepts writes at once: the marker goes in before any
+	// read, and every consumer must read it after the recovered messages.
+	if err := q.Enqueue(plMarker); err != nil {
+		return fail(plUnusable, "enqueue right after recovery: %v", err)
+	}
 
 	m := s.model
 	present := make([]bool, len(m.cons))
@@ -1215,8 +1324,10 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 	for _, msg := range r.msgs[:m.started] {
 		totalBytes += recordHeaderSize + len(msg)
 	}
-	limit := m.started + totalBytes/(r.w.arenaSize-arenaHeaderSize) + 8
+	limit := m.started + totalBytes/(r.w.arenaSize-arenaHeaderSize) + 9
 	reads := make([][]plEvent, len(m.cons))
+	positions := make([]int, len(m.cons))
+	noMarker := ""
 	readers := make([]func() ([]byte, error), len(m.cons))
 	for i, c := range m.cons {
 		switch {
@@ -1252,14 +1363,27 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 				return fail(plUnusable, "consumer %q: reads do not end after %d", c.name, limit)
 			}
 		}
+		if n := len(ev); n > 0 && !ev[n-1].corrupt && bytes.Equal(ev[n-1].msg, plMarker) {
+			ev = ev[:n-1]
+		} else if noMarker == "" {
+			noMarker = fmt.Sprintf("consumer %q: the message enqueued right after recovery is not the last one read (%d reads)", c.name, n)
+		}
 		reads[i] = ev
+		positions[i] = -1
+		if p, ok := stored[c.name]; ok && present[i] {
+			positions[i] = p
+		}
 	}
-	if class, detail := plJudge(r.msgs, m, tail, reads, present); class != "" {
+	if class, detail := plJudge(r.msgs, m, tail, reads, present, positions); class != "" {
 		return fail(class, "%s", detail)
 	}
+	if noMarker != "" {
+		return fail(plUnusable, "%s", noMarker)
+	}
 
+	// And again, now that every consumer has read to the end.
 	if err := q.Enqueue(plMarker); err != nil {
-		return fail(plUnusable, "enqueue after recovery: %v", err)
+		return fail(plUnusable, "enqueue after reading: %v", err)
 	}
 	for i, read := range readers {
 		if read == nil {
@@ -1283,6 +1407,25 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 	return v
 }
 
+// plStoredPositions returns the position, a message number, that the
+// index in dir stores for each consumer, read before recovery touches it;
+// nil when there is no index with a valid header.
+func plStoredPositions(dir string) map[string]int {
+	b, err := os.ReadFile(filepath.Join(dir, indexFileName))
+	if err != nil || len(b) < initialIndexSize || checkIndexHeader(b) != nil {
+		return nil
+	}
+	x := &index{data: b}
+	list, _ := x.consumers()
+	stored := make(map[string]int, len(list))
+	for _, c := range list {
+		if !c.lost && c.seqHint <= maxOffset {
+			stored[c.name] = int(c.seqHint)
+		}
+	}
+	return stored
+}
+
 func plShort(b []byte) string {
 	if len(b) > 24 {
 		return fmt.Sprintf("%x… (%d bytes)", b[:24], len(b))
@@ -1293,19 +1436,22 @@ func plShort(b []byte) string {
 // plJudge checks what the consumers read from an image against the
 // messages enqueued and m, the workload's knowledge at the crash; tail is
 // the number of messages the recovered queue says it holds (its next
-// sequence number). reads[i] is nil for a consumer that was not read.
+// sequence number). reads[i] is nil for a consumer that was not read;
+// stored[i] is the position the image's index held for it before
+// recovery, or -1 when unknown.
 //
 // The queue must hold every flushed message and nothing that was not
 // enqueued. A consumer reads runs of messages separated by ErrCorrupt
 // skips. It must start no earlier than its position at the last
-// successful Flush and no later than what it had read before the crash,
-// and read up to the tail. A skip may hide only messages the consumer had
-// read before the crash (its position may go back to the flushed one
-// while the arena behind it was reclaimed): hiding a flushed message it
-// had not read is a loss, hiding an unflushed one before a later message
-// is a hole, and before the tail a corrupt tail. It returns a violation
-// class and why, or "".
-func plJudge(msgs [][]byte, m plModel, tail uint64, reads [][]plEvent, present []bool) (string, string) {
+// successful Flush and no later than what it had read before the crash;
+// where the image's index stores its position, exactly there (or at the
+// tail, when that is lower); and read up to the tail. A skip may hide
+// nothing (at-least-once: every message from the stored position on is
+// delivered, whether or not the consumer had read it before the crash):
+// hiding a flushed message is a loss, hiding an unflushed one before a
+// later message is a hole, and before the tail a corrupt tail. It returns
+// a violation class and why, or "".
+func plJudge(msgs [][]byte, m plModel, tail uint64, reads [][]plEvent, present []bool, stored []int) (string, string) {
 	msgs = msgs[:m.started]
 	switch {
 	case tail < uint64(m.flushed):
@@ -1339,14 +1485,21 @@ func plJudge(msgs [][]byte, m plModel, tail uint64, reads [][]plEvent, present [
 		// A consumer re-created by the check starts wherever the oldest
 		// message is; the others between their flushed position and what
 		// they had read.
-		lo, hi := 0, len(msgs)
+		lo, hi, at := 0, len(msgs), "unknown"
 		if present[ci] {
 			hi = c.readStarted
 			if c.durable {
 				lo = c.flushedRead
 			}
+			if p := stored[ci]; p >= 0 {
+				// Recovery may move a position down to the tail, nowhere
+				// else; one outside [lo, hi] fails below.
+				at = strconv.Itoa(p)
+				lo = min(max(min(p, int(tail)), lo), hi)
+				hi = lo
+			}
 		}
-		a := plAssignment{msgs: msgs[:tail], lo: lo, hi: hi, read: c.readStarted, flushed: m.flushed, budget: 100000}
+		a := plAssignment{msgs: msgs[:tail], lo: lo, hi: hi, flushed: m.flushed, budget: 100000}
 		a.segs = [][][]byte{segs[0]}
 		for _, sg := range segs[1:] {
 			if len(sg) > 0 {
@@ -1356,8 +1509,8 @@ func plJudge(msgs [][]byte, m plModel, tail uint64, reads [][]plEvent, present [
 		a.trailing = len(segs) > 1 && len(segs[len(segs)-1]) == 0
 		a.search(0, 0, 0)
 		if !a.found {
-			return a.class, fmt.Sprintf("consumer %q (position %d at the last Flush, %d read; %d flushed, %d enqueued, %d held; %d skips): %s",
-				c.name, lo, hi, m.flushed, len(msgs), tail, len(segs)-1, a.detail)
+			return a.class, fmt.Sprintf("consumer %q (position %d at the last Flush, %d read, %s in the image's index; %d flushed, %d enqueued, %d held; %d skips): %s",
+				c.name, c.flushedRead, c.readStarted, at, m.flushed, len(msgs), tail, len(segs)-1, a.detail)
 		}
 	}
 	return "", ""
@@ -1371,7 +1524,6 @@ type plAssignment struct {
 	segs     [][][]byte // the runs; only the first may be empty
 	trailing bool       // the last read was an ErrCorrupt skip to the end
 	lo, hi   int        // bounds of the first start
-	read     int        // messages the consumer had read before the crash
 	flushed  int
 	budget   int // search steps left
 
@@ -1394,12 +1546,11 @@ var plClassesByMildness = []string{plCorruptTail, plHole, plNotPrefix, plRegress
 
 // hidden judges the messages [from, to) a skip jumped over.
 func (a *plAssignment) hidden(from, to int) bool {
-	from = max(from, a.read) // read before the crash: may be gone
 	switch {
 	case from >= to:
 		return true
 	case from < a.flushed:
-		a.reject(plLostFlushed, "an ErrCorrupt skip hides messages %d to %d, flushed and not read", from, min(to, a.flushed)-1)
+		a.reject(plLostFlushed, "an ErrCorrupt skip hides messages %d to %d, flushed", from, min(to, a.flushed)-1)
 	case to == len(a.msgs):
 		a.reject(plCorruptTail, "an ErrCorrupt skip hides messages %d to %d, unflushed, up to the tail", from, to-1)
 	default:
@@ -1419,6 +1570,9 @@ func (a *plAssignment) search(j, from, end int) {
 			if !a.hidden(end, len(a.msgs)) {
 				return
 			}
+		case end < a.flushed:
+			a.reject(plLostFlushed, "stops reading at message %d, the queue holds %d: messages %d to %d, flushed, are not delivered", end, len(a.msgs), end, a.flushed-1)
+			return
 		case end != len(a.msgs):
 			a.reject(plNotPrefix, "stops reading at message %d, the queue holds %d", end, len(a.msgs))
 			return
@@ -1450,10 +1604,13 @@ func (a *plAssignment) search(j, from, end int) {
 	}
 	for s := 0; s+len(run) <= len(a.msgs); s++ {
 		if plRunAt(a.msgs, s, run) {
-			if s < a.lo {
-				a.reject(plRegressed, "starts at message %d, before its position at the last successful Flush", s)
-			} else {
-				a.reject(plNotPrefix, "starts at message %d, past what it had read", s)
+			switch {
+			case s < a.lo:
+				a.reject(plRegressed, "starts at message %d, before its position %d", s, a.lo)
+			case a.hi < a.flushed:
+				a.reject(plLostFlushed, "starts at message %d, past its position %d: messages %d to %d, flushed, are not delivered", s, a.hi, a.hi, min(s, a.flushed)-1)
+			default:
+				a.reject(plNotPrefix, "starts at message %d, past its position %d", s, a.hi)
 			}
 			return
 		}
@@ -1611,11 +1768,50 @@ func plLongWorkload(rng *rand.Rand, index, n int) *plWorkload {
 	return w
 }
 
+// plExplicitWorkloads returns workloads written for one scenario each,
+// with page-size arenas; each is a crash point from the op crashFrom on.
+func plExplicitWorkloads() []*plWorkload {
+	const n, size = 100, 200 // about 19 messages an arena: six arenas
+	enq := func(k int) []plOp {
+		ops := make([]plOp, k)
+		for i := range ops {
+			ops[i] = plOp{kind: plEnqueue, sizes: []int{size}}
+		}
+		return ops
+	}
+	deq := func(k int) []plOp { return slices.Repeat([]plOp{{kind: plDequeue}}, k) }
+	flush := []plOp{{kind: plFlush}}
+	var out []*plWorkload
+	add := func(crashFrom int, parts ...[]plOp) {
+		out = append(out, &plWorkload{
+			name:      fmt.Sprintf("explicit#%d", len(out)),
+			arenaSize: plPageSize,
+			maxMapped: minInMemArenas,
+			ops:       slices.Concat(parts...),
+			crashFrom: crashFrom,
+		})
+	}
+	// The bug report: the default consumer reads every flushed message,
+	// through several arenas, and the power fails before the next Flush.
+	// The durable index still has the consumer at 0, so every message must
+	// come back, in order, without an error: the arenas it read may not be
+	// reclaimed before a Flush made its position durable.
+	add(n+1, enq(n), flush, deq(n))
+	// The same, then new messages go to arenas that may be the reclaimed
+	// ones, reused as spares.
+	add(n+1, enq(n), flush, deq(n), enq(20))
+	// Half is read and flushed (the arenas below may go), then the rest is
+	// read: everything from message n/2 must come back.
+	add(n+1+n/2+1, enq(n), flush, deq(n/2), flush, deq(n/2))
+	return out
+}
+
 // plJob is one workload and how to crash it.
 type plJob struct {
-	w      *plWorkload
-	index  int
-	images int // random images over all its crash points; 0: per point
+	w        *plWorkload
+	index    int
+	images   int  // random images over all its crash points; 0: per point
+	explicit bool // from plExplicitWorkloads: images by maskImages whatever the tier
 }
 
 // simulatePowerLoss runs the simulation cfg on a few workers and returns
@@ -1630,6 +1826,9 @@ func simulatePowerLoss(t *testing.T, seed uint64, cfg plConfig, tolerated map[st
 	for i := range cfg.longWorkloads {
 		rng := plRand(seed, 1, uint64(i))
 		jobs = append(jobs, plJob{w: plLongWorkload(rng, i, cfg.longOps), index: len(small) + i, images: cfg.longImages})
+	}
+	for i, w := range plExplicitWorkloads() {
+		jobs = append(jobs, plJob{w: w, index: len(small) + cfg.longWorkloads + i, explicit: true})
 	}
 	for i, w := range small {
 		jobs = append(jobs, plJob{w: w, index: i})
@@ -1697,10 +1896,17 @@ func plRunJob(t *testing.T, seed uint64, root string, worker int, job plJob, cfg
 			p := point(rec.points[rng.IntN(len(rec.points))])
 			plan = append(plan, planned{p, p.randomImage(rng)})
 		}
-	case cfg.smallMasks:
+	case cfg.smallMasks || job.explicit:
+		mode := plDirsOne
+		switch {
+		case cfg.smallEvery:
+			mode = plDirsEvery
+		case job.explicit:
+			mode = plDirsEdges
+		}
 		for _, snap := range rec.points {
 			p := point(snap)
-			for _, img := range p.maskImages(rng, cfg.smallEvery) {
+			for _, img := range p.maskImages(rng, mode) {
 				plan = append(plan, planned{p, img})
 			}
 		}
@@ -1861,8 +2067,9 @@ func plRoot(t *testing.T) string {
 }
 
 // plTier returns the configuration of the default run (about 20,000
-// images), of the long one with BIGQUEUE_LONG=1 (about 1,000,000), or of
-// a run under the race detector, which is ten times slower.
+// images), of the long one with BIGQUEUE_LONG=1 (about 2,000,000, of
+// which 1,100,000 from the small workloads), or of a run under the race
+// detector, which is ten times slower.
 func plTier() (plConfig, string) {
 	switch {
 	case os.Getenv("BIGQUEUE_LONG") == "1":
@@ -1911,6 +2118,7 @@ func TestPowerLossBroken(t *testing.T) {
 		{"index-before-data", brokenIndexBeforeData},
 		{"no-dir-sync", brokenNoDirSync},
 		{"no-checksum", brokenNoChecksum},
+		{"early-reclaim", brokenEarlyReclaim},
 	} {
 		t.Run(variant.name, func(t *testing.T) {
 			// No queue is open here and none of these tests runs in
@@ -2148,27 +2356,119 @@ func TestPowerLossCrashFS(t *testing.T) {
 
 	require.Len(t, c.snaps, 3)
 	s0, s1, s2 := c.snaps[0], c.snaps[1], c.snaps[2]
-	require.Empty(t, s0.listing(0))
-	require.Equal(t, map[string]int{"a": 1}, s0.listing(1))
+	require.Empty(t, s0.listing(nil))
+	require.Equal(t, map[string]int{"a": 1}, s0.listing(plAllDirs(1)))
 	require.Empty(t, s0.dur)
 	require.Equal(t, []byte("one"), s0.cur[1])
 
-	require.Empty(t, s1.listing(0))
-	require.Equal(t, map[string]int{"b": 1}, s1.listing(2))
+	require.Empty(t, s1.listing(nil))
+	require.Equal(t, map[string]int{"b": 1}, s1.listing(plAllDirs(2)))
+	require.Equal(t, map[string]int{"a": 1}, s1.listing(plDirSet{true, false}), "the create without the rename")
+	require.Equal(t, map[string]int{"b": 1}, s1.listing(plDirSet{false, true}), "the rename without the create: the file under its new name")
 	require.Equal(t, []byte("one"), s1.dur[1])
 
-	require.Equal(t, map[string]int{"b": 1}, s2.listing(0))
-	require.Empty(t, s2.listing(1))
+	require.Equal(t, map[string]int{"b": 1}, s2.listing(nil))
+	require.Empty(t, s2.listing(plAllDirs(1)))
 	require.Equal(t, []byte("two"), s2.cur[1], "content of a removed file, read before the remove")
 
 	rec := &plRecording{snaps: c.snaps}
 	p := newPlPoint(rec, 2)
 	require.Equal(t, []plPageRef{{1, 0}}, p.dirty)
 	img := t.TempDir()
-	require.NoError(t, p.write(img, plImage{k: 0, choices: []plChoice{plNew}}))
+	require.NoError(t, p.write(img, plImage{choices: []plChoice{plNew}}))
 	got, err := os.ReadFile(filepath.Join(img, "b"))
 	require.NoError(t, err)
 	require.Equal(t, []byte("two"), got)
-	require.Len(t, p.maskImages(plRand(1), false), 2, "two subsets")
-	require.Len(t, p.maskImages(plRand(1), true), 16, "two subsets, two directories, four variants")
+	require.Len(t, p.maskImages(plRand(1), plDirsOne), 2, "two subsets")
+	require.Len(t, p.maskImages(plRand(1), plDirsEdges), 6, "two subsets, three directories")
+	require.Len(t, p.maskImages(plRand(1), plDirsEvery), 16, "two subsets, two directories, four variants")
+}
+
+// TestPowerLossDirSubsets checks the directory of an image for subsets of
+// the operations since the last directory fsync, whatever their order:
+// each survives or not on its own, a file is under one name at most, and
+// a name holds one file.
+func TestPowerLossDirSubsets(t *testing.T) {
+	// Durable: arena-0 (file 1), spare-5 (file 2), index.bq (file 3).
+	// Since: arena-0 becomes spare-0, spare-5 becomes arena-6, arena-7
+	// (file 4) is created, spare-0 is removed, index.bq.tmp (file 5) is
+	// created and renamed over index.bq.
+	s := &plSnapshot{
+		durList: map[string]int{"arena-0.bq": 1, "spare-5.bq": 2, "index.bq": 3},
+		pending: []plDirOp{
+			{kind: plRename, name: "arena-0.bq", to: "spare-0.bq", fid: 1},
+			{kind: plRename, name: "spare-5.bq", to: "arena-6.bq", fid: 2},
+			{kind: plCreate, name: "arena-7.bq", fid: 4},
+			{kind: plRemove, name: "spare-0.bq", fid: 1},
+			{kind: plCreate, name: "index.bq.tmp", fid: 5},
+			{kind: plRename, name: "index.bq.tmp", to: "index.bq", fid: 5},
+		},
+	}
+	for _, tc := range []struct {
+		dirs plDirSet
+		want map[string]int
+	}{
+		{nil, map[string]int{"arena-0.bq": 1, "spare-5.bq": 2, "index.bq": 3}},
+		{plAllDirs(6), map[string]int{"arena-6.bq": 2, "arena-7.bq": 4, "index.bq": 5}},
+		// The remove of the spare without the rename that named it: the
+		// file is gone from its old name.
+		{plDirSet{false, false, false, true}, map[string]int{"spare-5.bq": 2, "index.bq": 3}},
+		// A later arena's create without an earlier rename: a hole.
+		{plDirSet{false, false, true}, map[string]int{"arena-0.bq": 1, "spare-5.bq": 2, "arena-7.bq": 4, "index.bq": 3}},
+		// The index's rename without its create: the new file replaces
+		// the old one.
+		{plDirSet{false, false, false, false, false, true}, map[string]int{"arena-0.bq": 1, "spare-5.bq": 2, "index.bq": 5}},
+		{plDirSet{false, false, false, false, true}, map[string]int{"arena-0.bq": 1, "spare-5.bq": 2, "index.bq": 3, "index.bq.tmp": 5}},
+	} {
+		require.Equal(t, tc.want, s.listing(tc.dirs), "%v", tc.dirs)
+	}
+	sets := plDirSets(plRand(1), 3)
+	require.Len(t, sets, 8)
+	seen := make(map[string]bool)
+	for _, set := range sets {
+		seen[fmt.Sprint(set)] = true
+	}
+	require.Len(t, seen, 8, "every subset once")
+	require.Len(t, plDirSets(plRand(1), plMaxDirsEvery+1), plDirSamples+2)
+}
+
+// TestPowerLossJudge checks plJudge on the bug report of the explicit
+// workloads: 100 messages flushed, all read by the default consumer, then
+// a power loss; the image's index stores position 0.
+func TestPowerLossJudge(t *testing.T) {
+	msgs := make([][]byte, 100)
+	for i := range msgs {
+		msgs[i] = plMessage(i, 200)
+	}
+	m := plModel{started: 100, acked: 100, flushed: 100,
+		cons: []plConsumer{{name: defaultConsumerKey, exists: true, durable: true, read: 100, readStarted: 100}}}
+	run := func(from, to int, skip bool) [][]plEvent {
+		ev := []plEvent{}
+		if skip {
+			ev = append(ev, plEvent{corrupt: true})
+		}
+		for _, msg := range msgs[from:to] {
+			ev = append(ev, plEvent{msg: msg})
+		}
+		return [][]plEvent{ev}
+	}
+	for _, tc := range []struct {
+		name   string
+		reads  [][]plEvent
+		stored int
+		want   string
+	}{
+		{"every message again", run(0, 100, false), 0, ""},
+		{"silently from the first arena left", run(94, 100, false), 0, plLostFlushed},
+		{"an ErrCorrupt skip over what was read", run(94, 100, true), 0, plLostFlushed},
+		{"nothing", run(100, 100, false), 0, plLostFlushed},
+		{"from the position the index stores", run(40, 100, false), 40, ""},
+		{"past the position the index stores", run(41, 100, false), 40, plLostFlushed},
+		{"index unknown: from anywhere read", run(94, 100, false), -1, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			class, detail := plJudge(msgs, m, 100, tc.reads, []bool{true}, []int{tc.stored})
+			require.Equal(t, tc.want, class, detail)
+		})
+	}
 }
