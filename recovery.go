@@ -37,6 +37,9 @@ func (q *Queue) recover() error {
 	if err := q.inventory(idxHead, limit, ckpt); err != nil {
 		return err
 	}
+	if err := q.cutLostBottom(idxHead, limit, ckpt); err != nil {
+		return err
+	}
 
 	list, damaged := q.idx.consumers()
 	q.damaged = damaged
@@ -367,6 +370,34 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// cutLostBottom handles the oldest arenas missing above the reclaim
+// watermark while the checkpoint lies at the start of the oldest of them:
+// nothing in them was flushed, so their files were created after the last
+// directory fsync, and a power loss kept the creation of later arenas but
+// not theirs. Nothing from there on can be read as a prefix of what was
+// written, so the later arenas go too and the queue restarts at the
+// checkpoint. (Missing arenas that held flushed bytes were durable before
+// the checkpoint: that is damage, which reads report.) Needs mu or
+// exclusive access.
+func (q *Queue) cutLostBottom(idxHead, limit uint64, ckpt checkpoint) error {
+	m := q.am
+	ds := m.dataSize
+	floor := uint64(0)
+	if idxHead <= limit {
+		floor = idxHead / ds
+	}
+	if m.first <= floor || m.first == m.next || ckpt.offset != floor*ds {
+		return nil
+	}
+	for id := m.nextPresent(m.first); id < m.next; id = m.nextPresent(id + 1) {
+		if err := m.drop(id); err != nil {
+			return err
+		}
+	}
+	m.first, m.next = floor, floor
 	return nil
 }
 
