@@ -75,7 +75,7 @@ type arenaManager struct {
 	// writing is the arena whose file is open for reserving blocks; at
 	// most one file is open at a time.
 	writing *arena
-	clock  uint64            // incremented on every access; LRU order
+	clock   uint64 // incremented on every access; LRU order
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
 	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
