@@ -23,6 +23,9 @@ type Consumer struct {
 // MaxConsumerNameLen bytes; ErrClosed; file system errors of growing the
 // index, wrapped.
 func (q *Queue) NewConsumer(name string) (*Consumer, error) {
+	if q.invalid() {
+		return nil, ErrClosed
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.usable(); err != nil {
@@ -40,6 +43,9 @@ func (q *Queue) NewConsumer(name string) (*Consumer, error) {
 // from belongs to another Queue, ErrNoConsumer when from is nil or was
 // deleted, and the errors of NewConsumer.
 func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
+	if q.invalid() {
+		return nil, ErrClosed
+	}
 	if from == nil || from.q == nil {
 		return nil, fmt.Errorf("copy consumer %q from nil: %w", name, ErrNoConsumer)
 	}
@@ -60,6 +66,7 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 	}
 	if st != from.st {
 		q.moveConsumer(st, from.st.off, from.st.seq)
+		q.wakeWaiters() // the move may have made messages readable
 	}
 	return &Consumer{q: q, st: st}, nil
 }
@@ -71,6 +78,9 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 // last consumer is deleted the data stays until a new consumer reads it.
 // Errors: ErrNoConsumer for an unknown name, ErrClosed.
 func (q *Queue) DeleteConsumer(name string) error {
+	if q.invalid() {
+		return ErrClosed
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.usable(); err != nil {
@@ -87,6 +97,9 @@ func (q *Queue) DeleteConsumer(name string) error {
 	if st.off == q.head {
 		q.advanceHead()
 	}
+	// Waiters on it return ErrNoConsumer; waiters on the default consumer
+	// it was re-create it at the oldest message.
+	q.wakeWaiters()
 	return nil
 }
 
@@ -94,6 +107,9 @@ func (q *Queue) DeleteConsumer(name string) error {
 // default consumer ("__default__") included while it exists. It returns nil
 // after Close.
 func (q *Queue) Consumers() []string {
+	if q.invalid() {
+		return nil
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {

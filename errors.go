@@ -51,6 +51,9 @@ var (
 	// empty name or one longer than MaxConsumerNameLen bytes.
 	ErrInvalidName = errors.New("bigqueue: invalid consumer name")
 
+	// ErrNilContext is returned by DequeueWait for a nil context.
+	ErrNilContext = errors.New("bigqueue: nil context")
+
 	// ErrTooLarge is returned by Enqueue for a message longer than
 	// MaxMessageSize bytes.
 	ErrTooLarge = errors.New("bigqueue: message too large")

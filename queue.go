@@ -62,6 +62,7 @@ type Queue struct {
 	flushReq    chan struct{} // capacity 1: asks the flusher for a flush
 	quit        chan struct{} // closed by Close: the flusher returns
 	flusherDone chan struct{} // closed by the flusher when it returns
+	closeDone   chan struct{} // closed when the first Close has finished; later ones wait for it
 }
 
 // consumerState is the in-memory twin of a consumer slot of the index.
@@ -131,6 +132,7 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		flushReq:    make(chan struct{}, 1),
 		quit:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
+		closeDone:   make(chan struct{}),
 	}
 	if err := q.open(); err != nil {
 		errs := []error{fmt.Errorf("open queue %s: %w", dir, err)}
@@ -185,6 +187,11 @@ func (q *Queue) open() error {
 	return q.recover()
 }
 
+// invalid reports whether q is nil or a zero Queue, which no NewQueue
+// opened: every method then behaves as on a closed queue (ErrClosed)
+// instead of panicking.
+func (q *Queue) invalid() bool { return q == nil || q.idx == nil }
+
 // usable returns why the queue cannot be used, or nil. Needs mu.
 func (q *Queue) usable() error {
 	if q.closed {
@@ -215,11 +222,17 @@ func (q *Queue) fail(err error) error {
 // an error wrapping syscall.ENOSPC, after which the queue keeps working once
 // space is freed.
 func (q *Queue) Enqueue(msg []byte) error {
+	if q.invalid() {
+		return ErrClosed
+	}
 	return q.enqueue(msg)
 }
 
 // EnqueueString is Enqueue for a string. It neither converts nor allocates.
 func (q *Queue) EnqueueString(msg string) error {
+	if q.invalid() {
+		return ErrClosed
+	}
 	return q.enqueue(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
 
@@ -337,6 +350,9 @@ func (q *Queue) mutated(n int64) {
 // ErrCorrupt when it skipped damaged data (it says where and how much; the
 // next call reads on after the damage).
 func (q *Queue) Dequeue() ([]byte, error) {
+	if q.invalid() {
+		return nil, ErrClosed
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	st, err := q.defaultConsumer()
@@ -348,6 +364,9 @@ func (q *Queue) Dequeue() ([]byte, error) {
 
 // DequeueString is Dequeue returning a string.
 func (q *Queue) DequeueString() (string, error) {
+	if q.invalid() {
+		return "", ErrClosed
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	st, err := q.defaultConsumer()
@@ -372,6 +391,9 @@ func (q *Queue) dequeueString(st *consumerState) (string, error) {
 // IsEmpty reports whether the default consumer has read every message. It
 // reports true after Close.
 func (q *Queue) IsEmpty() bool {
+	if q.invalid() {
+		return true
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -693,6 +715,9 @@ func (q *Queue) noteChoreErr(err error) {
 // error of housekeeping (reclaiming arenas, removing spares), the
 // background flusher's included, since the last Flush, returned once.
 func (q *Queue) Flush() error {
+	if q.invalid() {
+		return ErrClosed
+	}
 	return q.flush(true)
 }
 
@@ -827,14 +852,21 @@ func (q *Queue) runFlusher() {
 // and of housekeeping no Flush returned yet, or the sticky error of an
 // earlier failed flush.
 func (q *Queue) Close() error {
+	if q.invalid() {
+		return ErrClosed
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
+		// A concurrent Close returns once the first one is done, so that
+		// the directory is unlocked when either returns.
+		<-q.closeDone
 		return nil
 	}
 	q.closed = true
 	close(q.quit)
 	q.mu.Unlock()
+	defer close(q.closeDone)
 	<-q.flusherDone
 
 	q.flushMu.Lock()
@@ -893,6 +925,9 @@ func (q *Queue) Close() error {
 // Errors are those of Enqueue; ErrTooLarge names the first oversized
 // message, and on any error no message of the batch is stored.
 func (q *Queue) EnqueueBatch(msgs [][]byte) error {
+	if q.invalid() {
+		return ErrClosed
+	}
 	for i, m := range msgs {
 		if uint64(len(m)) > MaxMessageSize {
 			return fmt.Errorf("enqueue batch: message %d of %d bytes: %w", i, len(m), ErrTooLarge)
@@ -935,6 +970,9 @@ func (q *Queue) wakeWaiters() {
 // consumer it counts from the oldest stored message, where the next
 // queue-level read starts.
 func (q *Queue) Len() int64 {
+	if q.invalid() {
+		return 0
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -955,6 +993,9 @@ func (q *Queue) Len() int64 {
 // each goroutine that needs Peek-then-Dequeue its own consumer, or
 // serialize them. Errors are those of Dequeue.
 func (q *Queue) Peek() ([]byte, error) {
+	if q.invalid() {
+		return nil, ErrClosed
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	st, err := q.defaultConsumer()
@@ -975,6 +1016,9 @@ func (q *Queue) PeekString() (string, error) {
 // cap(dst)-len(dst) is enough. On error it returns dst unchanged. Errors
 // are those of Dequeue.
 func (q *Queue) DequeueAppend(dst []byte) ([]byte, error) {
+	if q.invalid() {
+		return dst, ErrClosed
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	st, err := q.defaultConsumer()
@@ -989,14 +1033,22 @@ func (q *Queue) DequeueAppend(dst []byte) ([]byte, error) {
 // the queue is closed (ErrClosed). It does not poll: it sleeps until an
 // enqueue wakes it. Many goroutines may wait at once; each message goes to
 // one of them. A waiter whose ctx is done returns at once and consumes
-// nothing.
+// nothing. DeleteConsumer and FromConsumer wake waiters too: a waiter on
+// a deleted consumer returns ErrNoConsumer. A nil ctx returns
+// ErrNilContext.
 func (q *Queue) DequeueWait(ctx context.Context) ([]byte, error) {
+	if q.invalid() {
+		return nil, ErrClosed
+	}
 	return q.dequeueWait(ctx, nil)
 }
 
 // dequeueWait implements DequeueWait for c, or for the default consumer
 // when c is nil.
 func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -44,6 +44,9 @@ type Stats struct {
 // Stats returns a snapshot of the queue. It costs O(number of consumers)
 // and allocates the Lag map. After Close it returns the zero Stats.
 func (q *Queue) Stats() Stats {
+	if q.invalid() {
+		return Stats{}
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {

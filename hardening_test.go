@@ -1,0 +1,162 @@
+package bigqueue
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Misuse and races outside the crash model: waiters woken by consumer
+// changes, concurrent Close, nil and zero values.
+
+// waitForWaiter returns once a goroutine has registered in DequeueWait's
+// wait list of q (it may still be on its way into the select, which then
+// sees the wake-up).
+func waitForWaiter(t *testing.T, q *Queue) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		q.mu.Lock()
+		waiting := q.dataReady != nil
+		q.mu.Unlock()
+		if waiting {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "no goroutine started waiting")
+		runtime.Gosched()
+	}
+}
+
+type waitResult struct {
+	msg []byte
+	err error
+}
+
+func TestWaitersWokenByConsumerChanges(t *testing.T) {
+	t.Run("deleted consumer", func(t *testing.T) {
+		q, _ := openTestQueue(t)
+		c, err := q.NewConsumer("c")
+		require.NoError(t, err)
+		done := make(chan waitResult)
+		go func() {
+			msg, err := c.DequeueWait(context.Background())
+			done <- waitResult{msg, err}
+		}()
+		waitForWaiter(t, q)
+		require.NoError(t, q.DeleteConsumer("c"))
+		r := <-done
+		require.ErrorIs(t, r.err, ErrNoConsumer)
+	})
+	t.Run("FromConsumer", func(t *testing.T) {
+		q, _ := openTestQueue(t)
+		behind, err := q.NewConsumer("behind")
+		require.NoError(t, err)
+		require.NoError(t, q.EnqueueString("m"))
+		ahead, err := q.NewConsumer("ahead")
+		require.NoError(t, err)
+		_, err = ahead.Dequeue()
+		require.NoError(t, err)
+		done := make(chan waitResult)
+		go func() {
+			msg, err := ahead.DequeueWait(context.Background())
+			done <- waitResult{msg, err}
+		}()
+		waitForWaiter(t, q)
+		_, err = q.FromConsumer("ahead", behind)
+		require.NoError(t, err)
+		r := <-done
+		require.NoError(t, r.err)
+		require.Equal(t, "m", string(r.msg))
+	})
+	t.Run("default consumer deleted", func(t *testing.T) {
+		q, _ := openTestQueue(t)
+		_, err := q.NewConsumer("pin") // keeps the message stored
+		require.NoError(t, err)
+		require.NoError(t, q.EnqueueString("m"))
+		got, err := q.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, "m", got)
+		done := make(chan waitResult)
+		go func() {
+			msg, err := q.DequeueWait(context.Background())
+			done <- waitResult{msg, err}
+		}()
+		waitForWaiter(t, q)
+		// The next queue-level read re-creates the default consumer at
+		// the oldest stored message, which the waiter then gets.
+		require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
+		r := <-done
+		require.NoError(t, r.err)
+		require.Equal(t, "m", string(r.msg))
+	})
+}
+
+// A second Close returns only once the first has released the directory.
+func TestConcurrentClose(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 20; i++ {
+		q, err := NewQueue(dir, SetArenaSize(4096))
+		require.NoError(t, err)
+		require.NoError(t, q.EnqueueString("x"))
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() { errs <- q.Close() }()
+		}
+		require.NoError(t, <-errs)
+		// Whichever returned first, the lock is released now.
+		q2, err := NewQueue(dir)
+		require.NoError(t, err, "round %d", i)
+		require.NoError(t, <-errs)
+		require.NoError(t, q2.Close())
+	}
+}
+
+func TestMisuseReturnsErrors(t *testing.T) {
+	q, _ := openTestQueue(t)
+	//lint:ignore SA1012 a nil context is the misuse under test
+	_, err := q.DequeueWait(nil) //nolint:staticcheck
+	require.ErrorIs(t, err, ErrNilContext)
+	c, err := q.NewConsumer("c")
+	require.NoError(t, err)
+	//lint:ignore SA1012 a nil context is the misuse under test
+	_, err = c.DequeueWait(nil) //nolint:staticcheck
+	require.ErrorIs(t, err, ErrNilContext)
+
+	for name, q := range map[string]*Queue{"nil": nil, "zero": {}} {
+		t.Run(name, func(t *testing.T) {
+			closed := func(err error) { t.Helper(); require.ErrorIs(t, err, ErrClosed) }
+			closed(q.Enqueue([]byte("x")))
+			closed(q.EnqueueString("x"))
+			closed(q.EnqueueBatch([][]byte{[]byte("x")}))
+			_, err := q.Dequeue()
+			closed(err)
+			_, err = q.DequeueString()
+			closed(err)
+			_, err = q.DequeueAppend(nil)
+			closed(err)
+			_, err = q.DequeueWait(context.Background())
+			closed(err)
+			_, err = q.Peek()
+			closed(err)
+			_, err = q.PeekString()
+			closed(err)
+			_, err = q.NewConsumer("c")
+			closed(err)
+			_, err = q.FromConsumer("c", nil)
+			closed(err)
+			closed(q.DeleteConsumer("c"))
+			closed(q.Flush())
+			require.True(t, q.IsEmpty())
+			require.Zero(t, q.Len())
+			require.Nil(t, q.Consumers())
+			require.Equal(t, Stats{}, q.Stats())
+			closed(q.Close())
+			closed(q.Close())
+			require.False(t, errors.Is(q.Close(), ErrLocked))
+		})
+	}
+}
