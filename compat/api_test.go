@@ -129,13 +129,13 @@ func sentinelName(err error, names map[error]string) string {
 
 type origQueue struct{ q *orig.MmapQueue }
 
-func (o origQueue) Enqueue(b []byte) error          { return o.q.Enqueue(b) }
-func (o origQueue) EnqueueString(s string) error    { return o.q.EnqueueString(s) }
-func (o origQueue) Dequeue() ([]byte, error)        { return o.q.Dequeue() }
-func (o origQueue) DequeueString() (string, error)  { return o.q.DequeueString() }
-func (o origQueue) IsEmpty() bool                   { return o.q.IsEmpty() }
-func (o origQueue) Flush() error                    { return o.q.Flush() }
-func (o origQueue) Close() error                    { return o.q.Close() }
+func (o origQueue) Enqueue(b []byte) error         { return o.q.Enqueue(b) }
+func (o origQueue) EnqueueString(s string) error   { return o.q.EnqueueString(s) }
+func (o origQueue) Dequeue() ([]byte, error)       { return o.q.Dequeue() }
+func (o origQueue) DequeueString() (string, error) { return o.q.DequeueString() }
+func (o origQueue) IsEmpty() bool                  { return o.q.IsEmpty() }
+func (o origQueue) Flush() error                   { return o.q.Flush() }
+func (o origQueue) Close() error                   { return o.q.Close() }
 func (o origQueue) NewConsumer(n string) (consumer, error) {
 	c, err := o.q.NewConsumer(n)
 	if err != nil {
