@@ -16,6 +16,7 @@ import (
 // written against the original does; nothing is written for a refused
 // option.
 func TestBareErrors(t *testing.T) {
+	var maxArena int64 = MaxArenaSize // a variable: it overflows int on 32-bit platforms
 	for _, tc := range []struct {
 		name string
 		opt  Option
@@ -23,12 +24,15 @@ func TestBareErrors(t *testing.T) {
 	}{
 		{"below page size", SetArenaSize(os.Getpagesize() - 1), ErrTooSmallArenaSize},
 		{"zero size", SetArenaSize(0), ErrTooSmallArenaSize},
-		{"above MaxArenaSize", SetArenaSize(MaxArenaSize + 1), ErrTooLargeArenaSize},
+		{"above MaxArenaSize", SetArenaSize(int(min(maxArena+1, math.MaxInt))), ErrTooLargeArenaSize},
 		{"max int size", SetArenaSize(math.MaxInt), ErrTooLargeArenaSize},
 		{"one in memory", SetMaxInMemArenas(1), ErrTooFewInMemArenas},
 		{"negative in memory", SetMaxInMemArenas(-3), ErrTooFewInMemArenas},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == ErrTooLargeArenaSize && math.MaxInt <= maxArena {
+				t.Skip("int cannot exceed MaxArenaSize on this platform")
+			}
 			dir := filepath.Join(t.TempDir(), "q")
 			q, err := NewQueue(dir, tc.opt)
 			require.Nil(t, q)
@@ -80,17 +84,18 @@ func TestBareErrors(t *testing.T) {
 // The largest arena size accepted opens, and reopens: it is within what
 // the index takes for a valid stored size.
 func TestMaxArenaSizeReopens(t *testing.T) {
-	if math.MaxInt < MaxArenaSize {
+	var maxArena int64 = MaxArenaSize
+	if math.MaxInt < maxArena {
 		t.Skip("int cannot hold MaxArenaSize on this platform")
 	}
 	dir := t.TempDir()
-	q, err := NewQueue(dir, SetArenaSize(MaxArenaSize))
+	q, err := NewQueue(dir, SetArenaSize(int(maxArena)))
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
 	q, err = NewQueue(dir)
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
-	q, err = NewQueue(dir, SetArenaSize(MaxArenaSize))
+	q, err = NewQueue(dir, SetArenaSize(int(maxArena)))
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
 }

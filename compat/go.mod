@@ -1,6 +1,6 @@
 module github.com/bigqueue-go/bigqueue/compat
 
-go 1.26.0
+go 1.23.0
 
 require (
 	github.com/bigqueue-go/bigqueue v0.0.0
@@ -11,7 +11,7 @@ require (
 require (
 	github.com/grandecola/mmap v0.7.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/sys v0.35.0 // indirect
 )
 
 replace github.com/bigqueue-go/bigqueue => ../
