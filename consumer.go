@@ -39,9 +39,10 @@ func (q *Queue) NewConsumer(name string) (*Consumer, error) {
 }
 
 // FromConsumer returns the consumer called name, creating it when needed,
-// and moves it to the position of from. It returns ErrDifferentQueues when
-// from belongs to another Queue, ErrNoConsumer when from is nil or was
-// deleted, and the errors of NewConsumer.
+// and moves it to the position of from. It returns ErrDifferentQueues,
+// bare as in the original, when from belongs to another Queue;
+// ErrNoConsumer when from is nil or was deleted (the original panicked on
+// nil); and the errors of NewConsumer.
 func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 	if q.invalid() {
 		return nil, ErrClosed
@@ -50,7 +51,7 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 		return nil, fmt.Errorf("copy consumer %q from nil: %w", name, ErrNoConsumer)
 	}
 	if from.q != q {
-		return nil, fmt.Errorf("copy consumer %q: %w", name, ErrDifferentQueues)
+		return nil, ErrDifferentQueues
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()

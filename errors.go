@@ -2,32 +2,48 @@ package bigqueue
 
 import "errors"
 
-// These are the sentinel errors of the package. Calls wrap them with the
-// operation and its subject, so compare with errors.Is, never with ==.
+// These are the sentinel errors of the package.
+//
+// The errors that github.com/grandecola/bigqueue returned bare are returned
+// bare here too, so that code written against it (err == ErrX) keeps
+// working: ErrEmptyQueue, ErrInvalidArenaSize, ErrIncompatibleVersion,
+// ErrTooSmallArenaSize, ErrTooFewInMemArenas and ErrDifferentQueues. So is
+// ErrTooLargeArenaSize, an option error like the other two. Every other
+// error is wrapped with the operation and its subject; compare those with
+// errors.Is. errors.Is works for the bare ones as well, and is the safe
+// habit for new code.
 var (
-	// ErrEmptyQueue is returned by Dequeue and DequeueString when the
-	// consumer has read every stored message.
+	// ErrEmptyQueue is returned, bare, by Dequeue and DequeueString when
+	// the consumer has read every stored message.
 	ErrEmptyQueue = errors.New("bigqueue: queue is empty")
 
-	// ErrInvalidArenaSize is returned by NewQueue when the directory holds a
-	// queue that was created with a different arena size than the one asked
-	// for with SetArenaSize.
+	// ErrInvalidArenaSize is returned, bare, by NewQueue when the directory
+	// holds a queue that was created with a different arena size than the
+	// one asked for with SetArenaSize.
 	ErrInvalidArenaSize = errors.New("bigqueue: arena size differs from the stored queue")
 
-	// ErrTooSmallArenaSize is returned by SetArenaSize for a size below the
-	// operating system's page size.
+	// ErrTooSmallArenaSize is returned, bare, by NewQueue when SetArenaSize
+	// was given a size below the operating system's page size.
 	ErrTooSmallArenaSize = errors.New("bigqueue: arena size is smaller than the page size")
 
-	// ErrTooFewInMemArenas is returned by SetMaxInMemArenas for a negative
-	// value or a value of 1 or 2 (0 means no limit).
+	// ErrTooLargeArenaSize is returned, bare, by NewQueue when SetArenaSize
+	// was given a size above MaxArenaSize (1 TiB). The original accepted
+	// larger sizes as long as the file system could hold a file that big;
+	// see MaxArenaSize.
+	ErrTooLargeArenaSize = errors.New("bigqueue: arena size is larger than MaxArenaSize")
+
+	// ErrTooFewInMemArenas is returned, bare, by NewQueue when
+	// SetMaxInMemArenas was given a negative value or a value of 1 or 2
+	// (0 means no limit).
 	ErrTooFewInMemArenas = errors.New("bigqueue: too few arenas in memory (need 0 or at least 3)")
 
-	// ErrDifferentQueues is returned by FromConsumer when the consumer to
-	// copy from belongs to another Queue value.
+	// ErrDifferentQueues is returned, bare, by FromConsumer when the
+	// consumer to copy from belongs to another Queue value.
 	ErrDifferentQueues = errors.New("bigqueue: consumer belongs to a different queue")
 
 	// ErrIncompatibleVersion is returned by NewQueue when the directory
-	// holds files of another bigqueue format version.
+	// holds files of another format version of this library: bare when the
+	// index says so, wrapped when it is found later, in an arena.
 	ErrIncompatibleVersion = errors.New("bigqueue: incompatible on-disk format version")
 
 	// ErrClosed is returned by every method called after Close.
@@ -53,6 +69,14 @@ var (
 
 	// ErrNilContext is returned by DequeueWait for a nil context.
 	ErrNilContext = errors.New("bigqueue: nil context")
+
+	// ErrForeignQueue is returned by NewQueue, wrapped with the reason, for
+	// a directory it must not write into: one that holds a queue written by
+	// github.com/grandecola/bigqueue (a metadata.dat file), or one that
+	// holds files of neither library and no queue of this one. Nothing is
+	// written into such a directory. Import the original's queue into a
+	// new directory with the migrate sub-package (migrate.Import).
+	ErrForeignQueue = errors.New("bigqueue: directory holds a foreign queue or files")
 
 	// ErrTooLarge is returned by Enqueue for a message longer than
 	// MaxMessageSize bytes.

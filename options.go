@@ -1,7 +1,6 @@
 package bigqueue
 
 import (
-	"fmt"
 	"os"
 	"time"
 )
@@ -14,6 +13,14 @@ const (
 	DefaultFlushDuration  = time.Second
 	minInMemArenas        = 3
 )
+
+// MaxArenaSize is the largest arena size SetArenaSize accepts: 1 TiB. A
+// queue stores its arena size in its index, and NewQueue takes a stored
+// size above it for damage, so a larger one would make the directory
+// unopenable. The original library accepted any size the file system
+// could hold as one (sparse) file, up to 16 TiB on ext4; larger sizes are
+// refused here, at open, before anything is written.
+const MaxArenaSize = 1 << 40
 
 // options holds the configuration of one Queue. It is filled once by
 // NewQueue and never changes afterwards.
@@ -41,13 +48,17 @@ func defaultOptions() options {
 type Option func(*options) error
 
 // SetArenaSize sets the size of each arena file in bytes (default 128 MiB).
-// A size below the page size returns ErrTooSmallArenaSize. The size is
-// stored with the queue: reopening with another size returns
-// ErrInvalidArenaSize.
+// NewQueue returns ErrTooSmallArenaSize for a size below the page size and
+// ErrTooLargeArenaSize for one above MaxArenaSize, both bare, as the
+// original did, and writes nothing. The size is stored with the queue:
+// reopening with another size returns ErrInvalidArenaSize.
 func SetArenaSize(bytes int) Option {
 	return func(o *options) error {
 		if bytes < os.Getpagesize() {
-			return fmt.Errorf("arena size %d < page size %d: %w", bytes, os.Getpagesize(), ErrTooSmallArenaSize)
+			return ErrTooSmallArenaSize
+		}
+		if int64(bytes) > MaxArenaSize {
+			return ErrTooLargeArenaSize
 		}
 		o.arenaSize = bytes
 		o.arenaSizeSet = true
@@ -56,13 +67,13 @@ func SetArenaSize(bytes int) Option {
 }
 
 // SetMaxInMemArenas bounds how many arenas are memory-mapped at once
-// (default 3). 0 means no limit; 1, 2 and negative values return
-// ErrTooFewInMemArenas. The least recently used arena is unmapped first,
+// (default 3). 0 means no limit; for 1, 2 and negative values NewQueue
+// returns ErrTooFewInMemArenas, bare. The least recently used arena is unmapped first,
 // after its dirty pages were synced.
 func SetMaxInMemArenas(n int) Option {
 	return func(o *options) error {
 		if n < 0 || (n > 0 && n < minInMemArenas) {
-			return fmt.Errorf("max in-memory arenas %d: %w", n, ErrTooFewInMemArenas)
+			return ErrTooFewInMemArenas
 		}
 		o.maxInMemArenas = n
 		return nil

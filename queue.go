@@ -114,6 +114,9 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 			return nil, err
 		}
 	}
+	if err := checkBeforeOpen(dir, &o); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}

@@ -1,0 +1,119 @@
+package bigqueue
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// originalMetadataName is the file that marks a directory written by
+// github.com/grandecola/bigqueue; its arenas are named N_arena.dat.
+const originalMetadataName = "metadata.dat"
+
+// checkBeforeOpen looks at dir before NewQueue writes anything into it,
+// even the lock file, and refuses what this library must not open:
+//
+//   - a directory written by github.com/grandecola/bigqueue (it holds
+//     metadata.dat): ErrForeignQueue, saying how to import it;
+//   - a non-empty directory without an index of ours that holds anything
+//     this library does not write: ErrForeignQueue. "lost+found" is
+//     tolerated, so that the root of a dedicated file system works;
+//   - an index whose header is intact but of another format version, or
+//     of another arena size than SetArenaSize asked for:
+//     ErrIncompatibleVersion or ErrInvalidArenaSize, bare, as the original
+//     returned them.
+//
+// A missing directory is fine (NewQueue creates it). Anything else about
+// the index (a damaged header, a race with a concurrent creator) is left
+// to NewQueue's open, which checks again under the lock. The check only
+// reads: it lists dir and reads the index header.
+func checkBeforeOpen(dir string, o *options) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open queue %s: %w", dir, err)
+	}
+	var foreign []string
+	hasIndex := false
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == originalMetadataName:
+			return fmt.Errorf("open queue %s: it holds a queue written by github.com/grandecola/bigqueue (%s), "+
+				"whose format this library does not read; import it into a new, empty directory with "+
+				"migrate.Import(%q, newDir) from github.com/bigqueue-go/bigqueue/migrate, then open newDir: %w",
+				dir, originalMetadataName, dir, ErrForeignQueue)
+		case name == indexFileName:
+			hasIndex = true
+		case isOwnFileName(name) || name == "lost+found":
+		default:
+			foreign = append(foreign, name)
+		}
+	}
+	if !hasIndex && len(foreign) > 0 {
+		slices.Sort(foreign)
+		shown := foreign[:min(len(foreign), 5)]
+		more := ""
+		if len(foreign) > len(shown) {
+			more = fmt.Sprintf(" and %d more", len(foreign)-len(shown))
+		}
+		return fmt.Errorf("open queue %s: the directory holds no queue but other files (%s%s); "+
+			"refusing to write into it: use an empty or new directory: %w",
+			dir, strings.Join(shown, ", "), more, ErrForeignQueue)
+	}
+	if !hasIndex {
+		return nil
+	}
+	return checkStoredIndex(filepath.Join(dir, indexFileName), o)
+}
+
+// checkStoredIndex reads the header of the index at path and returns
+// ErrIncompatibleVersion or ErrInvalidArenaSize, bare, when an intact
+// header says so. It returns nil for everything else, NewQueue's open
+// reports it.
+func checkStoredIndex(path string, o *options) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	hdr := make([]byte, indexHeaderSize)
+	_, err = io.ReadFull(f, hdr)
+	if cerr := f.Close(); err != nil || cerr != nil {
+		return nil
+	}
+	switch err := checkIndexHeader(hdr); {
+	case errors.Is(err, ErrIncompatibleVersion):
+		return ErrIncompatibleVersion
+	case err != nil:
+		return nil
+	}
+	if o.arenaSizeSet && le64(hdr[idxArenaSizeOff:]) != uint64(o.arenaSize) {
+		return ErrInvalidArenaSize
+	}
+	return nil
+}
+
+// isOwnFileName reports whether name is one this library writes into a
+// queue directory: lock, index.bq, index.bq.tmp, and arena-N.bq,
+// spare-N.bq, damaged-N.bq with N a decimal number.
+func isOwnFileName(name string) bool {
+	switch name {
+	case lockFileName, indexFileName, indexFileName + ".tmp":
+		return true
+	}
+	for _, prefix := range []string{"arena-", "spare-", "damaged-"} {
+		digits, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		digits, ok = strings.CutSuffix(digits, ".bq")
+		return ok && digits != "" && strings.Trim(digits, "0123456789") == ""
+	}
+	return false
+}
