@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -430,6 +429,3 @@ func libraryByName(name string) (library, bool) {
 	}
 	return library{}, false
 }
-
-// mkdirFresh creates dir, which must not exist.
-func mkdirFresh(dir string) error { return os.Mkdir(dir, 0o755) }

@@ -39,8 +39,15 @@ func main() {
 		libs   = flag.String("libs", "", "comma-separated children to run (default all): "+strings.Join(childNames(), ","))
 		only   = flag.String("run", "", "regular expression selecting workloads by name (default all)")
 		child  = flag.String("child", "", "internal: run one library's workloads and print JSON")
+		from   = flag.String("from", "", "render -out from this results.json instead of running anything")
 	)
 	flag.Parse()
+	if *from != "" {
+		if err := rerender(*from, *out, *readme); err != nil {
+			fatalf("%v", err)
+		}
+		return
+	}
 	var filter *regexp.Regexp
 	if *only != "" {
 		var err error
@@ -268,6 +275,23 @@ func libraryCommit() string {
 		commit += "+dirty"
 	}
 	return commit
+}
+
+// rerender writes the outputs of a saved run again, for a change of the
+// report's layout that needs no new measurement.
+func rerender(path, dir, readme string) error {
+	if dir == "" {
+		return fmt.Errorf("-from needs -out")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return writeOutputs(dir, readme, rep, renderMarkdown(rep))
 }
 
 // writeOutputs writes results.md, results.json and chart.svg into dir and

@@ -392,6 +392,8 @@ func renderMarkdown(rep report) string {
 	rep.header(&b)
 	b.WriteString("![throughput relative to the original](chart.svg)\n\n## Summary\n\n")
 	rep.summary(&b)
+	b.WriteString("## Settings\n\n")
+	settingsTable(&b)
 	b.WriteString("## Workloads\n\n")
 	for _, w := range rep.Workloads {
 		switch w.Kind {
@@ -413,9 +415,41 @@ func renderMarkdown(rep report) string {
 	return b.String()
 }
 
+// settingsTable lists each library and reference with its exact settings.
+func settingsTable(b *bytes.Buffer) {
+	b.WriteString("| name | module | settings |\n|---|---|---|\n")
+	for _, l := range append(append([]library{}, libraries...), memqueueLib) {
+		fmt.Fprintf(b, "| %s | %s | %s |\n", l.name, l.module, l.settings)
+	}
+	for _, r := range references {
+		if r.name != memqueueLib.name {
+			fmt.Fprintf(b, "| %s | reference | %s |\n", r.name, r.what)
+		}
+	}
+	b.WriteString("\n")
+}
+
+// workloadTable lists the workloads of the run.
+func (rep report) workloadTable(b *bytes.Buffer) {
+	b.WriteString("| workload | what is timed | reference |\n|---|---|---|\n")
+	for _, w := range rep.Workloads {
+		ref := w.Ref
+		if ref == "" {
+			ref = "-"
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s |\n", w.Name, w.Desc, ref)
+	}
+	b.WriteString("\n")
+}
+
 // renderReadmeSection is what README.md shows between its markers.
 func renderReadmeSection(rep report, dir string) string {
 	var b bytes.Buffer
+	b.WriteString("### Settings of this run\n\n")
+	settingsTable(&b)
+	b.WriteString("### Workloads of this run\n\n")
+	rep.workloadTable(&b)
+	b.WriteString("### Latest results\n\n")
 	rep.header(&b)
 	fmt.Fprintf(&b, "![throughput relative to the original](%s)\n\n", filepath.ToSlash(filepath.Join(dir, "chart.svg")))
 	rep.summary(&b)
