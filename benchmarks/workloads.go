@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -142,11 +142,14 @@ func check(got []byte, size int, seq uint64) error {
 	return nil
 }
 
-// payload returns a message of n >= 8 bytes of a fixed non-zero pattern.
+// payload returns a message of n >= 8 pseudo-random bytes, the same for
+// every library. Random, because a repeating pattern would let a library
+// that compresses (goque's LevelDB uses snappy) store and move less.
 func payload(n int) []byte {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = byte('a' + i%26)
+		b[i] = byte(rng.Uint32())
 	}
 	return b
 }
@@ -179,8 +182,7 @@ type timer struct {
 }
 
 func startTimer() timer {
-	runtime.GC()
-	debug.FreeOSMemory()
+	runtime.GC() // the heap stays warm, as in a long-running process
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return timer{start: time.Now(), mallocs: ms.Mallocs}
