@@ -39,7 +39,7 @@ func checkBeforeOpen(dir string, o *options) error {
 	if err != nil {
 		return fmt.Errorf("open queue %s: %w", dir, err)
 	}
-	var foreign []string
+	var foreign, arenas []string
 	hasIndex := false
 	for _, e := range entries {
 		name := e.Name()
@@ -51,6 +51,8 @@ func checkBeforeOpen(dir string, o *options) error {
 				dir, originalMetadataName, dir, ErrForeignQueue)
 		case name == indexFileName:
 			hasIndex = true
+		case strings.HasPrefix(name, "arena-") || strings.HasPrefix(name, "damaged-") || strings.HasPrefix(name, "spare-"):
+			arenas = append(arenas, name)
 		case isOwnFileName(name) || name == "lost+found":
 		default:
 			foreign = append(foreign, name)
@@ -66,6 +68,15 @@ func checkBeforeOpen(dir string, o *options) error {
 		return fmt.Errorf("open queue %s: the directory holds no queue but other files (%s%s); "+
 			"refusing to write into it: use an empty or new directory: %w",
 			dir, strings.Join(shown, ", "), more, ErrForeignQueue)
+	}
+	if !hasIndex && len(arenas) > 0 {
+		// An arena file is created only once the index is durably in the
+		// directory: arenas without it are damage (an index deleted or
+		// renamed away), never a fresh queue to start over.
+		slices.Sort(arenas)
+		return fmt.Errorf("open queue %s: %d arena files (%s ... %s) but no %s: the index is gone, "+
+			"and with it the positions; nothing was opened or deleted: %w",
+			dir, len(arenas), arenas[0], arenas[len(arenas)-1], indexFileName, ErrCorrupt)
 	}
 	if !hasIndex {
 		return nil

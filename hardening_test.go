@@ -3,6 +3,8 @@ package bigqueue
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -159,4 +161,26 @@ func TestMisuseReturnsErrors(t *testing.T) {
 			require.False(t, errors.Is(q.Close(), ErrLocked))
 		})
 	}
+}
+
+// Arena files without an index are damage: NewQueue refuses them and
+// deletes nothing, instead of starting a fresh queue over them.
+func TestMissingIndexRefused(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096))
+	for i := 0; i < 20; i++ {
+		require.NoError(t, q.EnqueueString("message"))
+	}
+	_, err := q.NewConsumer("pin")
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+	before := lifecycleFiles(t, dir)
+	require.NotEmpty(t, before)
+	require.NoError(t, os.Remove(filepath.Join(dir, indexFileName)))
+
+	_, err = NewQueue(dir, SetArenaSize(4096))
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), "no index.bq")
+	require.Equal(t, before, lifecycleFiles(t, dir), "an arena file was touched")
+	_, err = os.Stat(filepath.Join(dir, indexFileName))
+	require.ErrorIs(t, err, os.ErrNotExist, "an index was created")
 }
