@@ -747,16 +747,23 @@ func corruptReadersQueue(t *testing.T, seed uint64) ([][]byte, string) {
 // close and reopen, to show that the damage is remembered; "reader" also
 // after a reopen between its creation and its first read, to show that
 // the report is owed until then), reports ErrCorrupt before it reads
-// anything, then reads from the head. A silent
-// restart at the head would skip (reader) or repeat (default consumer)
-// messages without a word.
+// anything, then reads from the oldest stored message, where every new
+// consumer starts. A silent restart there would repeat messages without a
+// word.
 func TestCorruptionConsumerSlotDamage(t *testing.T) {
 	msgs, template := corruptReadersQueue(t, 15)
 	byContent := faultMessageIndex(msgs)
 	n := len(msgs)
 	starts := map[string]int{defaultConsumerKey: 50, "reader": 30}
-	slots := map[string]int{defaultConsumerKey: 0, "reader": 1} // the order they were created in
-	restarts := map[string]int{defaultConsumerKey: 30, "reader": 50}
+	// The order they were created in: "reader" first, the default
+	// consumer with the first queue-level read.
+	slots := map[string]int{"reader": 0, defaultConsumerKey: 1}
+	// Close reclaimed the arenas below the lowest position's; the oldest
+	// stored message is the first that starts in the arena left.
+	spans := faultLayout(msgs)
+	firstKept := spans[30].start / faultDataSize * faultDataSize
+	oldest := sort.Search(n, func(i int) bool { return spans[i].start >= firstKept })
+	restarts := map[string]int{defaultConsumerKey: oldest, "reader": oldest}
 
 	for _, consumer := range []string{"reader", defaultConsumerKey} {
 		for _, field := range []struct {
@@ -802,7 +809,7 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 				t.Logf("read %s", faultEventString(events))
 				require.NotEmpty(t, events)
 				require.Equal(t, corruptEvent, events[0], "the consumer, created anew, must report the lost position first")
-				// Created anew, it starts at the head: where the other consumer stands.
+				// Created anew, it starts at the oldest stored message.
 				require.Equal(t, restarts[consumer], events[1], "consumer %q, created anew, after its report", consumer)
 				require.Equal(t, faultRange(restarts[consumer], n), events[1:])
 				// The other consumer is untouched.
@@ -824,8 +831,9 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 // TestCorruptionTailArenaHeader flips, one at a time, every bit of the
 // header of the arena that holds the tail, when no other arena has an
 // intact header: the only arena of a closed queue whose consumers read
-// nothing yet, and the second arena of a queue that crashed before any
-// flush, after its consumers read past the first (which was reclaimed). No
+// nothing yet, and the second arena of a queue that crashed after its
+// consumers read past the first and a flush reclaimed it, with records
+// written and read past that flush's checkpoint. No
 // record is damaged and every consumer position is proven by the sequence
 // number stored with it, so every consumer must read every message it had
 // not read; opening must leave a tail that the index names, whose sequence
@@ -844,20 +852,35 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 	states := []state{
 		{"closed", closed, faultBuildQueue(t, closed), map[string]int{}},
 		{"crashed", crashed, func() string {
+			// Reads reclaim nothing: the consumers read past arena 0,
+			// a flush reclaims it, and the rest is written and read
+			// with no flush after.
+			spans := faultLayout(crashed)
+			past := sort.Search(len(spans), func(i int) bool { return spans[i].start >= faultDataSize })
+			require.Less(t, past, 70)
 			q, dir := openTestQueue(t, faultOptions()...)
 			reader, err := q.NewConsumer("reader")
 			require.NoError(t, err)
-			for _, m := range crashed {
+			for _, m := range crashed[:past+1] {
 				require.NoError(t, q.Enqueue(m))
 			}
-			for i := range 80 {
-				if i < 70 {
-					_, err := reader.Dequeue()
+			read := func(from, to int) {
+				for i := from; i < to; i++ {
+					if i < 70 {
+						_, err := reader.Dequeue()
+						require.NoError(t, err)
+					}
+					_, err := q.Dequeue()
 					require.NoError(t, err)
 				}
-				_, err := q.Dequeue()
-				require.NoError(t, err)
 			}
+			read(0, past)
+			require.NoError(t, q.Flush())
+			require.EqualValues(t, 1, q.Stats().ArenasReclaimed)
+			for _, m := range crashed[past+1:] {
+				require.NoError(t, q.Enqueue(m))
+			}
+			read(past, 80)
 			return faultCopyDir(t, dir)
 		}(), map[string]int{defaultConsumerKey: 80, "reader": 70}},
 	}
@@ -938,8 +961,9 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 // cannot make the queue reuse sequence numbers in a way that lets old
 // records pass for new ones. A queue of 2000-byte messages (records of
 // 2016 bytes: the third record of an arena starts at byte 4096 of its
-// file) crashes before any flush after its consumers read past arena 0,
-// which becomes a spare; arena 1, the tail's, gets one flipped bit in its
+// file) crashes after its consumers read past arena 0, which a flush
+// made a spare, and after more records were written and read past that
+// flush's checkpoint; arena 1, the tail's, gets one flipped bit in its
 // header. The reopened queue is drained and flushed, and ten fresh
 // messages are enqueued. A power loss then keeps the index and the first
 // page that holds fresh records, but not the pages after it, which hold
@@ -956,19 +980,33 @@ func TestCorruptionStaleAfterHeaderDamage(t *testing.T) {
 	q, dir := openTestQueue(t, faultOptions()...)
 	reader, err := q.NewConsumer("reader")
 	require.NoError(t, err)
-	for _, m := range old {
+	// Reads reclaim nothing: the consumers read past arena 0 and a flush
+	// makes it a spare; the rest is written and read with no flush after.
+	spans := faultLayout(old)
+	past := sort.Search(len(spans), func(i int) bool { return spans[i].start >= faultDataSize })
+	require.Less(t, past, 40)
+	for _, m := range old[:past+1] {
 		require.NoError(t, q.Enqueue(m))
 	}
-	for i := range 45 {
-		if i < 40 {
-			_, err := reader.Dequeue()
+	read := func(from, to int) {
+		for i := from; i < to; i++ {
+			if i < 40 {
+				_, err := reader.Dequeue()
+				require.NoError(t, err)
+			}
+			_, err := q.Dequeue()
 			require.NoError(t, err)
 		}
-		_, err := q.Dequeue()
-		require.NoError(t, err)
 	}
-	crashed := faultCopyDir(t, dir) // never flushed; arena 0 is spare-1.bq
+	read(0, past)
+	require.NoError(t, q.Flush())
+	for _, m := range old[past+1:] {
+		require.NoError(t, q.Enqueue(m))
+	}
+	read(past, 45)
+	crashed := faultCopyDir(t, dir) // not flushed since arena 0 became spare-1.bq
 	require.FileExists(t, filepath.Join(crashed, "spare-1.bq"))
+	require.NoFileExists(t, faultArenaFile(crashed, 0))
 	header := faultArenaFile(crashed, 1)
 	b, err := os.ReadFile(header)
 	require.NoError(t, err)
@@ -1410,8 +1448,10 @@ func TestCorruptionSectors(t *testing.T) {
 	positions := map[string]int{defaultConsumerKey: 170, "slow": 140} // next message of each consumer
 
 	// build makes the small queue: two consumers part-way, the arenas they
-	// read past kept as spares; with crash, the last 60 messages are not
-	// flushed and the directory is copied as a crash leaves it.
+	// read past kept as spares by a flush; with crash, the last 60
+	// messages are not flushed and the directory is copied as a crash
+	// leaves it, else the queue is closed and its spares put back as a
+	// crash inside Close leaves them.
 	build := func(t *testing.T, crash bool) string {
 		q, dir := openTestQueue(t, faultOptions()...)
 		slow, err := q.NewConsumer("slow")
@@ -1436,7 +1476,7 @@ func TestCorruptionSectors(t *testing.T) {
 		if crash {
 			return faultCopyDir(t, dir)
 		}
-		require.NoError(t, q.Close())
+		faultCloseKeepSpares(t, q, dir)
 		return dir
 	}
 
@@ -1565,4 +1605,32 @@ func TestCorruptionSectors(t *testing.T) {
 			corruptFinish(t, fmt.Sprintf("sectors[%s]: seed=%d files=%d sectors=%d cases=%d %v elapsed=%v", mode.name, seed, len(names), len(hits)/2, tally.cases, &tally, time.Since(start).Round(time.Millisecond)), &tally)
 		})
 	}
+}
+
+// TestCorruptionUnprovenConsumerKeepsArena: a consumer whose position
+// recovery cannot prove (the record there is damaged) stands below the
+// oldest intact arena header. The oldest stored record, which the index
+// keeps as the reclaim watermark, may not pass it: else the next open
+// deletes the arena under it as reclaimed and moves the consumer on
+// without a word. Its first read must report ErrCorrupt, across a reopen.
+func TestCorruptionUnprovenConsumerKeepsArena(t *testing.T) {
+	msgs := faultMessages(rand.New(rand.NewPCG(12, 12)), 160, 700, 1300)
+	dir := faultBuildQueue(t, msgs) // "reader" and the default consumer at 0
+	// Damage arena 0's header and the first record's payload; the records
+	// after it are intact.
+	arena := faultArenaFile(dir, 0)
+	b, err := os.ReadFile(arena)
+	require.NoError(t, err)
+	b[arenaFirstOff] ^= 1
+	b[arenaHeaderSize+recordHeaderSize+3] ^= 1
+	require.NoError(t, os.WriteFile(arena, b, 0o644))
+
+	q := openTestQueueIn(t, dir, corruptOpenOptions()...)
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, corruptOpenOptions()...)
+	require.FileExists(t, arena, "arena 0 was taken for reclaimed")
+	c, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	_, err = c.Dequeue()
+	require.ErrorIs(t, err, ErrCorrupt, "the damage under the consumer went unreported")
 }

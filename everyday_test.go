@@ -176,20 +176,46 @@ func TestPeekStringIsACopy(t *testing.T) {
 	require.Equal(t, "abc", s)
 }
 
+// TestLenModel checks Len, IsEmpty's count and Stats against a model of
+// where every record lies. The default consumer comes with the first
+// queue-level read and starts, like any new consumer, at the oldest record
+// still stored; arenas go only at Close (no periodic flush), below the
+// lowest consumer position and the tail's arena, and the oldest stored
+// record is then the first one starting in the oldest arena left.
 func TestLenModel(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
+	seed := testSeed(t, 0)
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
-	opts := []Option{SetArenaSize(4096)}
+	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
 	q, dir := openTestQueue(t, opts...)
-	var stored, readDefault, readNamed int64
+	const ds = 4096 - arenaHeaderSize
+	var (
+		stored, readDefault, readNamed int64
+		starts                         []uint64 // logical offset of each record
+		tail                           uint64
+		firstArena                     uint64 // the oldest arena file left
+		gone                           int64  // records below the oldest stored one
+		hasDefault                     bool
+	)
+	add := func(msg []byte) {
+		starts = append(starts, tail)
+		tail += recordHeaderSize + uint64(len(msg))
+		stored++
+	}
+	offset := func(i int64) uint64 {
+		if i == stored {
+			return tail
+		}
+		return starts[i]
+	}
 	c, err := q.NewConsumer("n")
 	require.NoError(t, err)
 	for step := 0; step < 2000; step++ {
 		switch op := r.IntN(10); {
 		case op < 4:
-			require.NoError(t, q.Enqueue(payload(uint64(stored), r.IntN(3000))))
-			stored++
+			msg := payload(uint64(stored), r.IntN(3000))
+			require.NoError(t, q.Enqueue(msg))
+			add(msg)
 		case op < 5:
 			k := r.IntN(5)
 			batch := make([][]byte, k)
@@ -197,8 +223,13 @@ func TestLenModel(t *testing.T) {
 				batch[j] = payload(uint64(stored)+uint64(j), r.IntN(500))
 			}
 			require.NoError(t, q.EnqueueBatch(batch))
-			stored += int64(k)
+			for _, msg := range batch {
+				add(msg)
+			}
 		case op < 7:
+			if !hasDefault {
+				hasDefault, readDefault = true, gone
+			}
 			_, err := q.Dequeue()
 			if readDefault == stored {
 				require.ErrorIs(t, err, ErrEmptyQueue)
@@ -216,15 +247,41 @@ func TestLenModel(t *testing.T) {
 			}
 		default:
 			require.NoError(t, q.Close())
+			// Close reclaims the arenas below the lowest consumer
+			// position's and the tail's.
+			head := readNamed
+			if hasDefault {
+				head = min(head, readDefault)
+			}
+			keep := offset(head) / ds
+			if tail > 0 {
+				keep = min(keep, (tail-1)/ds)
+			}
+			if keep > firstArena {
+				firstArena = keep
+				g := gone
+				for g < stored && offset(g) < firstArena*ds {
+					g++
+				}
+				gone = min(g, head)
+			}
 			q = openTestQueueIn(t, dir, opts...)
 			c, err = q.NewConsumer("n")
 			require.NoError(t, err)
 		}
-		require.Equal(t, stored-readDefault, q.Len(), "step %d", step)
+		lag := map[string]int64{"n": stored - readNamed}
+		wantLen := stored - gone
+		if hasDefault {
+			lag["__default__"] = stored - readDefault
+			wantLen = stored - readDefault
+		}
+		require.Equal(t, wantLen, q.Len(), "step %d", step)
+		require.Equal(t, wantLen == 0, q.IsEmpty(), "step %d", step)
 		require.Equal(t, stored-readNamed, c.Len(), "step %d", step)
 		st := q.Stats()
-		require.Equal(t, stored-min(readDefault, readNamed), st.Messages, "step %d", step)
-		require.Equal(t, map[string]int64{"__default__": stored - readDefault, "n": stored - readNamed}, st.Lag)
+		require.Equal(t, stored-gone, st.Messages, "step %d", step)
+		require.Equal(t, int64(tail-offset(gone)), st.Bytes, "step %d", step)
+		require.Equal(t, lag, st.Lag, "step %d", step)
 	}
 }
 
@@ -416,12 +473,21 @@ func TestStats(t *testing.T) {
 		_, err := q.Dequeue()
 		require.NoError(t, err)
 	}
+	// Reads never reclaim: the messages read are still stored until a
+	// flush has made the position that passed them durable.
+	s = q.Stats()
+	require.EqualValues(t, 20, s.Messages)
+	require.EqualValues(t, 20*(1000+recordHeaderSize), s.Bytes)
+	require.Zero(t, s.ArenasReclaimed)
+	require.Zero(t, s.SpareArenas)
+	require.NoError(t, q.Flush())
 	s = q.Stats()
 	require.Zero(t, s.Messages)
 	require.Zero(t, s.Bytes)
 	require.Equal(t, 1, s.ArenasOnDisk)
 	require.Positive(t, s.ArenasReclaimed)
 	require.Equal(t, maxSpareArenas, s.SpareArenas)
+	require.EqualValues(t, 2, s.Flushes)
 
 	failSyncs(true)
 	require.NoError(t, q.Enqueue(msg))

@@ -95,12 +95,15 @@ func faultArenaFile(dir string, id uint64) string {
 	return filepath.Join(dir, fmt.Sprintf("arena-%d.bq", id))
 }
 
-// faultBuildQueue enqueues msgs into a new queue in a new directory, with one
-// extra consumer "reader", closes it, and returns the directory.
+// faultBuildQueue enqueues msgs into a new queue in a new directory, with
+// the default consumer (slot 0, made by a first read) and one extra
+// consumer "reader" (slot 1), closes it, and returns the directory.
 func faultBuildQueue(t *testing.T, msgs [][]byte) string {
 	t.Helper()
 	q, dir := openTestQueue(t, faultOptions()...)
-	_, err := q.NewConsumer("reader")
+	_, err := q.Peek()
+	require.ErrorIs(t, err, ErrEmptyQueue)
+	_, err = q.NewConsumer("reader")
 	require.NoError(t, err)
 	for _, m := range msgs {
 		require.NoError(t, q.Enqueue(m))
@@ -113,6 +116,29 @@ func faultBuildQueue(t *testing.T, msgs [][]byte) string {
 	checkInvariants(t, q)
 	require.NoError(t, q.Close())
 	return dir
+}
+
+// faultCloseKeepSpares closes q, whose directory is dir, and puts back the
+// spare files it held just before, as a crash inside Close leaves them:
+// Close removes the spares only after it has synced the index. It returns
+// how many there were. NewQueue deletes spares it finds, never reuses
+// them; a template that holds some tests that.
+func faultCloseKeepSpares(t *testing.T, q *Queue, dir string) int {
+	t.Helper()
+	spares, err := filepath.Glob(filepath.Join(dir, "spare-*.bq"))
+	require.NoError(t, err)
+	content := make(map[string][]byte, len(spares))
+	for _, p := range spares {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		content[p] = b
+	}
+	require.NoError(t, q.Close())
+	for p, b := range content {
+		require.NoFileExists(t, p, "Close removes spares")
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+	}
+	return len(spares)
 }
 
 // faultCopyDir copies the regular files of src, but the lock file, into a new
@@ -594,8 +620,9 @@ func TestFaultRandomBytes(t *testing.T) {
 	n := len(msgs)
 	tail := faultLayout(msgs)[n-1].end
 
-	// The template has two consumers part-way through, two reclaimed arenas
-	// kept as spares, and the arenas still read.
+	// The template has two consumers part-way through, two arenas a flush
+	// reclaimed kept as spares (as a crash inside Close leaves them), and
+	// the arenas still read.
 	q, template := openTestQueue(t, faultOptions()...)
 	slow, err := q.NewConsumer("slow")
 	require.NoError(t, err)
@@ -612,7 +639,8 @@ func TestFaultRandomBytes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, msgs[i], b)
 	}
-	require.NoError(t, q.Close())
+	require.NoError(t, q.Flush())
+	faultCloseKeepSpares(t, q, template)
 	entries, err := os.ReadDir(template)
 	require.NoError(t, err)
 	var files []string
@@ -632,7 +660,8 @@ func TestFaultRandomBytes(t *testing.T) {
 	for i := range 4 {
 		indexWords = append(indexWords, int64(indexHeaderSize+i*slotSize+slotOffsetOff))
 	}
-	// Enough new messages to fill two more arenas, which reuse the spares.
+	// Enough new messages to fill two more arenas. NewQueue deleted the
+	// spares: they are new files.
 	post := faultMessages(rand.New(rand.NewPCG(4, 4)), 2*faultDataSize/1000+1, 1000, 1000)
 	for i := range post {
 		post[i][0] = '+' // distinct from every original message
@@ -682,8 +711,8 @@ func TestFaultRandomBytes(t *testing.T) {
 				}
 				checkInvariants(t, q)
 
-				// The queue works on: new messages, through two new (recycled)
-				// arenas, reach every consumer exactly.
+				// The queue works on: new messages, through two new arenas,
+				// reach every consumer exactly.
 				for _, m := range post {
 					require.NoError(t, q.Enqueue(m))
 				}
@@ -1092,7 +1121,9 @@ func TestFaultClosed(t *testing.T) {
 		}
 
 		q = openTestQueueIn(t, dir)
-		require.Equal(t, []string{defaultConsumerKey, "c"}, q.Consumers())
+		// No queue-level read succeeded before Close, and the ones after
+		// it created nothing: there is no default consumer yet.
+		require.Equal(t, []string{"c"}, q.Consumers())
 		s, err := q.DequeueString()
 		require.NoError(t, err)
 		require.Equal(t, "kept", s)

@@ -803,6 +803,9 @@ func (q *Queue) flush(explicit bool) error {
 	q.flushes++
 	q.lastFlushErr = nil
 	q.reclaimTo(min(limit, q.reclaimLimit()), true, true)
+	if q.failed != nil {
+		return q.failed // the watermark's msync failed
+	}
 	return q.choreErrFor(explicit)
 }
 

@@ -350,7 +350,7 @@ func TestManyConsumersGrowIndex(t *testing.T) {
 	require.NoError(t, q.Flush())
 	require.NoError(t, q.Close())
 	q = openTestQueueIn(t, dir, opts...)
-	require.Len(t, q.Consumers(), n+1)
+	require.Len(t, q.Consumers(), n, "no default consumer: no queue-level read happened")
 	for i := 0; i < n; i++ {
 		c, err := q.NewConsumer(fmt.Sprint("c", i))
 		require.NoError(t, err)
@@ -371,29 +371,35 @@ func TestDeleteDefaultConsumer(t *testing.T) {
 	require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
 	require.Empty(t, q.Consumers())
 	require.False(t, q.IsEmpty(), "with no consumer the data stays")
+	require.EqualValues(t, 3, q.Len(), "Len answers as a new consumer would")
 
 	// The next queue-level read re-creates the default consumer at the
-	// oldest stored message, which is still "1" (nothing was reclaimed
-	// past the position the deleted consumer had).
-	s, err = q.DequeueString()
-	require.NoError(t, err)
-	require.Equal(t, "1", s)
+	// oldest stored message, which is still "0": nothing was reclaimed.
+	for _, want := range []string{"0", "1"} {
+		s, err = q.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, want, s)
+	}
 	require.Equal(t, []string{"__default__"}, q.Consumers())
 
 	require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
 	require.NoError(t, q.Close())
 	q = openTestQueueIn(t, dir, SetArenaSize(4096))
 	require.Empty(t, q.Consumers(), "a deleted default consumer stays deleted across reopen")
+	require.EqualValues(t, 3, q.Len())
 	s, err = q.DequeueString()
 	require.NoError(t, err)
-	require.Equal(t, "2", s)
+	require.Equal(t, "0", s, "with no consumer, Close reclaims nothing")
 }
 
-// TestNewConsumerAfterReclaim: a consumer created after the oldest arenas
-// were reclaimed starts at the oldest message still stored.
+// TestNewConsumerAfterReclaim: a consumer starts at the oldest message
+// still stored: before a flush that is the first message ever written
+// (reads do not reclaim); after a flush reclaimed the arenas the default
+// consumer passed, the first message that starts in the oldest arena left.
 func TestNewConsumerAfterReclaim(t *testing.T) {
-	q, _ := openTestQueue(t, SetArenaSize(4096))
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	msg := make([]byte, 500)
+	const size = recordHeaderSize + 500
 	for i := 0; i < 40; i++ {
 		copy(msg, fmt.Sprint(i, "|"))
 		require.NoError(t, q.Enqueue(msg))
@@ -402,11 +408,26 @@ func TestNewConsumerAfterReclaim(t *testing.T) {
 		_, err := q.Dequeue()
 		require.NoError(t, err)
 	}
+	early, err := q.NewConsumer("early")
+	require.NoError(t, err)
+	got, err := early.Dequeue()
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(got, []byte("0|")), "got %q", got[:4])
+	require.NoError(t, q.DeleteConsumer("early"))
+
+	require.NoError(t, q.Flush())
+	const ds = 4096 - arenaHeaderSize
+	firstArena := 30 * size / ds // the default consumer's
+	require.Positive(t, firstArena)
+	require.EqualValues(t, firstArena, q.Stats().ArenasReclaimed)
+	oldest := (firstArena*ds + size - 1) / size // the first record starting in it
+	require.Less(t, oldest, 30)
 	late, err := q.NewConsumer("late")
 	require.NoError(t, err)
-	got, err := late.Dequeue()
+	require.EqualValues(t, 40-oldest, late.Len())
+	got, err = late.Dequeue()
 	require.NoError(t, err)
-	require.True(t, bytes.HasPrefix(got, []byte("30|")), "got %q", got[:4])
+	require.True(t, bytes.HasPrefix(got, []byte(fmt.Sprint(oldest, "|"))), "got %q, want message %d", got[:4], oldest)
 }
 
 func TestOptionErrors(t *testing.T) {

@@ -103,8 +103,10 @@ func (q *Queue) recover() error {
 	}
 
 	// The oldest stored record, where new consumers start: the first
-	// record the oldest intact arena header names, or a proven consumer
-	// position below it.
+	// record the oldest intact arena header names, or a consumer position
+	// below it. An unproven one counts too: oldest, stored as the reclaim
+	// watermark, must never pass a consumer, or the next open would take
+	// the damaged arenas under it for reclaimed ones and move it silently.
 	oldest, oldestSeq := tail, tailSeq
 	if m.first < m.next {
 		b, ok, err := q.oldestBoundary(m.first, tail)
@@ -116,7 +118,7 @@ func (q *Queue) recover() error {
 		}
 	}
 	for _, st := range q.consumers {
-		if st.off >= m.first*ds && st.off < oldest && st.seq != unknownSeq {
+		if st.off >= m.first*ds && st.off < oldest {
 			oldest, oldestSeq = st.off, st.seq
 		}
 	}
