@@ -548,7 +548,8 @@ func (m *arenaManager) runReclaim(jobs []reclaimJob) ([]reclaimJob, error) {
 				done = append(done, j)
 				continue
 			}
-			errs = append(errs, fmt.Errorf("reclaim arena %d: %w", j.id, err))
+			// Not kept as a spare then: removing it frees the space all
+			// the same, so the failed rename is no error of the flush.
 			j.spare = ""
 		}
 		if err := m.fs.remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -51,7 +51,7 @@ func checkBeforeOpen(dir string, o *options) error {
 				dir, originalMetadataName, dir, ErrForeignQueue)
 		case name == indexFileName:
 			hasIndex = true
-		case strings.HasPrefix(name, "arena-") || strings.HasPrefix(name, "damaged-") || strings.HasPrefix(name, "spare-"):
+		case isOwnFileName(name) && (strings.HasPrefix(name, "arena-") || strings.HasPrefix(name, "damaged-")):
 			arenas = append(arenas, name)
 		case isOwnFileName(name) || name == "lost+found":
 		default:

@@ -282,15 +282,11 @@ func decodeRecordHeader(b []byte) recordHeader {
 	return recordHeader{crc: le32(b[recordCRCOff:]), length: le32(b[recordLenOff:]), seq: le64(b[recordSeqOff:])}
 }
 
-// sumStart returns the checksum of the header's covered bytes, which
-// crc32.Update extends over the payload; the record is intact when the
-// result equals h.crc.
-func (h recordHeader) sumStart() uint32 {
-	var b [recordHeaderSize]byte
-	binary.LittleEndian.PutUint32(b[recordLenOff:], h.length)
-	binary.LittleEndian.PutUint64(b[recordSeqOff:], h.seq)
-	return crc32Of(b[recordLenOff:])
-}
+// recordHeaderSum returns the checksum of the covered bytes of the
+// encoded header b, which crc32.Update extends over the payload; the
+// record is intact when the result equals the header's crc. (It works on
+// the caller's bytes: a copy here would escape to the heap on every read.)
+func recordHeaderSum(b []byte) uint32 { return crc32Of(b[recordLenOff:recordHeaderSize]) }
 
 // size returns the bytes the record takes in the stream.
 func (h recordHeader) size() uint64 { return recordHeaderSize + uint64(h.length) }

@@ -531,7 +531,7 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 	if err := q.am.readAt(st.off+recordHeaderSize, dst[start:]); err != nil {
 		return dst[:start], 0, q.readFailed(st, err)
 	}
-	if crc := crc32.Update(rh.sumStart(), castagnoli, dst[start:]); crc != rh.crc && broken != brokenNoChecksum {
+	if crc := crc32.Update(recordHeaderSum(h), castagnoli, dst[start:]); crc != rh.crc && broken != brokenNoChecksum {
 		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, rh.crc))
 	}
 	return dst, st.off + rh.size(), nil

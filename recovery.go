@@ -478,7 +478,7 @@ func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, err
 	if !sum {
 		return n, true, nil
 	}
-	crc, err := q.am.checksum(off+recordHeaderSize, n, rh.sumStart())
+	crc, err := q.am.checksum(off+recordHeaderSize, n, recordHeaderSum(h[:]))
 	if err != nil {
 		if isDamage(err) {
 			return 0, false, nil
