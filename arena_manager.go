@@ -548,8 +548,10 @@ func (m *arenaManager) runReclaim(jobs []reclaimJob) ([]reclaimJob, error) {
 				done = append(done, j)
 				continue
 			}
-			// Not kept as a spare then: removing it frees the space all
-			// the same, so the failed rename is no error of the flush.
+			// Removed instead, which frees the space all the same; the
+			// failed rename is still reported once, like every error of
+			// housekeeping.
+			errs = append(errs, fmt.Errorf("reclaim arena %d: keep as a spare: %w", j.id, err))
 			j.spare = ""
 		}
 		if err := m.fs.remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {

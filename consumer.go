@@ -61,7 +61,7 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 	if from.st.deleted {
 		return nil, fmt.Errorf("copy consumer %q from %q: %w", name, from.st.name, ErrNoConsumer)
 	}
-	st, err := q.consumerLocked(name)
+	st, err := q.consumerAt(name, from.st.off, from.st.seq)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +127,13 @@ func (q *Queue) Consumers() []string {
 // consumerLocked returns the consumer called name, creating it at the
 // oldest stored message when it does not exist. Needs mu.
 func (q *Queue) consumerLocked(name string) (*consumerState, error) {
+	return q.consumerAt(name, q.oldest, q.oldestSeq)
+}
+
+// consumerAt returns the consumer called name, creating it at (off, seq),
+// a record boundary in [oldest, tail], when it does not exist: a crash
+// leaves it there or not at all. Needs mu.
+func (q *Queue) consumerAt(name string, off, seq uint64) (*consumerState, error) {
 	if st := q.consumers[name]; st != nil {
 		return st, nil
 	}
@@ -143,7 +150,7 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 		}
 		slot = q.idx.freeSlot()
 	}
-	st := &consumerState{name: name, slot: slot, off: q.oldest, seq: q.oldestSeq, lost: lost}
+	st := &consumerState{name: name, slot: slot, off: off, seq: seq, lost: lost}
 	q.idx.addConsumer(slot, name, st.off, st.seq, lost)
 	q.changed = true
 	q.consumers[name] = st

@@ -364,7 +364,23 @@ func crashObserve(q *Queue, bound int) (*crashObservation, error) {
 		o.remain[name] = r.length()
 		o.next[name], o.nextErr[name] = r.peek()
 	}
-	v, err := q.NewConsumer(crashVerifier)
+	if len(o.names) == 0 {
+		return o, nil // no consumer: nothing is to be read
+	}
+	// The verifier starts at the head, copied from the slowest consumer
+	// (a plain new consumer starts at the oldest stored message, which may
+	// lie below the head until a flush reclaims it).
+	slowest := o.names[0]
+	for _, name := range o.names {
+		if o.remain[name] > o.remain[slowest] {
+			slowest = name
+		}
+	}
+	from, err := q.NewConsumer(slowest)
+	if err != nil {
+		return nil, fmt.Errorf("slowest consumer %q: %w", slowest, err)
+	}
+	v, err := q.FromConsumer(crashVerifier, from)
 	if err != nil {
 		return nil, fmt.Errorf("new verifier: %w", err)
 	}
@@ -384,6 +400,24 @@ func crashObserve(q *Queue, bound int) (*crashObservation, error) {
 		return nil, fmt.Errorf("delete verifier: %w", err)
 	}
 	return o, nil
+}
+
+// crashEnsureDefault makes the default consumer of a queue no queue-level
+// read has touched yet: the model has it from the start, at the first
+// message, and a new queue gets it with its first queue-level read, which
+// every child's check makes before any operation (so nothing was enqueued
+// yet, and it starts at the first message too).
+func crashEnsureDefault(q *Queue, m *crashModel) error {
+	if slices.Contains(q.Consumers(), defaultConsumerKey) {
+		return nil
+	}
+	if _, ok := m.Pos[defaultConsumerKey]; !ok || len(m.Msgs) > 0 || m.Pending != nil {
+		return nil // the check reports the missing consumer
+	}
+	if _, err := q.Peek(); !errors.Is(err, ErrEmptyQueue) {
+		return fmt.Errorf("first queue-level read of a new queue: %v, want ErrEmptyQueue", err)
+	}
+	return nil
 }
 
 // mismatch returns how o differs from what m says the queue holds, or "".
@@ -544,6 +578,9 @@ func crashResolve(q *Queue, seed uint64, m *crashModel) (resolved *crashModel, a
 	bound := len(m.Msgs) + 16
 	if m.Pending != nil {
 		bound += len(m.Pending.Lens)
+	}
+	if err := crashEnsureDefault(q, m); err != nil {
+		return nil, false, "", counts, err
 	}
 	o, err := crashObserve(q, bound)
 	if err != nil {
@@ -789,7 +826,12 @@ func (c *crashChild) next() crashOp {
 				free = append(free, name)
 			}
 		}
-		op := crashOp{Kind: 'N', Name: free[rng.IntN(len(free))]}
+		// Always FromConsumer: a plain NewConsumer starts at the oldest
+		// message still stored, which the model, trimmed at the head,
+		// does not know (lifecycle_test.go and the I/O-error and compat
+		// tests check that start); copying the slowest consumer is the
+		// same position the head had.
+		op := crashOp{Kind: 'N', Name: free[rng.IntN(len(free))], From: laggard}
 		if rng.IntN(2) == 0 {
 			op.From = names[rng.IntN(len(names))]
 		}
@@ -1447,7 +1489,7 @@ func TestCrashFirstArenaUnfinished(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "arena-0.bq"), make([]byte, tc.size), 0o644))
 
 			q = openTestQueueIn(t, dir, SetArenaSize(arenaSize))
-			require.Equal(t, []string{defaultConsumerKey}, q.Consumers())
+			require.Empty(t, q.Consumers(), "no queue-level read made the default consumer yet")
 			require.Zero(t, q.Len(), "Len of an empty queue")
 			require.True(t, q.IsEmpty())
 			_, err := q.Dequeue()
@@ -1468,21 +1510,22 @@ type crashStopAtDirSync struct{ osFS }
 func (crashStopAtDirSync) syncDir(string) error { return errors.New("killed here") }
 
 // TestCrashFirstOpenInterrupted is the state a kill leaves when it hits the
-// NewQueue that creates a queue, after the index is in place and before
-// the default consumer is: the queue's first successful NewQueue must still
-// have the default consumer, and it must not miss messages that a named
-// consumer reads first.
+// NewQueue that creates a queue, after the index is in place: the queue's
+// first successful NewQueue opens it, with no consumer (the default one
+// comes with the first queue-level read), and the default consumer must
+// not miss messages that a named consumer reads first.
 //
-// It guards a fixed bug: the default consumer was added only after the
+// It guarded a fixed bug: the default consumer was added only after the
 // index was in place, so a NewQueue dying in between left a queue without
-// it. Now a new index holds it before it gets its name.
+// it, which then started at the head. Now the default consumer is made by
+// the first queue-level read, at the oldest stored message.
 func TestCrashFirstOpenInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	_, err := NewQueue(dir, SetArenaSize(4096), withFS(crashStopAtDirSync{}))
 	require.Error(t, err, "the first NewQueue was to die at its directory sync")
 
 	q := openTestQueueIn(t, dir, SetArenaSize(4096))
-	require.Equal(t, []string{defaultConsumerKey}, q.Consumers(), "the default consumer exists from the first NewQueue")
+	require.Empty(t, q.Consumers(), "a new queue has no consumer")
 	for _, s := range []string{"a", "b", "c"} {
 		require.NoError(t, q.EnqueueString(s))
 	}

@@ -313,9 +313,9 @@ func (r *ioErrRun) open() {
 	r.handles = make(map[string]*Consumer)
 	names := r.q.Consumers()
 	if !slices.Contains(names, defaultConsumerKey) {
-		// NewQueue failed after writing the index of a new queue, before
-		// adding the default consumer; the next queue-level read would add
-		// it at the head. Nothing was enqueued yet.
+		// A new queue has no default consumer: the first queue-level
+		// read would add it. The model has it from the start, so it is
+		// made here, on the first open, before anything is enqueued.
 		require.Empty(r.t, r.msgs, "%s: the default consumer is gone", r.c)
 		_, err := r.q.NewConsumer(defaultConsumerKey)
 		require.NoError(r.t, err)
@@ -426,7 +426,25 @@ func (r *ioErrRun) dequeue(name string) bool {
 	return err == nil
 }
 
-// head is where a new consumer starts: at the oldest position.
+// offset returns the logical offset of message i.
+func (r *ioErrRun) offset(i int) uint64 {
+	var off uint64
+	for _, m := range r.msgs[:i] {
+		off += recordHeaderSize + uint64(len(m))
+	}
+	return off
+}
+
+// oldest returns the queue's oldest stored record, where a new consumer
+// starts.
+func (r *ioErrRun) oldest() uint64 {
+	r.q.mu.Lock()
+	defer r.q.mu.Unlock()
+	return r.q.oldest
+}
+
+// head is the position of the slowest consumer: a new one starts at or
+// below it.
 func (r *ioErrRun) head() int {
 	h := len(r.msgs)
 	for _, p := range r.pos {
@@ -461,9 +479,14 @@ func (r *ioErrRun) run(op ioErrOp) {
 			require.NotContains(r.t, r.q.Consumers(), op.name, "%s: a failed NewConsumer added it", r.c)
 			return
 		}
-		r.pos[op.name] = r.head()
+		// A new consumer starts at the oldest message still stored: not
+		// past the slowest consumer, and, as reads check, where the
+		// messages it then reads are stored.
+		p := len(r.msgs) - int(h.Len())
+		require.True(r.t, p >= 0 && p <= r.head(), "%s: new consumer %s starts at message %d, the slowest consumer is at %d", r.c, op.name, p, r.head())
+		require.Equal(r.t, r.offset(p), r.oldest(), "%s: new consumer %s: not at the oldest stored message", r.c, op.name)
+		r.pos[op.name] = p
 		r.handles[op.name] = h
-		require.EqualValues(r.t, len(r.msgs)-r.pos[op.name], h.Len(), "%s: new consumer %s", r.c, op.name)
 	case ioOpDeleteConsumer:
 		if _, ok := r.pos[op.name]; !ok {
 			return
