@@ -440,7 +440,7 @@ func TestBatchAtomicForReaders(t *testing.T) {
 func TestBatchAllOrNothing(t *testing.T) {
 	q, _ := openTestQueue(t, SetArenaSize(4096))
 	require.NoError(t, q.EnqueueString("before"))
-	err := q.EnqueueBatch([][]byte{[]byte("a"), make([]byte, MaxMessageSize+1), []byte("c")})
+	err := q.EnqueueBatch([][]byte{[]byte("a"), unreadableMessage(t), []byte("c")})
 	require.ErrorIs(t, err, ErrTooLarge)
 	require.EqualValues(t, 1, q.Len())
 	s, err := q.DequeueString()

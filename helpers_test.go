@@ -145,3 +145,15 @@ func startHolder(t *testing.T, cmd *exec.Cmd) (io.ReadCloser, func() error) {
 	})
 	return stdout, kill
 }
+
+// unreadableMessage returns a message of MaxMessageSize+1 bytes that
+// costs no memory: anonymous address space mapped PROT_NONE, so any read
+// of it would crash the test. It stands in for a 4 GiB slice, which the
+// runtime would have to zero when a freed span is reused.
+func unreadableMessage(tb testing.TB) []byte {
+	tb.Helper()
+	b, err := syscall.Mmap(-1, 0, MaxMessageSize+1, syscall.PROT_NONE, syscall.MAP_ANON|syscall.MAP_PRIVATE|syscall.MAP_NORESERVE)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, syscall.Munmap(b)) })
+	return b
+}
