@@ -168,7 +168,7 @@ func (q *Queue) open() error {
 		if q.idx, err = createIndex(q.opts.fs, path, q.opts.arenaSize, binary.LittleEndian.Uint64(id[:])); err != nil {
 			return err
 		}
-		if err := q.syncDir(); err != nil {
+		if err := syncDir(q.opts.fs, q.dir); err != nil {
 			return err
 		}
 	case err != nil:
@@ -774,7 +774,7 @@ func (q *Queue) flush(explicit bool) error {
 	}
 	q.am.unpin(pins)
 	if err == nil && dirDirty {
-		err = q.syncDir()
+		err = q.am.syncDir()
 	}
 
 	q.mu.Lock()
@@ -887,7 +887,7 @@ func (q *Queue) Close() error {
 		changed := q.changed || q.am.dirDirty || q.am.anyDirty()
 		err := q.am.close(true)
 		if err == nil && q.am.dirDirty {
-			err = q.syncDir()
+			err = q.am.syncDir()
 		}
 		if err == nil && (changed || !q.cleanOnDisk) {
 			if changed {
@@ -1091,12 +1091,4 @@ func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, erro
 // afterwards, which holds for the slices Dequeue and Peek return.
 func bytesToString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
-}
-
-// syncDir fsyncs the queue directory. Needs no lock.
-func (q *Queue) syncDir() error {
-	if broken == brokenNoDirSync {
-		return nil // deliberately wrong; see fs.go
-	}
-	return q.opts.fs.syncDir(q.dir)
 }
