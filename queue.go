@@ -683,7 +683,7 @@ func (q *Queue) updateOldest() {
 		return
 	}
 	off, seq := q.head, q.headSeq
-	b, ok, err := q.oldestBoundary(m.first, q.tail)
+	b, ok, err := m.oldestBoundary(m.first, q.tail)
 	q.noteChoreErr(err)
 	if ok && b.first <= q.head && b.firstSeq <= q.headSeq {
 		off, seq = b.first, b.firstSeq

@@ -16,45 +16,75 @@ import (
 // position skips to the next intact arena and reports ErrCorrupt.
 const unknownSeq = ^uint64(0)
 
+// recovered is the state recovery rebuilt from the index and the arena
+// files, which Queue.install puts in place.
+type recovered struct {
+	tail, tailSeq     uint64
+	oldest, oldestSeq uint64
+	consumers         map[string]*consumerState
+	damaged           []damagedSlot
+	ckpt              checkpoint
+	storedTail        uint64 // the index's tail and head words as read, to
+	storedHead        uint64 // tell whether the index must be rewritten
+}
+
 // recover rebuilds the queue's state from the index and the arena files
-// after any shutdown, clean or not. Needs mu or exclusive access.
+// after any shutdown, clean or not, and installs it. Needs mu or
+// exclusive access.
 //
 // The index's tail may be ahead of the data that reached the disk (the
-// kernel writes index pages back on its own), so the records between the
-// last checkpoint and the tail are verified and the tail is cut back to the
-// last valid one. Consumer positions are checked against the record they
-// point at and clamped into [head, tail]. Records below the checkpoint
-// were msynced before it was written; reads check them again.
+// kernel writes index pages back on its own), so the log verifies the
+// records between the last checkpoint and the tail and cuts the tail back
+// to the last valid one (arenaManager.recoverTail). Consumer positions are
+// then checked against the record they point at and clamped into
+// [oldest, tail]. Records below the checkpoint were msynced before it was
+// written; reads check them again.
 func (q *Queue) recover() error {
-	m := q.am
-	ds := m.dataSize
 	storedTail, idxHead, ckpt := q.idx.tail(), q.idx.head(), q.idx.checkpoint()
 	idxTail := storedTail
 	if idxTail > maxOffset {
 		idxTail = ckpt.offset // damage: the checkpoint is all that is known
 	}
 	limit := max(idxTail, ckpt.offset)
-	if err := q.inventory(idxHead, limit, ckpt); err != nil {
-		return err
-	}
-	if err := q.cutLostBottom(idxHead, limit, ckpt); err != nil {
-		return err
-	}
-
 	list, damaged := q.idx.consumers()
-	q.damaged = damaged
-	q.changed = len(damaged) > 0
-	start, seq, proven, err := q.startPoint(ckpt, limit, list)
+	clean := q.idx.clean()
+	tail, tailSeq, proven, err := q.am.recoverTail(idxHead, limit, ckpt, list, clean)
 	if err != nil {
 		return err
 	}
-	tail, tailSeq, err := q.verify(start, seq, limit)
-	if err != nil {
+	r := &recovered{tail: tail, tailSeq: tailSeq, damaged: damaged, ckpt: ckpt,
+		storedTail: storedTail, storedHead: idxHead, consumers: make(map[string]*consumerState)}
+	if err := r.placeConsumers(q.am, list, proven); err != nil {
 		return err
 	}
-	q.tail, q.tailSeq = tail, tailSeq
-	if storedTail != tail {
-		q.idx.setTail(tail)
+	q.install(r, list)
+	q.cleanOnDisk = clean
+	return nil
+}
+
+// recoverTail is the log's own recovery. It lists the directory and drops
+// what reclaiming or an interrupted write left (inventory, cutLostBottom),
+// verifies the records from the best proven boundary up to limit and
+// returns the end of the last valid one (the tail) with the next sequence
+// number, and the consumer slots whose stored position is a proven
+// boundary. Arena files past the tail go, and, after a shutdown that was
+// not clean or a cut tail, the tail arena's bytes past the tail are
+// zeroed. Needs exclusive access.
+func (m *arenaManager) recoverTail(idxHead, limit uint64, ckpt checkpoint, list []consumerSlot, clean bool) (uint64, uint64, map[int]bool, error) {
+	ds := m.dataSize
+	if err := m.inventory(idxHead, limit, ckpt); err != nil {
+		return 0, 0, nil, err
+	}
+	if err := m.cutLostBottom(idxHead, limit, ckpt); err != nil {
+		return 0, 0, nil, err
+	}
+	start, seq, proven, err := m.startPoint(ckpt, limit, list)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	tail, tailSeq, err := m.verify(start, seq, limit)
+	if err != nil {
+		return 0, 0, nil, err
 	}
 
 	// Arenas past the one holding the last valid byte hold no committed
@@ -69,15 +99,35 @@ func (q *Queue) recover() error {
 	}
 	for id := m.nextPresent(keepNext); id < m.next; id = m.nextPresent(id + 1) {
 		if err := m.drop(id); err != nil {
-			return err
+			return 0, 0, nil, err
 		}
 	}
 	m.next = keepNext
 	m.first = min(m.first, m.next)
 
-	// Consumers: positions at or past the tail move to it; positions in
-	// arenas that are gone move to the oldest record left; the others are
-	// checked.
+	// Past the tail, the tail's arena may hold records of an interrupted
+	// run, with the sequence numbers the next records get at the same
+	// offsets when messages have the same sizes: a power loss that kept
+	// such an old page instead of the new one would let an old record
+	// pass for a new one. They are zeroed, unless the queue was closed
+	// cleanly and recovery kept its tail. The clean mark is cleared
+	// durably before the first write into an arena (see clearCleanMark).
+	if !clean || tail < limit {
+		if err := m.zeroPast(tail); err != nil {
+			return 0, 0, nil, err
+		}
+	}
+	return tail, tailSeq, proven, nil
+}
+
+// placeConsumers sets every consumer's position and the oldest stored
+// record from the recovered log m. Consumers at or past the tail move to
+// it; those in arenas that are gone move to the oldest record left; the
+// others keep their position, with its sequence number proven or walked
+// to (unknownSeq when it is no record boundary).
+func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven map[int]bool) error {
+	ds := m.dataSize
+	tail, tailSeq := r.tail, r.tailSeq
 	var below []*consumerState
 	for _, c := range list {
 		st := &consumerState{name: c.name, slot: c.slot, off: c.offset, lost: c.lost}
@@ -95,11 +145,12 @@ func (q *Queue) recover() error {
 		case proven[c.slot]:
 			st.seq = c.seqHint
 		default:
-			if st.seq, err = q.seqAt(c.offset); err != nil {
+			var err error
+			if st.seq, err = m.seqAt(c.offset, tail, tailSeq); err != nil {
 				return err
 			}
 		}
-		q.consumers[c.name] = st
+		r.consumers[c.name] = st
 	}
 
 	// The oldest stored record, where new consumers start: the first
@@ -107,23 +158,38 @@ func (q *Queue) recover() error {
 	// below it. An unproven one counts too: oldest, stored as the reclaim
 	// watermark, must never pass a consumer, or the next open would take
 	// the damaged arenas under it for reclaimed ones and move it silently.
-	oldest, oldestSeq := tail, tailSeq
+	r.oldest, r.oldestSeq = tail, tailSeq
 	if m.first < m.next {
-		b, ok, err := q.oldestBoundary(m.first, tail)
+		b, ok, err := m.oldestBoundary(m.first, tail)
 		if err != nil {
 			return err
 		}
 		if ok && b.firstSeq <= tailSeq {
-			oldest, oldestSeq = b.first, b.firstSeq
+			r.oldest, r.oldestSeq = b.first, b.firstSeq
 		}
 	}
-	for _, st := range q.consumers {
-		if st.off >= m.first*ds && st.off < oldest {
-			oldest, oldestSeq = st.off, st.seq
+	for _, st := range r.consumers {
+		if st.off >= m.first*ds && st.off < r.oldest {
+			r.oldest, r.oldestSeq = st.off, st.seq
 		}
 	}
 	for _, st := range below {
-		st.off, st.seq = oldest, oldestSeq
+		st.off, st.seq = r.oldest, r.oldestSeq
+	}
+	return nil
+}
+
+// install puts the recovered state r in place and writes into the index
+// what differs from list, the consumer slots as read. Needs mu or
+// exclusive access.
+func (q *Queue) install(r *recovered, list []consumerSlot) {
+	q.tail, q.tailSeq = r.tail, r.tailSeq
+	q.oldest, q.oldestSeq = r.oldest, r.oldestSeq
+	q.consumers, q.damaged, q.ckpt = r.consumers, r.damaged, r.ckpt
+	q.changed = len(r.damaged) > 0
+	if r.storedTail != r.tail {
+		q.idx.setTail(r.tail)
+		q.changed = true
 	}
 	for _, c := range list {
 		if st := q.consumers[c.name]; st.off != c.offset || st.seq != c.seqHint {
@@ -131,26 +197,11 @@ func (q *Queue) recover() error {
 			q.changed = true
 		}
 	}
-	q.oldest, q.oldestSeq = oldest, oldestSeq
 	q.advanceHead()
-	q.idx.setHead(oldest)
-	q.ckpt = ckpt
+	q.idx.setHead(r.oldest)
 	// What the recovered positions passed is reclaimed by the first
 	// flush, once it has made them durable.
-	q.changed = q.changed || storedTail != tail || idxHead != oldest || q.reclaimLimit() > m.first
-
-	// Past the tail, the tail's arena may hold records of an interrupted
-	// run, with the sequence numbers the next records get at the same
-	// offsets when messages have the same sizes: a power loss that kept
-	// such an old page instead of the new one would let an old record
-	// pass for a new one. They are zeroed, unless the queue was closed
-	// cleanly and recovery kept its tail. The mark is cleared durably
-	// before the first write into an arena (see clearCleanMark).
-	q.cleanOnDisk = q.idx.clean()
-	if !q.cleanOnDisk || tail < limit {
-		return q.am.zeroPast(tail)
-	}
-	return nil
+	q.changed = q.changed || r.storedHead != r.oldest || q.reclaimLimit() > q.am.first
 }
 
 // startPoint returns the record boundary recovery verifies from, with its
@@ -169,8 +220,7 @@ func (q *Queue) recover() error {
 // arena's header names, when no consumer stands below it. Else it starts
 // at the tail when a consumer stands there, and else at the start of the
 // oldest arena: the tail is cut there, and every consumer moves to it.
-func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (uint64, uint64, map[int]bool, error) {
-	m := q.am
+func (m *arenaManager) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (uint64, uint64, map[int]bool, error) {
 	ds := m.dataSize
 	lo := m.first * ds
 	type boundary struct{ off, seq uint64 }
@@ -180,7 +230,7 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 		if c.offset < lo || c.offset >= limit || c.seqHint > maxOffset {
 			continue
 		}
-		_, ok, err := q.checkRecord(c.offset, c.seqHint, limit, true)
+		_, ok, err := m.checkRecord(c.offset, c.seqHint, limit, true)
 		if err != nil {
 			return 0, 0, nil, err
 		}
@@ -201,7 +251,7 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 		}
 		usable = err == nil
 	}
-	sane, err := q.ckptFitsHeaders(ckpt) // and every proven boundary:
+	sane, err := m.ckptFitsHeaders(ckpt) // and every proven boundary:
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -266,8 +316,7 @@ func (q *Queue) startPoint(ckpt checkpoint, limit uint64, list []consumerSlot) (
 // the arenas that hold the bytes just before and at its offset: a record
 // boundary with the checkpoint's sequence number can follow the first
 // record such a header names.
-func (q *Queue) ckptFitsHeaders(ckpt checkpoint) (bool, error) {
-	m := q.am
+func (m *arenaManager) ckptFitsHeaders(ckpt checkpoint) (bool, error) {
 	ids := []uint64{ckpt.offset / m.dataSize}
 	if ckpt.offset > 0 {
 		ids = append(ids, (ckpt.offset-1)/m.dataSize)
@@ -313,10 +362,9 @@ func isDamage(err error) bool {
 // can be durable while the positions that allowed it are not. A file of
 // the wrong size is found when it is first mapped (see arenaManager.get).
 // Spare files are removed.
-func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
-	m := q.am
+func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	ds := m.dataSize
-	entries, err := os.ReadDir(q.dir)
+	entries, err := os.ReadDir(m.dir)
 	if err != nil {
 		return fmt.Errorf("list queue directory: %w", err)
 	}
@@ -328,14 +376,14 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	var beyond []uint64
 	for _, e := range entries {
 		name := e.Name()
-		path := filepath.Join(q.dir, name)
+		path := filepath.Join(m.dir, name)
 		if n, ok := parseFileNumber(name, "spare-"); ok {
 			// A spare left by a crash may hold the records of an arena
 			// whose rename to its new name was lost, with sequence
 			// numbers the next records get: it is never reused.
 			m.spareSeq = max(m.spareSeq, n)
 			m.dirChanged()
-			if err := q.opts.fs.remove(path); err != nil {
+			if err := m.fs.remove(path); err != nil {
 				return fmt.Errorf("remove spare %s: %w", name, err)
 			}
 			continue
@@ -345,7 +393,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		case !ok:
 		case id < floor:
 			m.dirChanged()
-			if err := q.opts.fs.remove(path); err != nil {
+			if err := m.fs.remove(path); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
 		case id >= limitArena:
@@ -384,8 +432,7 @@ func (q *Queue) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 // checkpoint. (Missing arenas that held flushed bytes were durable before
 // the checkpoint: that is damage, which reads report.) Needs mu or
 // exclusive access.
-func (q *Queue) cutLostBottom(idxHead, limit uint64, ckpt checkpoint) error {
-	m := q.am
+func (m *arenaManager) cutLostBottom(idxHead, limit uint64, ckpt checkpoint) error {
 	ds := m.dataSize
 	floor := uint64(0)
 	if idxHead <= limit {
@@ -420,8 +467,7 @@ func parseFileNumber(name, prefix string) (uint64, bool) {
 // oldestBoundary returns the first record named by the oldest intact arena
 // header from arena from on, when one names a boundary inside the arenas
 // and not past limit.
-func (q *Queue) oldestBoundary(from, limit uint64) (arenaHeader, bool, error) {
-	m := q.am
+func (m *arenaManager) oldestBoundary(from, limit uint64) (arenaHeader, bool, error) {
 	for id := m.nextPresent(from); id < m.next; id = m.nextPresent(id + 1) {
 		h, err := m.header(id)
 		if err != nil {
@@ -441,9 +487,9 @@ func (q *Queue) oldestBoundary(from, limit uint64) (arenaHeader, bool, error) {
 // returns the end of the last valid one and the next sequence number. A
 // record is valid when its arena exists, it ends at or below limit, its
 // sequence number follows and its checksum matches.
-func (q *Queue) verify(off, seq, limit uint64) (uint64, uint64, error) {
+func (m *arenaManager) verify(off, seq, limit uint64) (uint64, uint64, error) {
 	for off < limit {
-		n, ok, err := q.checkRecord(off, seq, limit, true)
+		n, ok, err := m.checkRecord(off, seq, limit, true)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -459,12 +505,12 @@ func (q *Queue) verify(off, seq, limit uint64) (uint64, uint64, error) {
 // checkRecord reports whether a record with sequence number seq starts at
 // off and ends at or below limit, and returns its payload length. With sum
 // it also checks the checksum, reading the payload in place.
-func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, error) {
+func (m *arenaManager) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, error) {
 	if off > limit || limit-off < recordHeaderSize {
 		return 0, false, nil
 	}
 	var h [recordHeaderSize]byte
-	if err := q.am.readAt(off, h[:]); err != nil {
+	if err := m.readAt(off, h[:]); err != nil {
 		if isDamage(err) {
 			return 0, false, nil
 		}
@@ -478,7 +524,7 @@ func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, err
 	if !sum {
 		return n, true, nil
 	}
-	crc, err := q.am.checksum(off+recordHeaderSize, n, recordHeaderSum(h[:]))
+	crc, err := m.checksum(off+recordHeaderSize, n, recordHeaderSum(h[:]))
 	if err != nil {
 		if isDamage(err) {
 			return 0, false, nil
@@ -492,8 +538,8 @@ func (q *Queue) checkRecord(off, seq, limit uint64, sum bool) (uint64, bool, err
 // [first*dataSize, tail) and whose stored hint did not check out: the
 // records of off's arena are walked from the first one its header names.
 // A position that is not a proven boundary gets unknownSeq.
-func (q *Queue) seqAt(off uint64) (uint64, error) {
-	s, ok, err := q.walkTo(off)
+func (m *arenaManager) seqAt(off, tail, tailSeq uint64) (uint64, error) {
+	s, ok, err := m.walkTo(off, tail, tailSeq)
 	if err != nil || !ok {
 		return unknownSeq, err
 	}
@@ -503,8 +549,8 @@ func (q *Queue) seqAt(off uint64) (uint64, error) {
 // walkTo follows record headers from the first record named by off's
 // arena header and reports whether one starts exactly at off, with its
 // sequence number. It reads one arena's worth of headers at most.
-func (q *Queue) walkTo(off uint64) (uint64, bool, error) {
-	h, err := q.am.header(off / q.am.dataSize)
+func (m *arenaManager) walkTo(off, tail, tailSeq uint64) (uint64, bool, error) {
+	h, err := m.header(off / m.dataSize)
 	if err != nil {
 		if isDamage(err) {
 			return 0, false, nil
@@ -513,12 +559,12 @@ func (q *Queue) walkTo(off uint64) (uint64, bool, error) {
 	}
 	p, s := h.first, h.firstSeq
 	for p < off {
-		n, ok, err := q.checkRecord(p, s, q.tail, false)
+		n, ok, err := m.checkRecord(p, s, tail, false)
 		if err != nil || !ok {
 			return 0, false, err
 		}
 		p += recordHeaderSize + n
 		s++
 	}
-	return s, p == off && s <= q.tailSeq, nil
+	return s, p == off && s <= tailSeq, nil
 }
