@@ -36,6 +36,12 @@ const (
 	reserveStepMax = 16 << 20
 )
 
+// reserveAlign is the granularity of reservations: whole pages, so that
+// a write fault, which allocates blocks for its whole page, never reaches
+// past the reserved range (pages are 4 KiB on most systems, 16 or 64 KiB
+// on some arm64 and ppc64 kernels).
+var reserveAlign = max(reserveStepMin, os.Getpagesize())
+
 // recordSpan describes the record a write belongs to: it occupies the
 // logical bytes [start, end) and has sequence number seq. A write that has
 // to create a new arena derives the arena header's first record from it.
@@ -202,7 +208,8 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 
 // create makes arena id, which must be next, with a header naming first and
 // firstSeq as its first record. It reuses a spare file when there is one,
-// else allocates a new file in full, so a full disk fails here with ENOSPC.
+// else creates a sparse file and reserves its first blocks, so a full disk
+// fails here with ENOSPC.
 func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if id != m.next {
 		return nil, fmt.Errorf("create arena %d: next arena is %d: %w", id, m.next, ErrCorrupt)
@@ -232,9 +239,7 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	}
 	m.clock++
 	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
-	if err := m.setWriting(a, f); err != nil {
-		return nil, errors.Join(err, unmap(data))
-	}
+	m.setWriting(a, f)
 	if err := m.reserve(a, arenaHeaderSize); err != nil {
 		// Only a reused spare can get here: a new file has its first
 		// step reserved.
@@ -260,7 +265,7 @@ func (m *arenaManager) allocateNew(f *os.File) (int, error) {
 	if fullAllocation {
 		return m.arenaSize, m.fs.allocate(f, int64(m.arenaSize))
 	}
-	n := min(reserveStepMin, m.arenaSize)
+	n := min(reserveAlign, m.arenaSize)
 	if err := m.fs.allocate(f, int64(n)); err != nil {
 		return 0, err
 	}
@@ -279,17 +284,15 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 	if end <= a.reserved {
 		return nil
 	}
-	step := min(max(a.reserved/4, reserveStepMin), reserveStepMax)
+	step := min(max(a.reserved/4, reserveAlign), reserveStepMax)
 	want := max(end, a.reserved+step)
-	want = min((want+reserveStepMin-1)/reserveStepMin*reserveStepMin, m.arenaSize)
+	want = min((want+reserveAlign-1)/reserveAlign*reserveAlign, m.arenaSize)
 	if a.file == nil {
 		f, err := m.fs.open(m.arenaPath(a.id))
 		if err != nil {
 			return fmt.Errorf("reserve arena %d: %w", a.id, err)
 		}
-		if err := m.setWriting(a, f); err != nil {
-			return err
-		}
+		m.setWriting(a, f)
 	}
 	if err := m.fs.allocate(a.file, int64(want)); err != nil {
 		return fmt.Errorf("reserve %d bytes of arena %d: %w", want, a.id, err)
@@ -299,14 +302,16 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 }
 
 // setWriting makes a, whose file f is open, the arena the writer reserves
-// blocks in, closing the file of the previous one.
-func (m *arenaManager) setWriting(a *arena, f *os.File) error {
-	var err error
+// blocks in, closing the file of the previous one. A failed close of that
+// one loses nothing (its data is in the page cache and mapped); it is
+// reported with the housekeeping errors.
+func (m *arenaManager) setWriting(a *arena, f *os.File) {
 	if w := m.writing; w != nil && w != a {
-		err = m.closeFile(w)
+		if err := m.closeFile(w); err != nil {
+			m.choreErr = errors.Join(m.choreErr, err)
+		}
 	}
 	a.file, m.writing = f, a
-	return err
 }
 
 // closeFile closes a's file, when it is open.
@@ -696,15 +701,26 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 		}
 		return err
 	}
-	var zeros [4096]byte
+	// Page by page of the file, from the tail's byte: a page that reads
+	// as zeros is left alone, since writing it could fault in a block the
+	// reservation never covered (a hole); a page holding any other byte
+	// was written, so it lies inside the reserved range, which is whole
+	// pages (reserveAlign).
+	// Nothing written since the arena was mapped lies at or past its
+	// reserved range, and what earlier runs left there was zeroed when the
+	// queue was opened: the scan stops there when it is known.
+	limit := len(a.data)
+	if a.reserved > 0 {
+		limit = a.reserved
+	}
 	dirty := false
-	for b := a.data[arenaHeaderSize+tail%m.dataSize:]; len(b) > 0; {
-		n := min(len(b), len(zeros))
-		if !bytes.Equal(b[:n], zeros[:n]) {
-			clear(b[:n])
+	for off := arenaHeaderSize + int(tail%m.dataSize); off < limit; {
+		end := min((off/reserveAlign+1)*reserveAlign, limit)
+		if b := a.data[off:end]; !allZero(b) {
+			clear(b)
 			dirty = true
 		}
-		b = b[n:]
+		off = end
 	}
 	if !dirty {
 		return nil
@@ -713,6 +729,19 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 		return fmt.Errorf("msync arena %d after clearing past the tail: %w", id, err)
 	}
 	return nil
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	var zeros [4096]byte
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // nextPresent returns the smallest existing arena number >= id, or next.

@@ -71,8 +71,9 @@
 //     one done then), so that a power loss cannot leave new records under
 //     the old arena's name.
 //  6. Given back: a flush that finds nothing to do (an idle queue) and
-//     Close remove every spare, and NewQueue deletes spares a crash left,
-//     since their records might pass for later ones.
+//     Close remove every spare (a Close after a failed sync leaves them),
+//     and NewQueue deletes spares a crash or such a Close left, since
+//     their records might pass for later ones.
 //
 // After draining a queue and closing it, what stays on disk is the index
 // and the arena holding the newest records.

@@ -33,9 +33,10 @@ type damagedSlot struct {
 	names []string
 }
 
-// index is the memory-mapped index file. All methods need the queue's mu,
-// except sync, which needs only flushMu (the mapping is replaced only under
-// both).
+// index is the memory-mapped index file. All methods need the queue's mu.
+// A flush that syncs it without mu takes data under mu and calls syncData:
+// grow replaces data under mu only, but keeps the old mapping, which
+// shares its pages, until close.
 type index struct {
 	fs      fileSystem
 	path    string
@@ -293,9 +294,13 @@ func (x *index) grow() error {
 	return nil
 }
 
-// sync msyncs the index. Needs mu or flushMu.
-func (x *index) sync() error {
-	if err := x.fs.syncMapping(x.path, x.data); err != nil {
+// sync msyncs the index. Needs mu.
+func (x *index) sync() error { return x.syncData(x.data) }
+
+// syncData msyncs data, the index's mapping as taken under mu, or one
+// grow retired since. Needs flushMu (close does not run then).
+func (x *index) syncData(data []byte) error {
+	if err := x.fs.syncMapping(x.path, data); err != nil {
 		return fmt.Errorf("msync index %s: %w", x.path, err)
 	}
 	return nil

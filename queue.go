@@ -318,10 +318,19 @@ func (q *Queue) requestFlush() {
 
 // appendFailed cleans up after an append that failed: the arenas it
 // created from arenas on hold no committed record and go. Needs mu.
+//
+// The records it wrote into the tail's arena before failing are complete
+// and valid, with the sequence numbers the next records get: they are
+// zeroed (and msynced), so that neither a power loss that keeps an old
+// page nor the clean mark of a later Close lets one pass for a new
+// record. A failed msync fails the queue.
 func (q *Queue) appendFailed(arenas uint64, err error) error {
 	err = q.ioFailed(err)
 	if rerr := q.am.rollback(arenas); rerr != nil {
 		err = errors.Join(err, rerr)
+	}
+	if zerr := q.am.zeroPast(q.tail); zerr != nil {
+		err = errors.Join(err, q.fail(zerr))
 	}
 	return err
 }
@@ -653,11 +662,12 @@ func (q *Queue) reclaimTo(limit uint64, unlock, syncIndex bool) {
 	if len(jobs) == 0 {
 		return
 	}
+	idxData := q.idx.data // grow may replace the field once mu is released
 	if unlock {
 		q.mu.Unlock()
 	}
 	if syncIndex {
-		err = q.idx.sync()
+		err = q.idx.syncData(idxData)
 	}
 	var done []reclaimJob
 	var rerr error
@@ -764,8 +774,9 @@ func (q *Queue) flush(explicit bool) error {
 		// data it covers; see fs.go.
 		q.mu.Lock()
 		q.idx.setCheckpoint(target)
+		idxData := q.idx.data
 		q.mu.Unlock()
-		err = q.idx.sync()
+		err = q.idx.syncData(idxData)
 	}
 	for _, p := range pins {
 		if e := q.opts.fs.syncMapping(p.path, p.data); e != nil && err == nil {
@@ -791,8 +802,8 @@ func (q *Queue) flush(explicit bool) error {
 	idxData := q.idx.data
 	q.mu.Unlock()
 
-	if e := q.opts.fs.syncMapping(q.idx.path, idxData); e != nil {
-		err = fmt.Errorf("msync index: %w", e)
+	if e := q.idx.syncData(idxData); e != nil {
+		err = e
 	}
 
 	q.mu.Lock()

@@ -354,14 +354,13 @@ func isDamage(err error) bool {
 
 // inventory lists the directory and sets [first, next) and the set of
 // present arenas, without opening or stat'ing them: the cost is one
-// directory read. Arena files below the stored head's arena were consumed
-// (the head is stored before an arena is removed) and are deleted. Arena
-// files past the highest offset the index names hold no committed record
-// and become spares. An arena file missing at the bottom of the range is
-// taken as reclaimed: after a power loss the removal of a consumed arena
-// can be durable while the positions that allowed it are not. A file of
-// the wrong size is found when it is first mapped (see arenaManager.get).
-// Spare files are removed.
+// directory read. Arena files below the reclaim watermark's arena (the
+// index's head word) were reclaimed, whatever of their removal survived,
+// and are deleted. Arena files past the highest offset the index names
+// hold no committed record and are deleted. A file of the wrong size is
+// found when it is first mapped (see arenaManager.get). Spare files are
+// deleted: one a crash left may hold records with sequence numbers the
+// next records get.
 func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	ds := m.dataSize
 	entries, err := os.ReadDir(m.dir)
