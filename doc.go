@@ -11,6 +11,19 @@
 //	err = q.EnqueueString("hello")
 //	msg, err := q.DequeueString() // "hello"
 //
+// # Switching from the original
+//
+// Code written for github.com/grandecola/bigqueue compiles unchanged with
+// the import path changed, and errors the original returned bare are bare
+// here too (ErrEmptyQueue, ErrInvalidArenaSize, ErrIncompatibleVersion,
+// ErrTooSmallArenaSize, ErrTooFewInMemArenas, ErrDifferentQueues), so
+// comparing with == keeps working; all other errors are wrapped with
+// context. The original's directories are in another format: NewQueue
+// refuses them with ErrForeignQueue, and the migrate sub-package imports
+// one into a new directory, every consumer at its position. The
+// deliberate differences are listed in docs/SWITCHING.md of the
+// repository.
+//
 // # Consumers
 //
 // Every consumer reads the whole stream independently, Kafka-style, from

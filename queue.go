@@ -99,11 +99,16 @@ func NewMmapQueue(dir string, opts ...Option) (*Queue, error) {
 // cut back to the last valid one. Opening reads only that unflushed part
 // and one record header per consumer, not the whole queue.
 //
-// Errors: an option's own error; ErrInvalidArenaSize when SetArenaSize
-// asks for a size other than the stored one (without SetArenaSize the stored
-// size is used); ErrIncompatibleVersion for another format version;
-// ErrCorrupt for an index that cannot be read; ErrLocked; and file system
-// errors, wrapped.
+// Errors: an option's own error (ErrTooSmallArenaSize,
+// ErrTooLargeArenaSize, ErrTooFewInMemArenas, bare); ErrInvalidArenaSize
+// when SetArenaSize asks for a size other than the stored one (without
+// SetArenaSize the stored size is used) and ErrIncompatibleVersion for
+// another format version, both bare as in the original; ErrForeignQueue
+// for a directory written by github.com/grandecola/bigqueue (import it
+// with the migrate package) or holding other files and no queue;
+// ErrCorrupt for an index that cannot be read, or arena files without an
+// index; ErrLocked; and file system errors, wrapped. A refused directory
+// is left untouched.
 func NewQueue(dir string, opts ...Option) (*Queue, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
