@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 )
 
 // Spares: consumed arena files kept, renamed, for reuse as future tail
@@ -566,10 +567,13 @@ func (m *arenaManager) runReclaim(jobs []reclaimJob) ([]reclaimJob, error) {
 				done = append(done, j)
 				continue
 			}
-			// Removed instead, which frees the space all the same; the
-			// failed rename is still reported once, like every error of
-			// housekeeping.
-			errs = append(errs, fmt.Errorf("reclaim arena %d: keep as a spare: %w", j.id, err))
+			// Removed instead, which frees the space all the same. On a
+			// full disk (a rename may need a directory block) that is
+			// the right thing to do and no error; any other failure is
+			// reported once, like every error of housekeeping.
+			if !errors.Is(err, syscall.ENOSPC) {
+				errs = append(errs, fmt.Errorf("reclaim arena %d: keep as a spare: %w", j.id, err))
+			}
 			j.spare = ""
 		}
 		if err := m.fs.remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -726,7 +730,11 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 		return nil
 	}
 	if err := m.fs.syncMapping(m.arenaPath(id), a.data); err != nil {
-		return fmt.Errorf("msync arena %d after clearing past the tail: %w", id, err)
+		err = fmt.Errorf("msync arena %d after clearing past the tail: %w", id, err)
+		if m.syncErr == nil {
+			m.syncErr = err
+		}
+		return err
 	}
 	return nil
 }

@@ -49,6 +49,7 @@ type Queue struct {
 	defaultSt    *consumerState // cache of consumers[defaultConsumerKey]; may be deleted or nil
 	damaged      []damagedSlot  // consumer slots that failed their checksum, not yet claimed
 	cleanOnDisk  bool           // the index on disk carries the clean mark (see clearCleanMark)
+	junkPastTail bool           // a failed append left bytes past the tail it could not clear: Close sets no clean mark, so the next NewQueue zeroes them
 	closed       bool
 	failed       error                  // sticky: a failed msync; every later call but Close returns it
 	bgErr        error                  // an error of background housekeeping, returned once by the next Flush
@@ -328,14 +329,21 @@ func (q *Queue) requestFlush() {
 // and valid, with the sequence numbers the next records get: they are
 // zeroed (and msynced), so that neither a power loss that keeps an old
 // page nor the clean mark of a later Close lets one pass for a new
-// record. A failed msync fails the queue.
+// record. A failed msync fails the queue; when the clearing cannot even
+// start (the arena cannot be mapped), Close leaves the clean mark off so
+// that the next NewQueue clears them.
 func (q *Queue) appendFailed(arenas uint64, err error) error {
 	err = q.ioFailed(err)
 	if rerr := q.am.rollback(arenas); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	if zerr := q.am.zeroPast(q.tail); zerr != nil {
-		err = errors.Join(err, q.fail(zerr))
+		if q.am.syncErr != nil {
+			zerr = q.fail(zerr) // the msync failed: data may be lost
+		} else {
+			q.junkPastTail = true // it could not start: the next open clears them
+		}
+		err = errors.Join(err, zerr)
 	}
 	return err
 }
@@ -910,7 +918,7 @@ func (q *Queue) Close() error {
 				q.ckpt = checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 				q.idx.setCheckpoint(q.ckpt)
 			}
-			q.idx.setClean(true)
+			q.idx.setClean(!q.junkPastTail)
 			err = q.idx.sync()
 		}
 		errs = append(errs, err)
