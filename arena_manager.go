@@ -709,7 +709,9 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 	// as zeros is left alone, since writing it could fault in a block the
 	// reservation never covered (a hole); a page holding any other byte
 	// was written, so it lies inside the reserved range, which is whole
-	// pages (reserveAlign).
+	// pages (reserveAlign). The pages are read with pread, not through
+	// the mapping: on tmpfs a read fault on a hole allocates a page, which
+	// on a full file system is a SIGBUS.
 	// Nothing written since the arena was mapped lies at or past its
 	// reserved range, and what earlier runs left there was zeroed when the
 	// queue was opened: the scan stops there when it is known.
@@ -717,14 +719,31 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 	if a.reserved > 0 {
 		limit = a.reserved
 	}
+	start := arenaHeaderSize + int(tail%m.dataSize)
+	if start >= limit {
+		return nil
+	}
+	f, err := m.fs.open(m.arenaPath(id))
+	if err != nil {
+		return fmt.Errorf("clear arena %d past the tail: %w", id, err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
 	dirty := false
-	for off := arenaHeaderSize + int(tail%m.dataSize); off < limit; {
-		end := min((off/reserveAlign+1)*reserveAlign, limit)
-		if b := a.data[off:end]; !allZero(b) {
-			clear(b)
-			dirty = true
+	for off := start; off < limit; {
+		n := min(len(buf), limit-off)
+		if _, err := f.ReadAt(buf[:n], int64(off)); err != nil {
+			return fmt.Errorf("clear arena %d past the tail: %w", id, err)
 		}
-		off = end
+		for p := 0; p < n; {
+			end := min((off+p)/reserveAlign*reserveAlign+reserveAlign, off+n) - off
+			if !allZero(buf[p:end]) {
+				clear(a.data[off+p : off+end])
+				dirty = true
+			}
+			p = end
+		}
+		off += n
 	}
 	if !dirty {
 		return nil
