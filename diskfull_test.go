@@ -263,7 +263,13 @@ func (r *diskFullRun) enqueue(small bool) error {
 		batch[i] = r.pool.message(r.nextID, size())
 		r.nextID++
 	}
-	before := r.q.Stats()
+	tail := func() (uint64, uint64) {
+		r.q.mu.Lock()
+		defer r.q.mu.Unlock()
+		return r.q.tail, r.q.tailSeq
+	}
+	// The tail, not Stats: a background flush may reclaim arenas meanwhile.
+	beforeTail, beforeSeq := tail()
 	var err error
 	if len(batch) == 1 {
 		err = r.q.Enqueue(batch[0])
@@ -276,9 +282,9 @@ func (r *diskFullRun) enqueue(small bool) error {
 		if len(batch) > 1 {
 			r.batchENOSPC++
 		}
-		after := r.q.Stats()
-		require.Equal(r.t, before.Messages, after.Messages, "a failed enqueue of %d messages stored some", len(batch))
-		require.Equal(r.t, before.Bytes, after.Bytes, "a failed enqueue of %d messages stored some", len(batch))
+		afterTail, afterSeq := tail()
+		require.Equal(r.t, beforeSeq, afterSeq, "a failed enqueue of %d messages stored some", len(batch))
+		require.Equal(r.t, beforeTail, afterTail, "a failed enqueue of %d messages stored some", len(batch))
 		return err
 	}
 	r.model.msgs = append(r.model.msgs, batch...)
