@@ -1,0 +1,42 @@
+# Tasks for developers. The README's quick start uses plain go commands;
+# these are shortcuts for the tiers and tools around them.
+
+.PHONY: test test-short test-long fuzz bench bench-compare compat ci
+
+# The default tier, as CI and the README run it.
+test:
+	go test -race -count=1 ./...
+
+# A quick smoke run.
+test-short:
+	go test -short -count=1 ./...
+
+# The long tier: run before resolving anything that touches durability,
+# and record its summary lines in docs/RELIABILITY.md.
+test-long:
+	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCrashLoop$$' -v .
+	BIGQUEUE_LONG=1 go test -timeout 0 -run '^TestPowerLoss$$' -v .
+	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCorruptionBitFlips$$' -v .
+
+# Ten minutes per fuzz target (FUZZTIME=1m for less).
+FUZZTIME ?= 10m
+fuzz:
+	for t in FuzzRecordDecode FuzzIndexDecode FuzzOpenDirectory; do \
+		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x -parallel 1 . || exit 1; \
+	done
+
+# The package's own benchmark grid.
+bench:
+	go test -run '^$$' -bench . -benchmem .
+
+# The comparison with the original and other queues (about 10 minutes).
+bench-compare:
+	cd benchmarks && go run . -out results
+
+# Differential tests against grandecola/bigqueue.
+compat:
+	cd compat && go test -count=1 ./...
+
+# What CI runs.
+ci:
+	bash .ci/run
