@@ -184,3 +184,37 @@ func TestMissingIndexRefused(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, indexFileName))
 	require.ErrorIs(t, err, os.ErrNotExist, "an index was created")
 }
+
+// An index removed or replaced under a live queue: Flush and Close must
+// not report success for state that is in no file the next NewQueue reads.
+func TestIndexRemovedUnderQueue(t *testing.T) {
+	for _, how := range []string{"removed", "replaced"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			q, err := NewQueue(dir)
+			require.NoError(t, err)
+			require.NoError(t, q.Flush(), "a flush with the index in place")
+			require.NoError(t, q.EnqueueString("m"))
+			path := filepath.Join(dir, indexFileName)
+			if how == "removed" {
+				require.NoError(t, os.Remove(path))
+			} else {
+				raw, err := os.ReadFile(path)
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(path+".new", raw, 0o644))
+				require.NoError(t, os.Rename(path+".new", path))
+			}
+			require.ErrorIs(t, q.Flush(), ErrCorrupt)
+			require.ErrorIs(t, q.EnqueueString("n"), ErrCorrupt, "the queue failed closed")
+			require.ErrorIs(t, q.Close(), ErrCorrupt)
+		})
+	}
+	t.Run("close", func(t *testing.T) {
+		dir := t.TempDir()
+		q, err := NewQueue(dir)
+		require.NoError(t, err)
+		require.NoError(t, q.EnqueueString("m"))
+		require.NoError(t, os.Remove(filepath.Join(dir, indexFileName)))
+		require.ErrorIs(t, q.Close(), ErrCorrupt)
+	})
+}

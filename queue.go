@@ -36,6 +36,7 @@ type Queue struct {
 	// index. Every operation holds it from start to end.
 	mu           sync.Mutex
 	lockFile     *os.File      // holds the directory's flock until Close
+	idxFile      os.FileInfo   // index.bq as opened; Flush and Close check the directory still has it
 	am           *arenaManager // arena files and mappings
 	idx          *index        // the index mapping
 	tail         uint64        // logical end of the last committed record; equals idx.tail()
@@ -192,8 +193,27 @@ func (q *Queue) open() error {
 		}
 		q.opts.arenaSize = int(stored)
 	}
+	if q.idxFile, err = os.Stat(path); err != nil {
+		return fmt.Errorf("stat index: %w", err)
+	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
 	return q.recover()
+}
+
+// indexInPlace returns an error wrapping ErrCorrupt when the directory's
+// index.bq is no longer the file the queue maps (removed, or replaced by
+// a rename): what the queue synced is then in no file a NewQueue would
+// read, and a flush or Close must not report it durable. The queue then
+// fails closed. Needs no lock.
+func (q *Queue) indexInPlace() error {
+	fi, err := os.Stat(q.idx.path)
+	if err == nil && os.SameFile(fi, q.idxFile) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("check index %s: %w", q.idx.path, err)
+	}
+	return fmt.Errorf("index %s was removed or replaced while the queue was open: its state is in no file the next NewQueue reads: %w", q.idx.path, ErrCorrupt)
 }
 
 // invalid reports whether q is nil or a zero Queue, which no NewQueue
@@ -818,6 +838,9 @@ func (q *Queue) flush(explicit bool) error {
 	if e := q.idx.syncData(idxData); e != nil {
 		err = e
 	}
+	if err == nil {
+		err = q.indexInPlace()
+	}
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -920,6 +943,9 @@ func (q *Queue) Close() error {
 			}
 			q.idx.setClean(!q.junkPastTail)
 			err = q.idx.sync()
+		}
+		if err == nil {
+			err = q.indexInPlace()
 		}
 		errs = append(errs, err)
 		if err == nil {
