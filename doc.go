@@ -164,6 +164,11 @@
 //     skip it is cleared, with an msync of the index, before the first
 //     write into an arena after opening, so opening and closing a queue
 //     that is only read syncs nothing.
+//   - Arena files without an index are damage: NewQueue refuses them with
+//     ErrCorrupt and deletes nothing. An index removed or replaced while
+//     the queue is open makes the next Flush or Close fail with ErrCorrupt
+//     (the queue fails closed): what they would sync is in no file the
+//     next NewQueue reads.
 //   - Before a flush removes the arenas it reclaims, it stores in the
 //     index, and msyncs, the oldest record left: a watermark. After a
 //     power loss, whatever combination of the removals survived (POSIX
