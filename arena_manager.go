@@ -349,7 +349,7 @@ func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 		if sp.madeAt > m.dirDurable {
 			seq := m.dirSeq
 			if err := m.syncDir(); err != nil {
-				if m.syncErr == nil {
+				if m.syncErr == nil && !errors.Is(err, errSyncNotStarted) {
 					m.syncErr = fmt.Errorf("fsync directory: %w", err)
 				}
 				m.spares = slices.Insert(m.spares, 0, sp)

@@ -2,6 +2,12 @@ package bigqueue
 
 import "errors"
 
+// errSyncNotStarted marks a sync that failed before it reached the disk
+// (the directory could not even be opened, for instance for lack of file
+// descriptors): nothing was synced, so nothing may be lost, and the queue
+// does not fail closed; the next flush tries again.
+var errSyncNotStarted = errors.New("sync not started")
+
 // These are the sentinel errors of the package.
 //
 // The errors that github.com/grandecola/bigqueue returned bare are returned

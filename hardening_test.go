@@ -3,9 +3,12 @@ package bigqueue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,4 +220,44 @@ func TestIndexRemovedUnderQueue(t *testing.T) {
 		require.NoError(t, os.Remove(filepath.Join(dir, indexFileName)))
 		require.ErrorIs(t, q.Close(), ErrCorrupt)
 	})
+}
+
+// notStartedDirSync is osFS whose directory syncs fail as when the
+// directory cannot be opened (EMFILE), while fail is set.
+type notStartedDirSync struct {
+	osFS
+	fail *atomic.Bool
+}
+
+func (f notStartedDirSync) syncDir(dir string) error {
+	if f.fail.Load() {
+		return fmt.Errorf("open directory for fsync: %w: %w", errSyncNotStarted, syscall.EMFILE)
+	}
+	return f.osFS.syncDir(dir)
+}
+
+// A directory sync that could not start (no file descriptor) fails the
+// flush, not the queue: nothing was synced, so nothing was lost, and the
+// next flush does the work.
+func TestDirSyncNotStartedDoesNotFailQueue(t *testing.T) {
+	fail := new(atomic.Bool)
+	q, _ := openTestQueue(t, SetArenaSize(4096), withFS(notStartedDirSync{fail: fail}),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+	msg := make([]byte, 1000)
+	for i := 0; i < 10; i++ { // new arenas: the directory changed
+		require.NoError(t, q.Enqueue(msg))
+	}
+	fail.Store(true)
+	err := q.Flush()
+	require.ErrorIs(t, err, syscall.EMFILE)
+	require.ErrorIs(t, q.Stats().LastFlushError, syscall.EMFILE)
+	require.NoError(t, q.Enqueue(msg), "the queue did not fail closed")
+	fail.Store(false)
+	require.NoError(t, q.Flush(), "the next flush does the work")
+	q.mu.Lock()
+	ck := q.idx.checkpoint()
+	tail := q.tail
+	q.mu.Unlock()
+	require.Equal(t, tail, ck.offset, "the checkpoint covers everything")
+	require.NoError(t, q.Stats().LastFlushError)
 }

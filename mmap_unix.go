@@ -51,7 +51,7 @@ func syncMapping(b []byte) error {
 func syncDirectory(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("open directory for fsync: %w", err)
+		return fmt.Errorf("open directory for fsync: %w: %w", errSyncNotStarted, err)
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {

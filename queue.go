@@ -822,6 +822,14 @@ func (q *Queue) flush(explicit bool) error {
 	}
 
 	q.mu.Lock()
+	if errors.Is(err, errSyncNotStarted) {
+		// Nothing was lost: the next flush syncs the directory and
+		// writes the checkpoint. The arenas it msynced stay synced.
+		q.changed, q.am.dirDirty = true, true
+		q.lastFlushErr = err
+		q.mu.Unlock()
+		return fmt.Errorf("flush: %w", err)
+	}
 	if err != nil {
 		err = q.fail(err)
 		q.mu.Unlock()
