@@ -73,6 +73,11 @@ var (
 	// empty name or one longer than MaxConsumerNameLen bytes.
 	ErrInvalidName = errors.New("bigqueue: invalid consumer name")
 
+	// ErrTooManyConsumers is returned, wrapped, by NewConsumer and
+	// FromConsumer when the index holds as many consumer slots as a
+	// queue can reopen (about four million).
+	ErrTooManyConsumers = errors.New("bigqueue: too many consumers")
+
 	// ErrNilContext is returned by DequeueWait for a nil context.
 	ErrNilContext = errors.New("bigqueue: nil context")
 

@@ -177,6 +177,11 @@ const (
 	defaultConsumerKey = "__default__"
 )
 
+// maxIndexSize bounds the index file, which opening checks: it holds at
+// most (maxIndexSize-indexHeaderSize)/slotSize consumers, about four
+// million. A variable only so that a test can lower it.
+var maxIndexSize int64 = 1 << 30
+
 // maxOffset bounds logical offsets and sequence numbers: no queue writes
 // 4 EiB. A larger one read from the index is damage, and is ignored, so
 // that offset arithmetic never wraps around.

@@ -261,3 +261,26 @@ func TestDirSyncNotStartedDoesNotFailQueue(t *testing.T) {
 	require.Equal(t, tail, ck.offset, "the checkpoint covers everything")
 	require.NoError(t, q.Stats().LastFlushError)
 }
+
+// The index never grows past what opening accepts: a consumer beyond that
+// is refused, and the queue still opens with the others.
+func TestTooManyConsumers(t *testing.T) {
+	old := maxIndexSize
+	maxIndexSize = 16 << 10 // 62 slots
+	t.Cleanup(func() { maxIndexSize = old })
+	q, dir := openTestQueue(t)
+	var made int
+	for {
+		_, err := q.NewConsumer(fmt.Sprintf("c%d", made))
+		if err != nil {
+			require.ErrorIs(t, err, ErrTooManyConsumers)
+			break
+		}
+		made++
+		require.Less(t, made, 1000, "never refused")
+	}
+	require.Positive(t, made)
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir)
+	require.Len(t, q.Consumers(), made)
+}

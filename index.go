@@ -103,7 +103,7 @@ func openIndex(fs fileSystem, path string) (*index, error) {
 		return nil, fmt.Errorf("stat index %s: %w", path, err)
 	}
 	size := st.Size()
-	if size < initialIndexSize || (size-indexHeaderSize)%slotSize != 0 || size > 1<<30 {
+	if size < initialIndexSize || (size-indexHeaderSize)%slotSize != 0 || size > maxIndexSize {
 		return nil, fmt.Errorf("index %s: size %d is not a valid index size: %w", path, size, ErrCorrupt)
 	}
 	data, err := fs.mmap(f, int(size))
@@ -277,6 +277,11 @@ func (x *index) setConsumerPosition(i int, off, seq uint64) {
 // without mu; it shares its pages with the new one. Needs mu.
 func (x *index) grow() error {
 	size := int64(len(x.data)-indexHeaderSize)*2 + indexHeaderSize
+	if size > maxIndexSize {
+		// Opening refuses a larger index: growing past it would make the
+		// queue unopenable.
+		return fmt.Errorf("grow index past %d bytes (%d consumers): %w", maxIndexSize, x.slots(), ErrTooManyConsumers)
+	}
 	f, err := x.fs.open(x.path)
 	if err != nil {
 		return fmt.Errorf("grow index: %w", err)

@@ -68,8 +68,14 @@ func SetArenaSize(bytes int) Option {
 
 // SetMaxInMemArenas bounds how many arenas are memory-mapped at once
 // (default 3). 0 means no limit; for 1, 2 and negative values NewQueue
-// returns ErrTooFewInMemArenas, bare. The least recently used arena is unmapped first,
-// after its dirty pages were synced.
+// returns ErrTooFewInMemArenas, bare. The least recently used arena is
+// unmapped first, after its dirty pages were synced.
+//
+// With 0, every arena a queue touches stays mapped until Close, and each
+// mapping counts against the kernel's per-process limit
+// (vm.max_map_count, 65,530 by default on Linux): a queue of small arenas
+// holding many of them can exhaust it, and then any later mapping, the Go
+// runtime's own included, fails. Use a bound unless arenas are few.
 func SetMaxInMemArenas(n int) Option {
 	return func(o *options) error {
 		if n < 0 || (n > 0 && n < minInMemArenas) {
