@@ -147,6 +147,12 @@ func TestDiskFollowsData(t *testing.T) {
 	}
 	require.NoError(t, q2.Flush())
 	require.Equal(t, 2, q2.Stats().SpareArenas)
+	require.NoError(t, q2.Flush()) // the directory changes of the reclaim
+	require.NoError(t, q2.Flush()) // idle: nothing to write
+	require.Zero(t, q2.Stats().SpareArenas, "an idle queue gives its spares back")
+	require.NoError(t, q2.Enqueue(msg), "and takes writes after")
+	_, err := q2.Dequeue()
+	require.NoError(t, err)
 	require.NoError(t, q2.Close())
 	require.Len(t, lifecycleFiles(t, dir2), 1, fmt.Sprint("only the tail's arena stays: ", lifecycleFiles(t, dir2)))
 }
