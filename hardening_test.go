@@ -208,10 +208,21 @@ func TestIndexRemovedUnderQueue(t *testing.T) {
 				require.NoError(t, os.Rename(path+".new", path))
 			}
 			require.ErrorIs(t, q.Flush(), ErrCorrupt)
+			require.ErrorIs(t, q.Flush(), ErrCorrupt, "an idle flush does not report success either")
 			require.ErrorIs(t, q.EnqueueString("n"), ErrCorrupt, "the queue failed closed")
 			require.ErrorIs(t, q.Close(), ErrCorrupt)
 		})
 	}
+	t.Run("idle", func(t *testing.T) {
+		dir := t.TempDir()
+		q, err := NewQueue(dir, SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+		require.NoError(t, err)
+		require.NoError(t, q.EnqueueString("m"))
+		require.NoError(t, q.Flush())
+		require.NoError(t, os.Remove(filepath.Join(dir, indexFileName)))
+		require.ErrorIs(t, q.Flush(), ErrCorrupt, "a flush with nothing to write")
+		require.ErrorIs(t, q.Close(), ErrCorrupt)
+	})
 	t.Run("close", func(t *testing.T) {
 		dir := t.TempDir()
 		q, err := NewQueue(dir)

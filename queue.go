@@ -787,7 +787,13 @@ func (q *Queue) flush(explicit bool) error {
 	q.ops = 0
 	if !q.changed && !q.am.dirDirty {
 		// Nothing to make durable: an idle queue costs no disk writes,
-		// and its spare arenas give their disk space back.
+		// and its spare arenas give their disk space back. It still must
+		// not report success for an index that is gone.
+		if err := q.indexInPlace(); err != nil {
+			err = q.fail(err)
+			q.mu.Unlock()
+			return err
+		}
 		q.noteChoreErr(q.am.dropSpares())
 		err := q.choreErrFor(explicit)
 		q.mu.Unlock()
