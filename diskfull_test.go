@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -216,6 +217,14 @@ func (r *diskFullRun) open() {
 	q, err := NewQueue(r.dir, r.opts...)
 	require.NoError(r.t, err)
 	r.q = q
+	if !slices.Contains(q.Consumers(), defaultConsumerKey) {
+		// A new queue: the default consumer comes with the first
+		// queue-level read, here before anything is enqueued, so that it
+		// starts at the first message as the model says (created later,
+		// it would start at the oldest message a flush left).
+		_, err := q.Peek()
+		require.ErrorIs(r.t, err, ErrEmptyQueue, "the default consumer of a new queue")
+	}
 	r.second, err = q.NewConsumer(diskFullSecond)
 	require.NoError(r.t, err)
 	r.check()
