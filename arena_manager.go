@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -62,7 +61,7 @@ func (s recordSpan) firstFrom(arenaStart uint64) (uint64, uint64) {
 // pinnedArena is a mapping a flush syncs without holding the queue's mu.
 type pinnedArena struct {
 	a    *arena
-	path string
+	name string
 	data []byte
 }
 
@@ -70,7 +69,7 @@ type pinnedArena struct {
 // mappings. Arena files [first, next) exist; no other arena file does.
 // Every method needs the queue's mu, except where it says otherwise.
 type arenaManager struct {
-	dir       string
+	dir       *queueDir
 	fs        fileSystem
 	arenaSize int
 	dataSize  uint64 // arenaSize - arenaHeaderSize: record bytes per arena
@@ -102,7 +101,7 @@ type arenaManager struct {
 	pinCond *sync.Cond
 }
 
-func newArenaManager(fs fileSystem, dir string, arenaSize int, queueID uint64, maxMapped int) *arenaManager {
+func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64, maxMapped int) *arenaManager {
 	m := &arenaManager{
 		fs:        fs,
 		dir:       dir,
@@ -117,17 +116,13 @@ func newArenaManager(fs fileSystem, dir string, arenaSize int, queueID uint64, m
 	return m
 }
 
-func (m *arenaManager) arenaPath(id uint64) string {
-	return filepath.Join(m.dir, fmt.Sprintf("arena-%d.bq", id))
-}
+func arenaName(id uint64) string { return fmt.Sprintf("arena-%d.bq", id) }
 
-func (m *arenaManager) sparePath(n uint64) string {
-	return filepath.Join(m.dir, fmt.Sprintf("spare-%d.bq", n))
-}
+func spareName(n uint64) string { return fmt.Sprintf("spare-%d.bq", n) }
 
 // spareFile is a spare and the directory change that made it.
 type spareFile struct {
-	path   string
+	name   string
 	madeAt uint64 // dirSeq after its rename; settled once dirDurable reaches it
 }
 
@@ -137,7 +132,7 @@ type spareFile struct {
 func (m *arenaManager) syncDir() error { return syncDir(m.fs, m.dir) }
 
 // syncDir is the one place the queue directory is fsynced.
-func syncDir(fs fileSystem, dir string) error {
+func syncDir(fs fileSystem, dir *queueDir) error {
 	if broken == brokenNoDirSync {
 		return nil // deliberately wrong; see fs.go
 	}
@@ -174,8 +169,8 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 	if err := m.makeRoom(); err != nil {
 		return nil, err
 	}
-	path := m.arenaPath(id)
-	f, err := m.fs.open(path)
+	name := arenaName(id)
+	f, err := m.fs.open(m.dir, name)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("open arena %d: %w: %w", id, err, ErrCorrupt)
 	}
@@ -193,7 +188,7 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		err := fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
 		delete(m.present, id)
 		m.dirChanged()
-		if rerr := m.fs.rename(path, filepath.Join(m.dir, fmt.Sprintf("damaged-%d.bq", id))); rerr != nil {
+		if rerr := m.fs.rename(m.dir, name, fmt.Sprintf("damaged-%d.bq", id)); rerr != nil {
 			return nil, fmt.Errorf("%w (set aside: %v)", err, rerr)
 		}
 		return nil, err
@@ -201,6 +196,19 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 	data, err := m.fs.mmap(f, m.arenaSize)
 	if err != nil {
 		return nil, fmt.Errorf("arena %d: %w", id, err)
+	}
+	// A file whose intact header names another arena or another queue
+	// (copied or renamed in from elsewhere) holds records with valid
+	// checksums that are not ours: none of them is read. A header that
+	// fails its own checksum names nothing; recovery and the records'
+	// checksums and sequence numbers judge such an arena.
+	if h, err := decodeArenaHeader(data); err == nil && m.checkHeader(id, data) != nil {
+		err := fmt.Errorf("arena %d: file %s belongs to arena %d of queue %#x (size %d), not to this queue (%#x): %w",
+			id, m.dir.join(name), h.id, h.queueID, h.arenaSize, m.queueID, ErrCorrupt)
+		if uerr := unmap(data); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+		return nil, err
 	}
 	a := &arena{id: id, data: data, lastUse: m.clock}
 	m.mapped[id] = a
@@ -218,25 +226,25 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if err := m.makeRoom(); err != nil {
 		return nil, err
 	}
-	path := m.arenaPath(id)
-	f, err := m.reuseSpare(path)
+	name := arenaName(id)
+	f, err := m.reuseSpare(name)
 	if err != nil {
 		return nil, err
 	}
 	reserved := 0 // a spare was written in full before, but is not known reserved
 	if f == nil {
-		f, err = m.fs.create(path)
+		f, err = m.fs.create(m.dir, name)
 		if err != nil {
 			return nil, fmt.Errorf("create arena %d: %w", id, err)
 		}
 		m.dirChanged()
 		if reserved, err = m.allocateNew(f); err != nil {
-			return nil, m.discard(f, fmt.Errorf("allocate arena %d: %w", id, err))
+			return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
 		}
 	}
 	data, err := m.fs.mmap(f, m.arenaSize)
 	if err != nil {
-		return nil, m.discard(f, fmt.Errorf("arena %d: %w", id, err))
+		return nil, m.discard(f, name, fmt.Errorf("arena %d: %w", id, err))
 	}
 	m.clock++
 	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
@@ -245,7 +253,7 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		// Only a reused spare can get here: a new file has its first
 		// step reserved.
 		errs := []error{err, m.closeFile(a), unmap(data)}
-		if rerr := m.fs.remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if rerr := m.fs.remove(m.dir, name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			errs = append(errs, rerr)
 		}
 		m.dirChanged()
@@ -264,10 +272,10 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 // (fullAllocation), the whole file is allocated.
 func (m *arenaManager) allocateNew(f *os.File) (int, error) {
 	if fullAllocation {
-		return m.arenaSize, m.fs.allocate(f, int64(m.arenaSize))
+		return m.arenaSize, m.fs.allocate(f, 0, int64(m.arenaSize))
 	}
 	n := min(reserveAlign, m.arenaSize)
-	if err := m.fs.allocate(f, int64(n)); err != nil {
+	if err := m.fs.allocate(f, 0, int64(n)); err != nil {
 		return 0, err
 	}
 	if n < m.arenaSize {
@@ -289,13 +297,13 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 	want := max(end, a.reserved+step)
 	want = min((want+reserveAlign-1)/reserveAlign*reserveAlign, m.arenaSize)
 	if a.file == nil {
-		f, err := m.fs.open(m.arenaPath(a.id))
+		f, err := m.fs.open(m.dir, arenaName(a.id))
 		if err != nil {
 			return fmt.Errorf("reserve arena %d: %w", a.id, err)
 		}
 		m.setWriting(a, f)
 	}
-	if err := m.fs.allocate(a.file, int64(want)); err != nil {
+	if err := m.fs.allocate(a.file, int64(a.reserved), int64(want)); err != nil {
 		return fmt.Errorf("reserve %d bytes of arena %d: %w", want, a.id, err)
 	}
 	a.reserved = want
@@ -331,7 +339,7 @@ func (m *arenaManager) closeFile(a *arena) error {
 	return nil
 }
 
-// reuseSpare renames a spare file to path and opens it; it returns nil and
+// reuseSpare renames a spare file to name and opens it; it returns nil and
 // no error when there is no usable spare.
 //
 // The spare's own rename (from the arena it was) must be durable before
@@ -341,7 +349,7 @@ func (m *arenaManager) closeFile(a *arena) error {
 // that never happened. A directory fsync since the spare was made (a
 // Flush's) settled it; else the directory is fsynced here, with mu held.
 // A failed fsync fails the queue.
-func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
+func (m *arenaManager) reuseSpare(name string) (*os.File, error) {
 	for len(m.spares) > 0 {
 		// The oldest spare: the likeliest to be settled.
 		sp := m.spares[0]
@@ -349,31 +357,37 @@ func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 		if sp.madeAt > m.dirDurable {
 			seq := m.dirSeq
 			if err := m.syncDir(); err != nil {
-				if m.syncErr == nil && !errors.Is(err, errSyncNotStarted) {
+				if m.syncErr == nil {
 					m.syncErr = fmt.Errorf("fsync directory: %w", err)
 				}
 				m.spares = slices.Insert(m.spares, 0, sp)
-				return nil, fmt.Errorf("reuse spare %s: fsync directory: %w", sp.path, err)
+				return nil, fmt.Errorf("reuse spare %s: fsync directory: %w", sp.name, err)
 			}
 			m.dirSynced(seq)
 		}
 		m.dirChanged()
-		if err := m.fs.rename(sp.path, path); err != nil {
-			if rerr := m.fs.remove(sp.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				return nil, fmt.Errorf("reuse spare %s: %w", sp.path, errors.Join(err, rerr))
+		if err := m.fs.rename(m.dir, sp.name, name); err != nil {
+			if rerr := m.fs.remove(m.dir, sp.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, rerr))
 			}
 			// A fresh file replaces the spare; report the failure later.
-			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.path, err))
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
 			continue
 		}
-		f, err := m.fs.open(path)
+		f, err := m.fs.open(m.dir, name)
 		if err != nil {
-			return nil, fmt.Errorf("reuse spare %s: %w", sp.path, err)
+			// The file is under the arena's name but not in the queue:
+			// remove it, so that the next try creates the arena anew.
+			err = fmt.Errorf("reuse spare %s: %w", sp.name, err)
+			if rerr := m.fs.remove(m.dir, name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+			return nil, err
 		}
 		if st, err := f.Stat(); err == nil && st.Size() == int64(m.arenaSize) {
 			return f, nil
 		}
-		if err := m.discard(f, nil); err != nil {
+		if err := m.discard(f, name, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -382,9 +396,9 @@ func (m *arenaManager) reuseSpare(path string) (*os.File, error) {
 
 // discard closes and removes a file create could not finish, and returns
 // cause joined with whatever that cleanup reported.
-func (m *arenaManager) discard(f *os.File, cause error) error {
+func (m *arenaManager) discard(f *os.File, name string, cause error) error {
 	errs := []error{cause, f.Close()}
-	if err := m.fs.remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := m.fs.remove(m.dir, name); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -418,7 +432,7 @@ func (m *arenaManager) makeRoom() error {
 // mapping, does not report data durable that is not.
 func (m *arenaManager) evict(a *arena, keep bool) error {
 	if keep && a.dirty {
-		if err := m.fs.syncMapping(m.arenaPath(a.id), a.data); err != nil {
+		if err := m.fs.syncMapping(m.dir, arenaName(a.id), a.data); err != nil {
 			err = fmt.Errorf("msync arena %d before unmapping: %w", a.id, err)
 			if m.syncErr == nil {
 				m.syncErr = err
@@ -506,10 +520,20 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 	if err != nil {
 		return h, fmt.Errorf("arena %d: %w", id, err)
 	}
-	if h.id != id || h.queueID != m.queueID || h.arenaSize != uint64(m.arenaSize) {
-		return h, fmt.Errorf("arena %d: header names arena %d of queue %#x, size %d: %w", id, h.id, h.queueID, h.arenaSize, ErrCorrupt)
+	return h, m.checkHeader(id, a.data)
+}
+
+// checkHeader returns an error wrapping ErrCorrupt unless data starts with
+// an intact header of arena id of this queue.
+func (m *arenaManager) checkHeader(id uint64, data []byte) error {
+	h, err := decodeArenaHeader(data)
+	if err != nil {
+		return fmt.Errorf("arena %d: %w", id, err)
 	}
-	return h, nil
+	if h.id != id || h.queueID != m.queueID || h.arenaSize != uint64(m.arenaSize) {
+		return fmt.Errorf("arena %d: header names arena %d of queue %#x, size %d: %w", id, h.id, h.queueID, h.arenaSize, ErrCorrupt)
+	}
+	return nil
 }
 
 // reclaimJob is an arena file taken out of the queue by detachBelow: its
@@ -517,7 +541,7 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 // spare, or removes it when spare is empty.
 type reclaimJob struct {
 	id          uint64
-	path, spare string
+	name, spare string
 }
 
 // detachBelow takes the arenas below id out of the queue and returns the
@@ -542,10 +566,10 @@ func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 			}
 		}
 		delete(m.present, m.first)
-		job := reclaimJob{id: m.first, path: m.arenaPath(m.first)}
+		job := reclaimJob{id: m.first, name: arenaName(m.first)}
 		if spares < maxSpareArenas && (spares+1)*m.arenaSize <= maxSpareBytes {
 			m.spareSeq++
-			job.spare = m.sparePath(m.spareSeq)
+			job.spare = spareName(m.spareSeq)
 			spares++
 		}
 		jobs = append(jobs, job)
@@ -562,7 +586,7 @@ func (m *arenaManager) runReclaim(jobs []reclaimJob) ([]reclaimJob, error) {
 	done := jobs[:0:0]
 	for _, j := range jobs {
 		if j.spare != "" {
-			err := m.fs.rename(j.path, j.spare)
+			err := m.fs.rename(m.dir, j.name, j.spare)
 			if err == nil {
 				done = append(done, j)
 				continue
@@ -576,7 +600,7 @@ func (m *arenaManager) runReclaim(jobs []reclaimJob) ([]reclaimJob, error) {
 			}
 			j.spare = ""
 		}
-		if err := m.fs.remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := m.fs.remove(m.dir, j.name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("reclaim arena %d: %w", j.id, err))
 			continue
 		}
@@ -590,7 +614,7 @@ func (m *arenaManager) adoptReclaim(done []reclaimJob) {
 	for _, j := range done {
 		m.dirChanged()
 		if j.spare != "" {
-			m.spares = append(m.spares, spareFile{path: j.spare, madeAt: m.dirSeq})
+			m.spares = append(m.spares, spareFile{name: j.spare, madeAt: m.dirSeq})
 		}
 		m.reclaimed++
 	}
@@ -602,8 +626,8 @@ func (m *arenaManager) dropSpares() error {
 	var errs []error
 	for _, sp := range m.spares {
 		m.dirChanged()
-		if err := m.fs.remove(sp.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove spare %s: %w", sp.path, err))
+		if err := m.fs.remove(m.dir, sp.name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove spare %s: %w", sp.name, err))
 		}
 	}
 	m.spares = nil
@@ -620,7 +644,7 @@ func (m *arenaManager) pinDirty() []pinnedArena {
 		if a.dirty {
 			a.dirty = false
 			a.pins++
-			list = append(list, pinnedArena{a: a, path: m.arenaPath(a.id), data: a.data})
+			list = append(list, pinnedArena{a: a, name: arenaName(a.id), data: a.data})
 		}
 	}
 	return list
@@ -678,12 +702,11 @@ func (m *arenaManager) drop(id uint64) error {
 		}
 	}
 	m.dirChanged()
-	path := m.arenaPath(id)
 	if !m.present[id] {
 		return nil
 	}
 	delete(m.present, id)
-	if err := m.fs.remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := m.fs.remove(m.dir, arenaName(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("drop arena %d: %w", id, err)
 	}
 	return nil
@@ -723,7 +746,7 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 	if start >= limit {
 		return nil
 	}
-	f, err := m.fs.open(m.arenaPath(id))
+	f, err := m.fs.open(m.dir, arenaName(id))
 	if err != nil {
 		return fmt.Errorf("clear arena %d past the tail: %w", id, err)
 	}
@@ -748,7 +771,7 @@ func (m *arenaManager) zeroPast(tail uint64) error {
 	if !dirty {
 		return nil
 	}
-	if err := m.fs.syncMapping(m.arenaPath(id), a.data); err != nil {
+	if err := m.fs.syncMapping(m.dir, arenaName(id), a.data); err != nil {
 		err = fmt.Errorf("msync arena %d after clearing past the tail: %w", id, err)
 		if m.syncErr == nil {
 			m.syncErr = err

@@ -3,6 +3,7 @@ package bigqueue
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"slices"
 )
 
@@ -78,12 +79,14 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 // queue-level read creates it anew at the oldest stored message. When the
 // last consumer is deleted the data stays until a new consumer reads it.
 // Errors: ErrNoConsumer for an unknown name, ErrClosed.
-func (q *Queue) DeleteConsumer(name string) error {
+func (q *Queue) DeleteConsumer(name string) (err error) {
 	if q.invalid() {
 		return ErrClosed
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
 	}
@@ -133,7 +136,9 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 // consumerAt returns the consumer called name, creating it at (off, seq),
 // a record boundary in [oldest, tail], when it does not exist: a crash
 // leaves it there or not at all. Needs mu.
-func (q *Queue) consumerAt(name string, off, seq uint64) (*consumerState, error) {
+func (q *Queue) consumerAt(name string, off, seq uint64) (_ *consumerState, err error) {
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if st := q.consumers[name]; st != nil {
 		return st, nil
 	}
@@ -151,6 +156,9 @@ func (q *Queue) consumerAt(name string, off, seq uint64) (*consumerState, error)
 		slot = q.idx.freeSlot()
 	}
 	st := &consumerState{name: name, slot: slot, off: off, seq: seq, lost: lost}
+	if lost {
+		st.lostWhy = "its slot in the index was damaged and its position lost; it starts at the oldest message"
+	}
 	q.idx.addConsumer(slot, name, st.off, st.seq, lost)
 	q.changed = true
 	q.consumers[name] = st

@@ -125,7 +125,7 @@ func corruptReadFiles(t *testing.T, dir string) map[string][]byte {
 	require.NoError(t, err)
 	files := make(map[string][]byte)
 	for _, e := range entries {
-		if e.Name() == lockFileName || !e.Type().IsRegular() {
+		if e.Name() == legacyLockFileName || !e.Type().IsRegular() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
@@ -184,7 +184,7 @@ func (f *corruptFixture) restore() error {
 	var moved []string // current names of pristine files renamed by the case
 	for _, e := range entries {
 		name := e.Name()
-		if name == lockFileName {
+		if name == legacyLockFileName {
 			continue
 		}
 		path := filepath.Join(f.dir, name)

@@ -1507,7 +1507,7 @@ func TestCrashFirstArenaUnfinished(t *testing.T) {
 // made it, leaving the files as a kill at that moment would.
 type crashStopAtDirSync struct{ osFS }
 
-func (crashStopAtDirSync) syncDir(string) error { return errors.New("killed here") }
+func (crashStopAtDirSync) syncDir(*queueDir) error { return errors.New("killed here") }
 
 // TestCrashFirstOpenInterrupted is the state a kill leaves when it hits the
 // NewQueue that creates a queue, after the index is in place: the queue's

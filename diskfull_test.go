@@ -30,17 +30,41 @@ const (
 	diskFullSecond    = "second" // the consumer read besides the default one
 )
 
-// diskFullMountExt4 makes an ext4 image of mib MiB, mounts it on a loop
-// device and returns the mount point. At cleanup it unmounts the image
-// (lazily when it is still busy) and removes it, always. It skips the test
-// when the image cannot be made or mounted (no root, no loop devices).
+// diskFullFS says how to make and mount a file system of one type.
+type diskFullFS struct {
+	mkfs  []string // the command that formats the image, which is appended
+	mount string   // mount options besides loop
+	min   int      // smallest image mkfs accepts, in MiB
+}
+
+var diskFullFileSystems = map[string]diskFullFS{
+	// -m 0: no blocks reserved for root, who runs these tests.
+	"ext4": {mkfs: []string{"mkfs.ext4", "-q", "-F", "-m", "0"}, mount: "barrier=0"},
+	// ext2 has no fallocate: the queue reserves blocks by writing zeros.
+	"ext2": {mkfs: []string{"mkfs.ext2", "-q", "-F", "-m", "0"}},
+	// --mixed: data and metadata share chunks, so that a small image
+	// fills up as a big one does. btrfs is copy-on-write: the queue
+	// marks its files NOCOW.
+	"btrfs": {mkfs: []string{"mkfs.btrfs", "-q", "-f", "--mixed"}, mount: "nobarrier"},
+	"xfs":   {mkfs: []string{"mkfs.xfs", "-q", "-f"}, min: 300},
+}
+
+// diskFullMount makes an image of mib MiB of the file system fs, mounts
+// it on a loop device and returns the mount point. At cleanup it unmounts
+// the image (lazily when it is still busy) and removes it, always. It
+// skips the test, saying why, when the image cannot be made or mounted
+// (no root, no loop devices, no mkfs for fs: apt-get install btrfs-progs
+// xfsprogs).
 //
 // The image lives on a tmpfs when one can be mounted, and the file system
-// is mounted without write barriers: the queue's msyncs then cost memory
-// copies instead of disk flushes, and ext4 still allocates, journals and
-// runs out of space as it does on a disk.
-func diskFullMountExt4(t *testing.T, mib int) string {
+// is mounted without write barriers where it has the option: the queue's
+// msyncs then cost memory copies instead of disk flushes, and the file
+// system still allocates, journals and runs out of space as it does on a
+// disk.
+func diskFullMount(t *testing.T, fs string, mib int) string {
 	t.Helper()
+	spec := diskFullFileSystems[fs]
+	mib = max(mib, spec.min)
 	run := func(name string, args ...string) error {
 		out, err := exec.Command(name, args...).CombinedOutput()
 		if err != nil {
@@ -48,31 +72,37 @@ func diskFullMountExt4(t *testing.T, mib int) string {
 		}
 		return nil
 	}
+	if _, err := exec.LookPath(spec.mkfs[0]); err != nil {
+		t.Skipf("no %s on this machine (apt-get install btrfs-progs xfsprogs): %v", spec.mkfs[0], err)
+	}
 	base := t.TempDir()
 	mnt := filepath.Join(base, "mnt")
 	require.NoError(t, os.Mkdir(mnt, 0o755))
 	store := filepath.Join(base, "store")
 	require.NoError(t, os.Mkdir(store, 0o755))
 	if err := run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", mib+1), "tmpfs", store); err != nil {
-		t.Logf("the ext4 image goes to the temporary directory: %v", err)
+		t.Logf("the %s image goes to the temporary directory: %v", fs, err)
 	} else {
 		t.Cleanup(func() { unmountTestDir(t, store) })
 	}
-	img := filepath.Join(store, "ext4.img")
+	img := filepath.Join(store, fs+".img")
 	t.Cleanup(func() {
 		if err := os.Remove(img); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("remove ext4 image: %v", err)
+			t.Errorf("remove %s image: %v", fs, err)
 		}
 	})
-	if err := run("dd", "if=/dev/zero", "of="+img, "bs=1M", fmt.Sprintf("count=%d", mib), "status=none"); err != nil {
-		t.Skipf("cannot make an ext4 image: %v", err)
+	if err := run("truncate", "-s", fmt.Sprintf("%dM", mib), img); err != nil {
+		t.Skipf("cannot make a %s image: %v", fs, err)
 	}
-	// -m 0: no blocks reserved for root, who runs these tests.
-	if err := run("mkfs.ext4", "-q", "-F", "-m", "0", img); err != nil {
-		t.Skipf("cannot make an ext4 image: %v", err)
+	if err := run(spec.mkfs[0], append(spec.mkfs[1:], img)...); err != nil {
+		t.Skipf("cannot make a %s image: %v", fs, err)
 	}
-	if err := run("mount", "-o", "loop,barrier=0", img, mnt); err != nil {
-		t.Skipf("cannot mount an ext4 loop image (needs root and loop devices): %v", err)
+	opts := "loop"
+	if spec.mount != "" {
+		opts += "," + spec.mount
+	}
+	if err := run("mount", "-o", opts, img, mnt); err != nil {
+		t.Skipf("cannot mount a %s loop image (needs root and loop devices): %v", fs, err)
 	}
 	t.Cleanup(func() { unmountTestDir(t, mnt) })
 	return mnt
@@ -99,9 +129,24 @@ var diskFullTargets = []struct {
 	name  string
 	mount func(t *testing.T) string
 }{
-	{"ext4", func(t *testing.T) string { return diskFullMountExt4(t, 32) }},
+	{"ext4", func(t *testing.T) string { return diskFullMount(t, "ext4", 32) }},
 	{"tmpfs", func(t *testing.T) string { return faultMountTmpfs(t, "4m") }},
+	{"ext2", func(t *testing.T) string { return diskFullMount(t, "ext2", 16) }},
+	{"btrfs", func(t *testing.T) string { return diskFullMount(t, "btrfs", 32) }},
+	{"xfs", func(t *testing.T) string {
+		if !corruptLong() {
+			// mkfs.xfs makes nothing under 300 MiB, which takes half a
+			// minute to fill twenty times.
+			t.Skip("xfs runs in the long tier only (BIGQUEUE_LONG=1)")
+		}
+		return diskFullMount(t, "xfs", 300)
+	}},
 }
+
+// diskFullMayFault names the file systems where a full disk may make a
+// write through a mapping fault (ErrFault) instead of failing the
+// reservation with ENOSPC: see diskFullRun.faultOK.
+var diskFullMayFault = map[string]bool{"btrfs": true, "ext2": true}
 
 // diskFullPool is random bytes that messages are cut from.
 type diskFullPool []byte
@@ -189,6 +234,31 @@ type diskFullRun struct {
 	nextID uint64 // number of the next message made, acknowledged or not
 
 	acked, enospc, batchENOSPC, reopenedFull int
+
+	// faultOK says that a write through a mapping may fault on this full
+	// file system although its blocks were reserved: btrfs needs room
+	// for metadata on every page it dirties, and ext4 serving an ext2
+	// image (no extents, no fallocate) allocates at the fault. The queue
+	// then fails closed with ErrFault; the run reopens it and goes on,
+	// with nothing acknowledged lost.
+	faultOK bool
+	faults  int
+}
+
+// faulted handles err when it wraps ErrFault: on a file system where that
+// may happen it reopens the queue and reports true.
+func (r *diskFullRun) faulted(err error) bool {
+	r.t.Helper()
+	if !errors.Is(err, ErrFault) {
+		return false
+	}
+	require.True(r.t, r.faultOK, "a fault on a file system that reserves blocks: %v", err)
+	r.faults++
+	q := r.q
+	r.q = nil
+	require.ErrorIs(r.t, q.Close(), ErrFault)
+	r.open()
+	return true
 }
 
 func newDiskFullRun(t *testing.T, dir string, seed int64) *diskFullRun {
@@ -285,6 +355,9 @@ func (r *diskFullRun) enqueue(small bool) error {
 	} else {
 		err = r.q.EnqueueBatch(batch)
 	}
+	if r.faulted(err) {
+		return err // stored nothing: the reads check it
+	}
 	if err != nil {
 		require.ErrorIs(r.t, err, syscall.ENOSPC, "enqueue of %d messages", len(batch))
 		r.enospc++
@@ -314,14 +387,20 @@ func (r *diskFullRun) fill() {
 			failed = 0
 		}
 	}
+	faults := r.faults
 	for i := 0; r.enqueue(true) == nil; i++ {
 		require.Less(r.t, i, diskFullDataSize, "small messages never fill the tail arena")
+	}
+	if r.faults > faults {
+		return // reopened after a fault: opening may have freed spares
 	}
 	// Still full: the failed message was not half-committed.
 	m := r.pool.message(r.nextID, 300)
 	r.nextID++
-	require.ErrorIs(r.t, r.q.Enqueue(m), syscall.ENOSPC)
-	r.enospc++
+	if err := r.q.Enqueue(m); !r.faulted(err) {
+		require.ErrorIs(r.t, err, syscall.ENOSPC)
+		r.enospc++
+	}
 }
 
 // read dequeues one message of consumer name and checks it.
@@ -330,10 +409,15 @@ func (r *diskFullRun) read(name string) {
 	want, ok := r.model.want(name)
 	var got []byte
 	var err error
-	if name == diskFullSecond {
-		got, err = r.second.Dequeue()
-	} else {
-		got, err = r.q.Dequeue()
+	for try := 0; try < 2; try++ {
+		if name == diskFullSecond {
+			got, err = r.second.Dequeue()
+		} else {
+			got, err = r.q.Dequeue()
+		}
+		if !r.faulted(err) {
+			break
+		}
 	}
 	p := r.model.pos[name]
 	if !ok {
@@ -388,6 +472,14 @@ func TestDiskFull(t *testing.T) {
 				diskFullCyclesTest(t, target.name, filepath.Join(target.mount(t), "q"), seed)
 			})
 			t.Run("filler", func(t *testing.T) {
+				if target.name == "btrfs" {
+					// Known limit, in the package documentation: a btrfs
+					// with no free space left cannot even dirty a page of
+					// the index, so NewQueue fails with ErrFault until
+					// space is freed. The cycles above free space by
+					// draining; this test keeps the disk full.
+					t.Skip("btrfs: a queue cannot be reopened while its file system is completely full (ErrFault)")
+				}
 				diskFullFillerTest(t, target.name, target.mount(t), seed)
 			})
 		})
@@ -400,6 +492,7 @@ func TestDiskFull(t *testing.T) {
 // shrink from cycle to cycle (no space leaks).
 func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 	r := newDiskFullRun(t, dir, seed)
+	r.faultOK = diskFullMayFault[fsName]
 	var firstBytes int64
 	for cycle := range diskFullCycles {
 		r.fill()
@@ -436,7 +529,7 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 	r.reopen(false)
 	r.drain(nil)
 	r.check()
-	t.Logf("diskfull(%s): cycles=%d acked=%d enospc=%d lost=0 reopen_ok=%d", fsName, diskFullCycles, r.acked, r.enospc, r.reopenedFull)
+	t.Logf("diskfull(%s): cycles=%d acked=%d enospc=%d faults=%d lost=0 reopen_ok=%d", fsName, diskFullCycles, r.acked, r.enospc, r.faults, r.reopenedFull)
 	t.Logf("diskfull(%s): %d of the ENOSPC failures were of batches", fsName, r.batchENOSPC)
 }
 
@@ -444,6 +537,7 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 // queue is open: enqueue fails with ENOSPC until the filler is removed.
 func diskFullFillerTest(t *testing.T, fsName, mnt string, seed int64) {
 	r := newDiskFullRun(t, filepath.Join(mnt, "q"), seed)
+	r.faultOK = diskFullMayFault[fsName]
 	for range 50 {
 		require.NoError(t, r.enqueue(false))
 	}
@@ -461,7 +555,9 @@ func diskFullFillerTest(t *testing.T, fsName, mnt string, seed int64) {
 
 	// What is left in the tail arena and the spares can still be used.
 	r.fill()
-	require.NoError(t, r.q.Flush(), "flush on a full disk")
+	if err := r.q.Flush(); !r.faulted(err) {
+		require.NoError(t, err, "flush on a full disk")
+	}
 	r.check()
 	r.reopen(true)
 	r.fill() // still full
@@ -480,7 +576,7 @@ func diskFullFillerTest(t *testing.T, fsName, mnt string, seed int64) {
 	r.drain(nil)
 	r.reopen(false)
 	r.drain(nil)
-	t.Logf("diskfull(%s) filler: acked=%d enospc=%d lost=0 reopen_ok=%d", fsName, r.acked, r.enospc, r.reopenedFull)
+	t.Logf("diskfull(%s) filler: acked=%d enospc=%d faults=%d lost=0 reopen_ok=%d", fsName, r.acked, r.enospc, r.faults, r.reopenedFull)
 }
 
 // staleArenaHeaders returns what is wrong with the arenas of q from the
@@ -511,7 +607,7 @@ func staleArenaHeaders(t *testing.T, q *Queue) []string {
 		f := files[id]
 		if f == nil {
 			var err error
-			f, err = os.Open(m.arenaPath(id))
+			f, err = os.Open(m.dir.join(arenaName(id)))
 			require.NoError(t, err)
 			files[id] = f
 		}

@@ -100,6 +100,57 @@
 // NewQueue locks the directory with flock: a second NewQueue on it, from
 // this process or another, fails at once with ErrLocked until Close.
 //
+// # The directory, the lock and file systems
+//
+// NewQueue resolves the directory once: it creates it when missing
+// (fsyncing the parent, so that the new directory survives a power loss),
+// opens it, and does every later file operation relative to that
+// descriptor (openat, renameat, unlinkat, fsync of the descriptor). A
+// relative path followed by os.Chdir, or a symlink switched by a deploy,
+// does not move a live queue into another directory; renaming the
+// directory under a live queue moves the queue with it.
+//
+// The lock is an exclusive flock on the directory itself, not on a file
+// in it: no file can be deleted to let a second owner in, and it holds
+// across processes on one machine (not across NFS clients). A "lock" file
+// left by earlier versions is ignored.
+//
+// Files are created with O_EXCL and opened with O_NOFOLLOW: the queue
+// never truncates a file it did not make, nor follows a symlink planted
+// in its directory. An arena file whose header names another queue or
+// arena (copied or renamed in) is refused with ErrCorrupt before any of
+// its records is read. Index and arenas that leave the directory while
+// the queue is open (removed, or replaced by a rename) make the next
+// Flush or Close fail with ErrCorrupt instead of reporting success for
+// data no later NewQueue would find. What a checkpoint covered and is
+// missing at the next open (arena files deleted, truncated or damaged)
+// is reported: every consumer that had not read it gets one ErrCorrupt
+// saying how many messages were lost, also after a reopen.
+//
+// File systems: disk blocks are reserved with fallocate; where there is
+// none (ext2, ext3, ramfs) the range is read and written back, which
+// reserves it too. On btrfs the queue's files are created NOCOW
+// (FS_NOCOW_FL), so that rewriting a reserved page needs no new block
+// (btrfs then also skips its own data checksums for them; the queue has
+// its own). Some file systems can still fail a write through a mapping
+// when they are full: btrfs needs room for metadata on every page it
+// dirties, and ext4 serving an ext2 image allocates at the fault. The
+// access then faults (SIGBUS); the queue turns that into an error
+// wrapping ErrFault, instead of the crash Go makes of it by default, and
+// fails closed: nothing acknowledged is lost, and NewQueue recovers once
+// space is free (on a btrfs with no space left at all, NewQueue itself
+// fails with ErrFault). ext4, XFS and tmpfs report a full disk as ENOSPC
+// from the reservation, before anything is written. Snapshots of a btrfs
+// subvolume make its files copy-on-write again.
+//
+// Limits: every mapped arena is one mapping of the process; with
+// SetMaxInMemArenas(0) (no limit) a queue of tens of thousands of arenas
+// can exhaust vm.max_map_count (65,530 by default on Linux) and make
+// later mmaps, the Go runtime's included, fail. Keep the default limit,
+// or a bound well below that, unless arenas are large. Consumers are
+// bounded by the index size NewQueue accepts (ErrTooManyConsumers, about
+// four million); adding one costs O(1).
+//
 // # Durability
 //
 // The contract, tested by the package's crash and corruption tests:
@@ -122,7 +173,8 @@
 //     delivered: the reading call returns an error wrapping ErrCorrupt that
 //     says where and how much it skipped, and the consumer moves on to the
 //     first record of the next intact arena, or to the tail.
-//  4. A full disk, too many mappings and I/O errors are returned as errors.
+//  4. A full disk, too many mappings, I/O errors and faults in the mapped
+//     files (ErrFault, see above) are returned as errors.
 //     A failed msync or fsync is never retried into a false success: the
 //     queue fails closed, and every later call but Close returns that error
 //     until the queue is reopened.

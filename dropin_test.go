@@ -132,11 +132,11 @@ func TestForeignDirectories(t *testing.T) {
 		{"original arena only", []string{"0_arena.dat"}, true},
 		{"unrelated file", []string{"notes.txt"}, true},
 		{"dot file", []string{".keep"}, true},
-		{"our lock and a stranger", []string{lockFileName, "notes.txt"}, true},
+		{"our lock and a stranger", []string{legacyLockFileName, "notes.txt"}, true},
 		{"our names with a stranger", []string{"arena-x.bq"}, true},
 		{"empty", nil, false},
 		{"lost+found", []string{"lost+found"}, false},
-		{"only our files", []string{lockFileName, indexFileName + ".tmp", "spare-3.bq"}, false},
+		{"only our files", []string{legacyLockFileName, indexFileName + ".tmp", "spare-3.bq"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

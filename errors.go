@@ -2,12 +2,6 @@ package bigqueue
 
 import "errors"
 
-// errSyncNotStarted marks a sync that failed before it reached the disk
-// (the directory could not even be opened, for instance for lack of file
-// descriptors): nothing was synced, so nothing may be lost, and the queue
-// does not fail closed; the next flush tries again.
-var errSyncNotStarted = errors.New("sync not started")
-
 // These are the sentinel errors of the package.
 //
 // The errors that github.com/grandecola/bigqueue returned bare are returned
@@ -88,6 +82,14 @@ var (
 	// written into such a directory. Import the original's queue into a
 	// new directory with the migrate sub-package (migrate.Import).
 	ErrForeignQueue = errors.New("bigqueue: directory holds a foreign queue or files")
+
+	// ErrFault is returned, wrapped, when an access to one of the queue's
+	// memory-mapped files faulted (SIGBUS): the file was truncated under
+	// the queue, or a copy-on-write file system (btrfs) had no block left
+	// for a write although the range was reserved. The process survives;
+	// the queue fails closed, and every later call but Close returns the
+	// error. Reopen it: recovery checks what the fault left.
+	ErrFault = errors.New("bigqueue: fault in a memory-mapped file")
 
 	// ErrTooLarge is returned by Enqueue for a message longer than
 	// MaxMessageSize bytes.

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -14,8 +12,9 @@ import (
 // github.com/grandecola/bigqueue; its arenas are named N_arena.dat.
 const originalMetadataName = "metadata.dat"
 
-// checkBeforeOpen looks at dir before NewQueue writes anything into it,
-// even the lock file, and refuses what this library must not open:
+// checkBeforeOpen looks at dir, which NewQueue has opened and locked,
+// before anything is written into it, and refuses what this library must
+// not open:
 //
 //   - a directory written by github.com/grandecola/bigqueue (it holds
 //     metadata.dat): ErrForeignQueue, saying how to import it;
@@ -27,22 +26,18 @@ const originalMetadataName = "metadata.dat"
 //     ErrIncompatibleVersion or ErrInvalidArenaSize, bare, as the original
 //     returned them.
 //
-// A missing directory is fine (NewQueue creates it). Anything else about
-// the index (a damaged header, a race with a concurrent creator) is left
-// to NewQueue's open, which checks again under the lock. The check only
-// reads: it lists dir and reads the index header.
-func checkBeforeOpen(dir string, o *options) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+// Anything else about the index (a damaged header) is left to NewQueue's
+// open, which reports it. The check only reads: it lists dir and reads
+// the index header.
+func checkBeforeOpen(d *queueDir, o *options) error {
+	dir := d.path
+	names, err := d.names()
 	if err != nil {
 		return fmt.Errorf("open queue %s: %w", dir, err)
 	}
 	var foreign, arenas []string
 	hasIndex := false
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		switch {
 		case name == originalMetadataName:
 			return fmt.Errorf("open queue %s: it holds a queue written by github.com/grandecola/bigqueue (%s), "+
@@ -81,15 +76,15 @@ func checkBeforeOpen(dir string, o *options) error {
 	if !hasIndex {
 		return nil
 	}
-	return checkStoredIndex(filepath.Join(dir, indexFileName), o)
+	return checkStoredIndex(d, o)
 }
 
-// checkStoredIndex reads the header of the index at path and returns
+// checkStoredIndex reads the header of d's index and returns
 // ErrIncompatibleVersion or ErrInvalidArenaSize, bare, when an intact
 // header says so. It returns nil for everything else, NewQueue's open
 // reports it.
-func checkStoredIndex(path string, o *options) error {
-	f, err := os.Open(path)
+func checkStoredIndex(d *queueDir, o *options) error {
+	f, err := d.openRead(indexFileName)
 	if err != nil {
 		return nil
 	}
@@ -111,11 +106,12 @@ func checkStoredIndex(path string, o *options) error {
 }
 
 // isOwnFileName reports whether name is one this library writes into a
-// queue directory: lock, index.bq, index.bq.tmp, and arena-N.bq,
-// spare-N.bq, damaged-N.bq with N a decimal number.
+// queue directory: index.bq, index.bq.tmp, arena-N.bq,
+// spare-N.bq, damaged-N.bq with N a decimal number, and the lock file
+// of earlier versions.
 func isOwnFileName(name string) bool {
 	switch name {
-	case lockFileName, indexFileName, indexFileName + ".tmp":
+	case legacyLockFileName, indexFileName, indexFileName + ".tmp":
 		return true
 	}
 	for _, prefix := range []string{"arena-", "spare-", "damaged-"} {

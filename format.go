@@ -66,7 +66,8 @@ package bigqueue
 //	           new consumer takes it)
 //	 12     4  name length, 1 to 224
 //	 16     4  CRC32C of bytes 12-15 and the name
-//	 20     4  zero
+//	 20     4  with state 2: how many messages recovery found lost that
+//	           the consumer had not read (0: unknown); else zero
 //	 24     8  sequence number of the record at the position, stored
 //	           just before the position; opening accepts a position whose
 //	           record carries it and passes its CRC, and otherwise walks
@@ -147,6 +148,7 @@ const (
 	slotStateOff   = 8  // uint32 slotFree, slotUsed, slotLost or slotDamaged; written last on create
 	slotNameLenOff = 12 // uint32 length of the name
 	slotCRCOff     = 16 // uint32 CRC32C of bytes [12,16) and the name
+	slotLostOff    = 20 // uint32 with slotLost: messages lost, saturated; 0 when unknown
 	slotSeqOff     = 24 // uint64 hint: sequence number of the record at the position, stored just before it
 	slotNameOff    = 32 // name bytes, at most MaxConsumerNameLen
 	slotSize       = 256
@@ -155,7 +157,7 @@ const (
 
 	slotFree    = 0
 	slotUsed    = 1
-	slotLost    = 2 // used by a consumer created in place of a damaged slot; its first read reports it
+	slotLost    = 2 // its consumer lost messages to damage (its own slot, or records recovery cut); its first read reports it
 	slotDamaged = 3 // failed its checksum; kept until a consumer is created in its place
 
 	// Arena header, at the start of every arena file.

@@ -76,25 +76,25 @@ func (f *faultFS) check(kind fsCall, subject string) error {
 	return nil
 }
 
-func (f *faultFS) create(path string) (*os.File, error) {
-	if err := f.check(callCreate, path); err != nil {
+func (f *faultFS) create(d *queueDir, name string) (*os.File, error) {
+	if err := f.check(callCreate, d.join(name)); err != nil {
 		return nil, err
 	}
-	return osFS{}.create(path)
+	return osFS{}.create(d, name)
 }
 
-func (f *faultFS) open(path string) (*os.File, error) {
-	if err := f.check(callOpen, path); err != nil {
+func (f *faultFS) open(d *queueDir, name string) (*os.File, error) {
+	if err := f.check(callOpen, d.join(name)); err != nil {
 		return nil, err
 	}
-	return osFS{}.open(path)
+	return osFS{}.open(d, name)
 }
 
-func (f *faultFS) allocate(file *os.File, size int64) error {
+func (f *faultFS) allocate(file *os.File, from, to int64) error {
 	if err := f.check(callAllocate, file.Name()); err != nil {
 		return err
 	}
-	return osFS{}.allocate(file, size)
+	return osFS{}.allocate(file, from, to)
 }
 
 func (f *faultFS) mmap(file *os.File, size int) ([]byte, error) {
@@ -111,30 +111,30 @@ func (f *faultFS) syncFile(file *os.File) error {
 	return osFS{}.syncFile(file)
 }
 
-func (f *faultFS) syncMapping(path string, b []byte) error {
-	if err := f.check(callMsync, path); err != nil {
+func (f *faultFS) syncMapping(d *queueDir, name string, b []byte) error {
+	if err := f.check(callMsync, d.join(name)); err != nil {
 		return err
 	}
-	return osFS{}.syncMapping(path, b)
+	return osFS{}.syncMapping(d, name, b)
 }
 
-func (f *faultFS) syncDir(dir string) error {
-	if err := f.check(callSyncDir, dir); err != nil {
+func (f *faultFS) syncDir(d *queueDir) error {
+	if err := f.check(callSyncDir, d.path); err != nil {
 		return err
 	}
-	return osFS{}.syncDir(dir)
+	return osFS{}.syncDir(d)
 }
 
-func (f *faultFS) rename(from, to string) error {
-	if err := f.check(callRename, from); err != nil {
+func (f *faultFS) rename(d *queueDir, from, to string) error {
+	if err := f.check(callRename, d.join(from)); err != nil {
 		return err
 	}
-	return osFS{}.rename(from, to)
+	return osFS{}.rename(d, from, to)
 }
 
-func (f *faultFS) remove(path string) error {
-	if err := f.check(callRemove, path); err != nil {
+func (f *faultFS) remove(d *queueDir, name string) error {
+	if err := f.check(callRemove, d.join(name)); err != nil {
 		return err
 	}
-	return osFS{}.remove(path)
+	return osFS{}.remove(d, name)
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync/atomic"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -233,44 +233,70 @@ func TestIndexRemovedUnderQueue(t *testing.T) {
 	})
 }
 
-// notStartedDirSync is osFS whose directory syncs fail as when the
-// directory cannot be opened (EMFILE), while fail is set.
-type notStartedDirSync struct {
-	osFS
-	fail *atomic.Bool
-}
-
-func (f notStartedDirSync) syncDir(dir string) error {
-	if f.fail.Load() {
-		return fmt.Errorf("open directory for fsync: %w: %w", errSyncNotStarted, syscall.EMFILE)
-	}
-	return f.osFS.syncDir(dir)
-}
-
-// A directory sync that could not start (no file descriptor) fails the
-// flush, not the queue: nothing was synced, so nothing was lost, and the
-// next flush does the work.
-func TestDirSyncNotStartedDoesNotFailQueue(t *testing.T) {
-	fail := new(atomic.Bool)
-	q, _ := openTestQueue(t, SetArenaSize(4096), withFS(notStartedDirSync{fail: fail}),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+// A flush needs no new file descriptor: the directory is fsynced through
+// the one the queue holds. With every descriptor of the process taken, a
+// Flush still succeeds, an Enqueue that needs a new arena file fails
+// without failing the queue, and everything is there once descriptors
+// are free again.
+func TestFlushNeedsNoNewDescriptor(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	msg := make([]byte, 1000)
-	for i := 0; i < 10; i++ { // new arenas: the directory changed
+	const before = 10 // new arenas: the directory changed
+	for i := 0; i < before; i++ {
 		require.NoError(t, q.Enqueue(msg))
 	}
-	fail.Store(true)
-	err := q.Flush()
-	require.ErrorIs(t, err, syscall.EMFILE)
-	require.ErrorIs(t, q.Stats().LastFlushError, syscall.EMFILE)
+
+	var lim syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	var filler []*os.File
+	release := func() {
+		for _, f := range filler {
+			require.NoError(t, f.Close())
+		}
+		filler = nil
+		require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+	}
+	// Lower the soft limit a little above the highest descriptor open
+	// now, then take what is left.
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	low := lim
+	low.Cur = uint64(len(fds)) + 64
+	for _, e := range fds {
+		var n uint64
+		if _, err := fmt.Sscan(e.Name(), &n); err == nil && n+64 > low.Cur {
+			low.Cur = n + 64
+		}
+	}
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low))
+	defer release()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			require.ErrorIs(t, err, syscall.EMFILE)
+			break
+		}
+		filler = append(filler, f)
+		require.Less(t, len(filler), 1<<16, "never ran out of descriptors")
+	}
+
+	require.NoError(t, q.Flush(), "a flush opens nothing")
+	var enqErr error
+	for i := 0; i < 10 && enqErr == nil; i++ { // reach a new arena
+		enqErr = q.Enqueue(msg)
+	}
+	require.ErrorIs(t, enqErr, syscall.EMFILE, "a new arena file needs a descriptor")
+	release()
+
 	require.NoError(t, q.Enqueue(msg), "the queue did not fail closed")
-	fail.Store(false)
-	require.NoError(t, q.Flush(), "the next flush does the work")
-	q.mu.Lock()
-	ck := q.idx.checkpoint()
-	tail := q.tail
-	q.mu.Unlock()
-	require.Equal(t, tail, ck.offset, "the checkpoint covers everything")
-	require.NoError(t, q.Stats().LastFlushError)
+	require.NoError(t, q.Flush())
+	n := q.Len()
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, SetArenaSize(4096))
+	require.Equal(t, n, q.Len())
+	require.GreaterOrEqual(t, n, int64(before+1))
 }
 
 // The index never grows past what opening accepts: a consumer beyond that
@@ -294,4 +320,151 @@ func TestTooManyConsumers(t *testing.T) {
 	require.NoError(t, q.Close())
 	q = openTestQueueIn(t, dir)
 	require.Len(t, q.Consumers(), made)
+}
+
+// Records a checkpoint covered and that are gone are reported, never cut
+// silently: with the two newest arena files of a cleanly closed queue
+// deleted, the queue opens, and the first read of every consumer that
+// had not read them (the default one included) returns ErrCorrupt saying
+// how many messages were lost, also after a reopen before that read;
+// then the intact prefix follows.
+func TestCheckpointedArenasMissingReported(t *testing.T) {
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 400)
+	for i := 0; i < 10; i++ {
+		_, err := r.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Close())
+
+	var ids []int
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		var id int
+		if _, err := fmt.Sscanf(e.Name(), "arena-%d.bq", &id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	require.GreaterOrEqual(t, len(ids), 3)
+	slices.Sort(ids)
+	for _, id := range ids[len(ids)-2:] {
+		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
+	}
+
+	q, err = NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	require.NoError(t, q.Close()) // a reopen before any read keeps the report
+	q = openTestQueueIn(t, dir, SetArenaSize(4096))
+	r, err = q.NewConsumer("reader")
+	require.NoError(t, err)
+	for _, c := range []struct {
+		name string
+		read func() ([]byte, error)
+		from int
+	}{{"default", q.Dequeue, 0}, {"reader", r.Dequeue, 10}} {
+		_, err := c.read()
+		require.ErrorIs(t, err, ErrCorrupt, "%s: the loss is reported first", c.name)
+		require.Regexp(t, `recovery found \d+ messages`, err.Error())
+		n := c.from
+		for {
+			msg, err := c.read()
+			if err == ErrEmptyQueue {
+				break
+			}
+			require.NoError(t, err, "%s: one report only", c.name)
+			require.Equal(t, string(tagged("A", n)), string(msg), "%s: an exact prefix", c.name)
+			n++
+		}
+		require.Less(t, n, 400, "%s: the deleted arenas held messages", c.name)
+		require.Greater(t, n, c.from, "%s: the intact prefix is read", c.name)
+	}
+	require.NoError(t, q.EnqueueString("after"))
+	msg, err := q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "after", msg)
+}
+
+// A file truncated under a live queue makes the next access to its
+// mapping fault (SIGBUS). The process survives: the call returns
+// ErrFault, the queue fails closed, Close returns and unlocks, and the
+// next NewQueue reports the damage instead of delivering garbage.
+func TestTruncatedUnderLiveQueue(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		file string
+		op   func(q *Queue) error
+	}{
+		{"arena read", arenaName(0), func(q *Queue) error { _, err := q.Dequeue(); return err }},
+		{"arena write", arenaName(1), func(q *Queue) error {
+			for i := 0; i < 20; i++ {
+				if err := q.Enqueue(tagged("B", i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"index write", indexFileName, func(q *Queue) error { _, err := q.NewConsumer("late"); return err }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			q, err := NewQueue(dir, SetArenaSize(4096), SetPeriodicFlushDuration(0), SetPeriodicFlushOps(0))
+			require.NoError(t, err)
+			_, err = q.NewConsumer("reader")
+			require.NoError(t, err)
+			enqueueN(t, q, "A", 0, 15) // arenas 0 and 1
+			require.NoError(t, os.Truncate(filepath.Join(dir, c.file), 0))
+			err = c.op(q)
+			require.ErrorIs(t, err, ErrFault)
+			require.ErrorIs(t, q.Enqueue([]byte("x")), ErrFault, "the queue failed closed")
+			require.ErrorIs(t, q.Close(), ErrFault)
+
+			q, err = NewQueue(dir, SetArenaSize(4096))
+			if err != nil {
+				require.ErrorIs(t, err, ErrCorrupt)
+				return
+			}
+			defer func() { require.NoError(t, q.Close()) }()
+			for i := 0; i < 100; i++ {
+				msg, err := q.Dequeue()
+				if err == ErrEmptyQueue {
+					break
+				}
+				if err != nil {
+					require.ErrorIs(t, err, ErrCorrupt)
+					continue
+				}
+				require.Contains(t, string(msg), "A-", "only intact messages of the queue")
+			}
+			require.NoError(t, q.EnqueueString("after"))
+		})
+	}
+}
+
+// Slots freed by DeleteConsumer are reused, lowest first, and the free
+// slot search resumes where it stopped instead of scanning every slot.
+func TestFreeSlotReuse(t *testing.T) {
+	q, dir := openTestQueue(t)
+	for i := 0; i < 40; i++ {
+		_, err := q.NewConsumer(fmt.Sprintf("c%d", i))
+		require.NoError(t, err)
+	}
+	q.mu.Lock()
+	from := q.idx.freeFrom
+	slot := q.consumers["c7"].slot
+	q.mu.Unlock()
+	require.GreaterOrEqual(t, from, 39, "the search resumes at the last slot it gave out")
+	require.NoError(t, q.DeleteConsumer("c7"))
+	c, err := q.NewConsumer("new")
+	require.NoError(t, err)
+	q.mu.Lock()
+	require.Equal(t, slot, q.consumers[c.Name()].slot, "the freed slot is reused")
+	q.mu.Unlock()
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir)
+	require.Len(t, q.Consumers(), 40)
 }

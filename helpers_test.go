@@ -1,6 +1,7 @@
 package bigqueue
 
 import (
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -86,8 +87,10 @@ func checkInvariants(tb testing.TB, q *Queue) {
 	}
 	for id := range m.present {
 		require.True(tb, id >= m.first && id < m.next, "present arena %d outside [%d,%d)", id, m.first, m.next)
-		st, err := os.Stat(m.arenaPath(id))
+		f, err := m.dir.openRead(arenaName(id))
 		require.NoError(tb, err, "arena %d", id)
+		st, err := f.Stat()
+		require.NoError(tb, errors.Join(err, f.Close()), "arena %d", id)
 		if _, mapped := m.mapped[id]; mapped {
 			// A file of the wrong size is found, and set aside, when it
 			// is first mapped; a mapped one must be whole.

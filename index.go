@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 )
 
 // checkpoint is what a successful flush made durable: every record below
@@ -18,11 +19,12 @@ type checkpoint struct {
 
 // consumerSlot is a decoded consumer entry of the index.
 type consumerSlot struct {
-	slot    int
-	name    string
-	offset  uint64
-	seqHint uint64 // to be checked against the record at offset
-	lost    bool   // slotLost: the consumer's first read reports ErrCorrupt
+	slot      int
+	name      string
+	offset    uint64
+	seqHint   uint64 // to be checked against the record at offset
+	lost      bool   // slotLost: the consumer's first read reports ErrCorrupt
+	lostCount uint32 // with lost: how many messages, when known
 }
 
 // damagedSlot is a consumer slot that failed its checksum, with the name
@@ -38,10 +40,14 @@ type damagedSlot struct {
 // grow replaces data under mu only, but keeps the old mapping, which
 // shares its pages, until close.
 type index struct {
-	fs      fileSystem
-	path    string
-	data    []byte   // the mapping; len is the file size
-	retired [][]byte // mappings replaced by grow; unmapped by close, as a flush may still sync one
+	fs   fileSystem
+	dir  *queueDir
+	path string // for messages
+	id   fileID // the file mapped; the queue checks the directory still names it
+	// freeFrom is a slot number below which no slot is free.
+	freeFrom int
+	data     []byte   // the mapping; len is the file size
+	retired  [][]byte // mappings replaced by grow; unmapped by close, as a flush may still sync one
 }
 
 func headerCRC(b []byte) uint32 {
@@ -49,18 +55,32 @@ func headerCRC(b []byte) uint32 {
 	return crc32.Update(c, castagnoli, b[16:32])
 }
 
-// createIndex writes a new index file at path for a queue with the given
+// createIndex writes a new index file in dir for a queue with the given
 // arena size and id, and maps it. The file is written and synced under a
 // temporary name and renamed into place, so that a crash leaves either no
-// index or a complete one; the caller fsyncs the directory.
-func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*index, error) {
-	tmp := path + ".tmp"
-	f, err := fs.create(tmp)
+// index or a complete one; the caller fsyncs the directory. On failure no
+// temporary file is left behind.
+func createIndex(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64) (x *index, err error) {
+	path := dir.join(indexFileName)
+	const tmp = indexFileName + ".tmp"
+	// One a crash left is garbage: it never got the index's name.
+	if err := fs.remove(dir, tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("create index: %w", err)
+	}
+	f, err := fs.create(dir, tmp)
 	if err != nil {
 		return nil, fmt.Errorf("create index: %w", err)
 	}
 	defer f.Close()
-	if err := fs.allocate(f, initialIndexSize); err != nil {
+	renamed := false
+	defer func() {
+		if err != nil && !renamed {
+			if rerr := fs.remove(dir, tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	if err := fs.allocate(f, 0, initialIndexSize); err != nil {
 		return nil, fmt.Errorf("allocate index %s: %w", path, err)
 	}
 	// The header is in place before the file gets its name, so that
@@ -79,21 +99,27 @@ func createIndex(fs fileSystem, path string, arenaSize int, queueID uint64) (*in
 	if err := fs.syncFile(f); err != nil {
 		return nil, fmt.Errorf("sync index %s: %w", path, err)
 	}
-	if err := fs.rename(tmp, path); err != nil {
+	if err := fs.rename(dir, tmp, indexFileName); err != nil {
 		return nil, fmt.Errorf("create index: %w", err)
+	}
+	renamed = true
+	id, err := statFile(f)
+	if err != nil {
+		return nil, err
 	}
 	data, err := fs.mmap(f, initialIndexSize)
 	if err != nil {
 		return nil, err
 	}
-	return &index{fs: fs, path: path, data: data}, nil
+	return &index{fs: fs, dir: dir, path: path, id: id, data: data}, nil
 }
 
 // openIndex maps an existing index file and checks its header. It returns
 // ErrIncompatibleVersion for another format version and ErrCorrupt for a
 // file that is not a readable index.
-func openIndex(fs fileSystem, path string) (*index, error) {
-	f, err := fs.open(path)
+func openIndex(fs fileSystem, dir *queueDir) (*index, error) {
+	path := dir.join(indexFileName)
+	f, err := fs.open(dir, indexFileName)
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
@@ -106,6 +132,10 @@ func openIndex(fs fileSystem, path string) (*index, error) {
 	if size < initialIndexSize || (size-indexHeaderSize)%slotSize != 0 || size > maxIndexSize {
 		return nil, fmt.Errorf("index %s: size %d is not a valid index size: %w", path, size, ErrCorrupt)
 	}
+	id, err := statFile(f)
+	if err != nil {
+		return nil, err
+	}
 	data, err := fs.mmap(f, int(size))
 	if err != nil {
 		return nil, err
@@ -116,7 +146,7 @@ func openIndex(fs fileSystem, path string) (*index, error) {
 		}
 		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
-	return &index{fs: fs, path: path, data: data}, nil
+	return &index{fs: fs, dir: dir, path: path, id: id, data: data}, nil
 }
 
 func checkIndexHeader(b []byte) error {
@@ -222,18 +252,23 @@ func (x *index) consumers() (list []consumerSlot, damaged []damagedSlot) {
 			continue
 		}
 		list = append(list, consumerSlot{slot: i, name: string(s[slotNameOff : slotNameOff+n]),
-			offset: le64(s[slotOffsetOff:]), seqHint: le64(s[slotSeqOff:]), lost: state == slotLost})
+			offset: le64(s[slotOffsetOff:]), seqHint: le64(s[slotSeqOff:]), lost: state == slotLost, lostCount: le32(s[slotLostOff:])})
 	}
 	return list, damaged
 }
 
-// freeSlot returns the number of an unused slot, or -1 when all are used.
+// freeSlot returns the number of the lowest unused slot, or -1 when all
+// are used. It scans from freeFrom, below which every slot is in use, so
+// that adding consumers one after another costs O(1) each, not a scan of
+// every slot.
 func (x *index) freeSlot() int {
-	for i := 0; i < x.slots(); i++ {
+	for i := x.freeFrom; i < x.slots(); i++ {
 		if le32(x.slot(i)[slotStateOff:]) == slotFree {
+			x.freeFrom = i
 			return i
 		}
 	}
+	x.freeFrom = x.slots()
 	return -1
 }
 
@@ -256,11 +291,23 @@ func (x *index) addConsumer(i int, name string, offset, seq uint64, lost bool) {
 
 // markReported turns slot i from slotLost into slotUsed.
 func (x *index) markReported(i int) {
-	binary.LittleEndian.PutUint32(x.slot(i)[slotStateOff:], slotUsed)
+	s := x.slot(i)
+	binary.LittleEndian.PutUint32(s[slotLostOff:], 0)
+	binary.LittleEndian.PutUint32(s[slotStateOff:], slotUsed)
+}
+
+// markLost turns slot i into slotLost: its consumer's next read reports
+// that n messages it had not read were lost (n = 0: an unknown number),
+// also after a reopen.
+func (x *index) markLost(i int, n uint64) {
+	s := x.slot(i)
+	binary.LittleEndian.PutUint32(s[slotLostOff:], uint32(min(n, 1<<32-1)))
+	binary.LittleEndian.PutUint32(s[slotStateOff:], slotLost)
 }
 
 func (x *index) removeConsumer(i int) {
 	binary.LittleEndian.PutUint32(x.slot(i)[slotStateOff:], slotFree)
+	x.freeFrom = min(x.freeFrom, i)
 }
 
 // setConsumerPosition stores the sequence hint, then commits the offset.
@@ -282,12 +329,12 @@ func (x *index) grow() error {
 		// queue unopenable.
 		return fmt.Errorf("grow index past %d bytes (%d consumers): %w", maxIndexSize, x.slots(), ErrTooManyConsumers)
 	}
-	f, err := x.fs.open(x.path)
+	f, err := x.fs.open(x.dir, indexFileName)
 	if err != nil {
 		return fmt.Errorf("grow index: %w", err)
 	}
 	defer f.Close()
-	if err := x.fs.allocate(f, size); err != nil {
+	if err := x.fs.allocate(f, int64(len(x.data)), size); err != nil {
 		return fmt.Errorf("grow index %s to %d bytes: %w", x.path, size, err)
 	}
 	data, err := x.fs.mmap(f, int(size))
@@ -305,7 +352,7 @@ func (x *index) sync() error { return x.syncData(x.data) }
 // syncData msyncs data, the index's mapping as taken under mu, or one
 // grow retired since. Needs flushMu (close does not run then).
 func (x *index) syncData(data []byte) error {
-	if err := x.fs.syncMapping(x.path, data); err != nil {
+	if err := x.fs.syncMapping(x.dir, indexFileName, data); err != nil {
 		return fmt.Errorf("msync index %s: %w", x.path, err)
 	}
 	return nil

@@ -194,8 +194,7 @@ func abandonQueue(t *testing.T, q *Queue) {
 	q.mu.Unlock()
 	<-q.flusherDone
 	close(q.closeDone)
-	require.NoError(t, unlockDir(q.lockFile))
-	require.NoError(t, q.lockFile.Close())
+	require.NoError(t, q.dir.close())
 }
 
 // failedBatch opens a queue in dir on fs, enqueues "x…", then a batch that

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,26 +47,119 @@ func syncMapping(b []byte) error {
 	return unix.Msync(b, unix.MS_SYNC)
 }
 
-// syncDirectory fsyncs dir, so that the files created, renamed or removed
-// in it survive a power loss. It needs no lock.
-func syncDirectory(dir string) error {
-	d, err := os.Open(dir)
+// syncDirectory opens the directory at path and fsyncs it. NewQueue uses
+// it for the parents of the directories it creates; the queue directory
+// itself is synced through its descriptor (queueDir.sync).
+func syncDirectory(path string) error {
+	d, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("open directory for fsync: %w: %w", errSyncNotStarted, err)
+		return fmt.Errorf("open directory for fsync: %w", err)
 	}
 	err = d.Sync()
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
+		return fmt.Errorf("fsync directory %s: %w", path, err)
 	}
 	return nil
 }
 
-// lockDir takes an exclusive, non-blocking flock on f. The lock belongs to
-// the open file description, so a second open of the same file in this
-// process conflicts too. It returns ErrLocked when someone holds it.
+// openDirectory opens the directory at path read-only. It fails with
+// ENOTDIR for anything else, a symlink to a directory being followed.
+func openDirectory(path string) (*os.File, error) {
+	fd, err := ignoringEINTR(func() (int, error) {
+		return unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// openAt opens name inside the directory dir with flags (O_CLOEXEC and
+// O_NOFOLLOW added: a symlink planted in the queue directory is refused,
+// not followed). The file is named by dir's path joined with name.
+func openAt(dir *os.File, name string, flags int, perm uint32) (*os.File, error) {
+	path := filepath.Join(dir.Name(), name)
+	fd, err := ignoringEINTR(func() (int, error) {
+		return unix.Openat(int(dir.Fd()), name, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, perm)
+	})
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// renameAt renames from to to, both inside the directory dir.
+func renameAt(dir *os.File, from, to string) error {
+	if err := unix.Renameat(int(dir.Fd()), from, int(dir.Fd()), to); err != nil {
+		return &os.LinkError{Op: "rename", Old: filepath.Join(dir.Name(), from), New: filepath.Join(dir.Name(), to), Err: err}
+	}
+	return nil
+}
+
+// unlinkAt removes the file name inside the directory dir.
+func unlinkAt(dir *os.File, name string) error {
+	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil {
+		return &os.PathError{Op: "remove", Path: filepath.Join(dir.Name(), name), Err: err}
+	}
+	return nil
+}
+
+// fileID identifies a file: two names with the same fileID are the same
+// file.
+type fileID struct{ dev, ino uint64 }
+
+// statAt returns the identity of the file name inside the directory dir,
+// without following a symlink.
+func statAt(dir *os.File, name string) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fileID{}, &os.PathError{Op: "stat", Path: filepath.Join(dir.Name(), name), Err: err}
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
+}
+
+// statFile returns the identity of the open file f.
+func statFile(f *os.File) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fileID{}, &os.PathError{Op: "stat", Path: f.Name(), Err: err}
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
+}
+
+// listAt returns the names in the directory dir. It reads through a
+// descriptor of its own, so that dir's offset is never moved.
+func listAt(dir *os.File) ([]string, error) {
+	d, err := openAt(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return names, err
+}
+
+// ignoringEINTR retries open calls interrupted by a signal, as package os
+// does for its own.
+func ignoringEINTR(fn func() (int, error)) (int, error) {
+	for {
+		fd, err := fn()
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// lockDir takes an exclusive, non-blocking flock on f, the queue
+// directory. The lock belongs to the open file description, so a second
+// open of the same directory in this process conflicts too; and it is on
+// the directory itself, which no one can unlink from under its owner
+// while it holds files. It returns ErrLocked when someone holds it.
 func lockDir(f *os.File) error {
 	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if errors.Is(err, unix.EWOULDBLOCK) {

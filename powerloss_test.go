@@ -311,12 +311,13 @@ func (c *crashFS) noteName(name string, fid int) {
 	}
 }
 
-func (c *crashFS) create(path string) (*os.File, error) {
+func (c *crashFS) create(d *queueDir, name string) (*os.File, error) {
+	path := d.join(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observed["create"]++
 	_, statErr := os.Stat(path)
-	f, err := osFS{}.create(path)
+	f, err := osFS{}.create(d, name)
 	if err != nil {
 		return nil, err
 	}
@@ -338,15 +339,14 @@ func (c *crashFS) create(path string) (*os.File, error) {
 	}
 	c.nextFid++
 	c.fids[ino] = c.nextFid
-	name := filepath.Base(path)
 	c.noteName(name, c.nextFid)
 	c.ops = append(c.ops, plDirOp{kind: plCreate, name: name, fid: c.nextFid})
 	return f, nil
 }
 
-func (c *crashFS) open(path string) (*os.File, error) { return osFS{}.open(path) }
+func (c *crashFS) open(d *queueDir, name string) (*os.File, error) { return osFS{}.open(d, name) }
 
-func (c *crashFS) allocate(f *os.File, size int64) error { return osFS{}.allocate(f, size) }
+func (c *crashFS) allocate(f *os.File, from, to int64) error { return osFS{}.allocate(f, from, to) }
 
 func (c *crashFS) mmap(f *os.File, size int) ([]byte, error) { return osFS{}.mmap(f, size) }
 
@@ -379,12 +379,13 @@ func (c *crashFS) syncFile(f *os.File) error {
 	return nil
 }
 
-func (c *crashFS) syncMapping(path string, b []byte) error {
+func (c *crashFS) syncMapping(d *queueDir, name string, b []byte) error {
+	path := d.join(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observed["msync"]++
 	c.snapshot("msync " + filepath.Base(path))
-	if err := (osFS{}).syncMapping(path, b); err != nil {
+	if err := (osFS{}).syncMapping(d, name, b); err != nil {
 		return err
 	}
 	fid, ok := c.fidOf(path)
@@ -407,12 +408,12 @@ func (c *crashFS) syncMapping(path string, b []byte) error {
 	return nil
 }
 
-func (c *crashFS) syncDir(dir string) error {
+func (c *crashFS) syncDir(d *queueDir) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observed["syncdir"]++
 	c.snapshot("fsync directory")
-	if err := (osFS{}).syncDir(dir); err != nil {
+	if err := (osFS{}).syncDir(d); err != nil {
 		return err
 	}
 	list := maps.Clone(c.durList)
@@ -423,7 +424,8 @@ func (c *crashFS) syncDir(dir string) error {
 	return nil
 }
 
-func (c *crashFS) rename(from, to string) error {
+func (c *crashFS) rename(d *queueDir, fromName, toName string) error {
+	from, to := d.join(fromName), d.join(toName)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observed["rename"]++
@@ -441,7 +443,7 @@ func (c *crashFS) rename(from, to string) error {
 			c.fail("read %s: %v", to, err)
 		}
 	}
-	if err := (osFS{}).rename(from, to); err != nil {
+	if err := (osFS{}).rename(d, fromName, toName); err != nil {
 		return err
 	}
 	if statErr == nil {
@@ -455,7 +457,8 @@ func (c *crashFS) rename(from, to string) error {
 	return nil
 }
 
-func (c *crashFS) remove(path string) error {
+func (c *crashFS) remove(d *queueDir, name string) error {
+	path := d.join(name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.observed["remove"]++
@@ -467,7 +470,7 @@ func (c *crashFS) remove(path string) error {
 			c.fail("read %s: %v", path, err)
 		}
 	}
-	if err := (osFS{}).remove(path); err != nil {
+	if err := (osFS{}).remove(d, name); err != nil {
 		return err
 	}
 	fid := 0
@@ -525,7 +528,7 @@ func (c *crashFS) snapshot(what string) {
 	}
 	seen := 0
 	for _, e := range entries {
-		if e.Name() == lockFileName {
+		if e.Name() == legacyLockFileName {
 			continue
 		}
 		seen++
@@ -1065,7 +1068,7 @@ func (p *plPoint) write(dir string, img plImage) error {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(dir, lockFileName), nil, 0o644)
+	return os.WriteFile(filepath.Join(dir, legacyLockFileName), nil, 0o644)
 }
 
 // compose returns the content file fid has after the power loss img.
@@ -2206,7 +2209,7 @@ func plInodes(t *testing.T, dir string) map[string]uint64 {
 	require.NoError(t, err)
 	inodes := make(map[string]uint64)
 	for _, e := range entries {
-		if e.Name() == lockFileName {
+		if e.Name() == legacyLockFileName {
 			continue
 		}
 		fi, err := e.Info()
@@ -2339,19 +2342,21 @@ func TestPowerLossCrashFS(t *testing.T) {
 	dir := t.TempDir()
 	model := &plModel{}
 	c := newCrashFS(dir, model)
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	f, err := c.create(a)
+	d, err := openQueueDir(dir)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, d.close()) }()
+	f, err := c.create(d, "a")
 	require.NoError(t, err)
 	defer f.Close()
 	_, err = f.WriteAt([]byte("one"), 0)
 	require.NoError(t, err)
 	require.NoError(t, c.syncFile(f)) // snapshot 0: nothing durable
-	require.NoError(t, c.rename(a, b))
-	require.NoError(t, c.syncDir(dir)) // snapshot 1: content durable, entry not
+	require.NoError(t, c.rename(d, "a", "b"))
+	require.NoError(t, c.syncDir(d)) // snapshot 1: content durable, entry not
 	_, err = f.WriteAt([]byte("two"), 0)
 	require.NoError(t, err)
-	require.NoError(t, c.remove(b))
-	require.NoError(t, c.syncDir(dir)) // snapshot 2: "b" durable, removed since
+	require.NoError(t, c.remove(d, "b"))
+	require.NoError(t, c.syncDir(d)) // snapshot 2: "b" durable, removed since
 	require.NoError(t, c.err)
 
 	require.Len(t, c.snaps, 3)

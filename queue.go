@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -18,14 +18,16 @@ import (
 // File names inside a queue directory.
 const (
 	indexFileName = "index.bq"
-	lockFileName  = "lock"
+	// legacyLockFileName is the file earlier versions locked; the lock
+	// is now on the directory itself. A left-over one is ignored.
+	legacyLockFileName = "lock"
 )
 
 // Queue is a persistent FIFO queue stored in one directory. It is safe for
 // concurrent use by many goroutines. Open it with NewQueue and Close it when
 // done; a Queue holds an exclusive lock on its directory until then.
 type Queue struct {
-	dir  string
+	dir  *queueDir // opened and locked by NewQueue; every file is reached through it
 	opts options
 
 	// flushMu serializes flushes with each other and with Close. It is
@@ -35,8 +37,6 @@ type Queue struct {
 	// mu guards every field below, and the mappings of the arenas and the
 	// index. Every operation holds it from start to end.
 	mu           sync.Mutex
-	lockFile     *os.File      // holds the directory's flock until Close
-	idxFile      os.FileInfo   // index.bq as opened; Flush and Close check the directory still has it
 	am           *arenaManager // arena files and mappings
 	idx          *index        // the index mapping
 	tail         uint64        // logical end of the last committed record; equals idx.tail()
@@ -75,7 +75,8 @@ type consumerState struct {
 	off     uint64 // next record to read; head <= off <= tail; equals the slot's offset
 	seq     uint64 // sequence number of the record at off
 	deleted bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
-	lost    bool   // made in place of a damaged slot: the next read reports ErrCorrupt
+	lost    bool   // made in place of a damaged slot, or data it had not read was lost: the next read reports ErrCorrupt
+	lostWhy string // what was lost, when this process found it; else the report is generic
 
 	// peeked is the record at off when peekedValid: what Peek returned,
 	// handed out again by the next Peek or Dequeue without a second read.
@@ -121,30 +122,39 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 			return nil, err
 		}
 	}
-	if err := checkBeforeOpen(dir, &o); err != nil {
-		return nil, err
+	if dir == "" {
+		return nil, fmt.Errorf("open queue: empty directory path: %w", os.ErrInvalid)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := makeDir(dir); err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}
-	lockFile, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o644)
+	d, err := openQueueDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}
-	if err := lockDir(lockFile); err != nil {
-		return nil, errors.Join(fmt.Errorf("lock queue %s: %w", dir, err), lockFile.Close())
+	if err := d.lock(); err != nil {
+		return nil, errors.Join(fmt.Errorf("lock queue %s: %w", dir, err), d.close())
+	}
+	if err := checkBeforeOpen(d, &o); err != nil {
+		if cerr := d.close(); cerr != nil {
+			return nil, errors.Join(err, cerr)
+		}
+		return nil, err // bare where the original returned it bare
 	}
 	q := &Queue{
-		dir:         dir,
+		dir:         d,
 		opts:        o,
-		lockFile:    lockFile,
 		consumers:   make(map[string]*consumerState),
 		flushReq:    make(chan struct{}, 1),
 		quit:        make(chan struct{}),
 		flusherDone: make(chan struct{}),
 		closeDone:   make(chan struct{}),
 	}
-	if err := q.open(); err != nil {
+	var openErr error
+	if err := q.noFault(func() { openErr = q.open() }); err != nil {
+		openErr = err
+	}
+	if err := openErr; err != nil {
 		errs := []error{fmt.Errorf("open queue %s: %w", dir, err)}
 		if q.am != nil {
 			errs = append(errs, q.am.close(false))
@@ -152,7 +162,7 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		if q.idx != nil {
 			errs = append(errs, q.idx.close())
 		}
-		errs = append(errs, unlockDir(lockFile), lockFile.Close())
+		errs = append(errs, d.close())
 		return nil, errors.Join(errs...)
 	}
 	// The flusher runs until Close closes quit; Close waits for it.
@@ -163,8 +173,7 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 // open maps or creates the index (a new one holds the default consumer)
 // and recovers the queue state.
 func (q *Queue) open() error {
-	path := filepath.Join(q.dir, indexFileName)
-	_, err := os.Stat(path)
+	_, err := q.dir.stat(indexFileName)
 	fresh := errors.Is(err, os.ErrNotExist)
 	switch {
 	case fresh:
@@ -172,7 +181,7 @@ func (q *Queue) open() error {
 		if _, err := rand.Read(id[:]); err != nil {
 			return fmt.Errorf("queue id: %w", err)
 		}
-		if q.idx, err = createIndex(q.opts.fs, path, q.opts.arenaSize, binary.LittleEndian.Uint64(id[:])); err != nil {
+		if q.idx, err = createIndex(q.opts.fs, q.dir, q.opts.arenaSize, binary.LittleEndian.Uint64(id[:])); err != nil {
 			return err
 		}
 		if err := syncDir(q.opts.fs, q.dir); err != nil {
@@ -181,7 +190,7 @@ func (q *Queue) open() error {
 	case err != nil:
 		return fmt.Errorf("stat index: %w", err)
 	default:
-		if q.idx, err = openIndex(q.opts.fs, path); err != nil {
+		if q.idx, err = openIndex(q.opts.fs, q.dir); err != nil {
 			return err
 		}
 		stored := q.idx.arenaSize()
@@ -193,9 +202,6 @@ func (q *Queue) open() error {
 		}
 		q.opts.arenaSize = int(stored)
 	}
-	if q.idxFile, err = os.Stat(path); err != nil {
-		return fmt.Errorf("stat index: %w", err)
-	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
 	return q.recover()
 }
@@ -206,8 +212,8 @@ func (q *Queue) open() error {
 // read, and a flush or Close must not report it durable. The queue then
 // fails closed. Needs no lock.
 func (q *Queue) indexInPlace() error {
-	fi, err := os.Stat(q.idx.path)
-	if err == nil && os.SameFile(fi, q.idxFile) {
+	id, err := q.dir.stat(indexFileName)
+	if err == nil && id == q.idx.id {
 		return nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -265,12 +271,14 @@ func (q *Queue) EnqueueString(msg string) error {
 	return q.enqueue(unsafe.Slice(unsafe.StringData(msg), len(msg)))
 }
 
-func (q *Queue) enqueue(msg []byte) error {
+func (q *Queue) enqueue(msg []byte) (err error) {
 	if uint64(len(msg)) > MaxMessageSize {
 		return fmt.Errorf("enqueue %d bytes: %w", len(msg), ErrTooLarge)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
 	}
@@ -468,7 +476,9 @@ func (q *Queue) defaultConsumer() (*consumerState, error) {
 // dequeue reads and consumes the next record of st. Without appendTo the
 // message gets a slice of its own (or the one Peek returned); with it, it
 // is appended to dst. Needs mu.
-func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) ([]byte, error) {
+func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) (_ []byte, err error) {
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := q.readable(st); err != nil {
 		return dst, err
 	}
@@ -493,7 +503,9 @@ func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) ([]byte, e
 
 // peek reads the next record of st without consuming it, and keeps it for
 // the next peek or dequeue of st. Needs mu.
-func (q *Queue) peek(st *consumerState) ([]byte, error) {
+func (q *Queue) peek(st *consumerState) (_ []byte, err error) {
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := q.readable(st); err != nil {
 		return nil, err
 	}
@@ -543,8 +555,12 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 		st.lost = false
 		q.idx.markReported(st.slot)
 		q.changed = true
-		return dst, 0, fmt.Errorf("consumer %q: its slot in the index was damaged and its position lost; it starts at the oldest message, offset %d: %w",
-			st.name, st.off, ErrCorrupt)
+		why := st.lostWhy
+		if why == "" {
+			why = "recovery found damage that lost messages it had not read (its slot in the index, or data a flush had made durable)"
+		}
+		st.lostWhy = ""
+		return dst, 0, fmt.Errorf("consumer %q: %s; it reads on at offset %d: %w", st.name, why, st.off, ErrCorrupt)
 	}
 	if st.off >= q.tail {
 		return dst, 0, ErrEmptyQueue
@@ -691,7 +707,9 @@ func (q *Queue) reclaimTo(limit uint64, unlock, syncIndex bool) {
 	}
 	jobs, err := q.am.detachBelow(limit)
 	q.noteChoreErr(err)
-	q.updateOldest()
+	if q.noFault(q.updateOldest) != nil {
+		return
+	}
 	if len(jobs) == 0 {
 		return
 	}
@@ -818,7 +836,7 @@ func (q *Queue) flush(explicit bool) error {
 		err = q.idx.syncData(idxData)
 	}
 	for _, p := range pins {
-		if e := q.opts.fs.syncMapping(p.path, p.data); e != nil && err == nil {
+		if e := q.opts.fs.syncMapping(q.am.dir, p.name, p.data); e != nil && err == nil {
 			err = fmt.Errorf("msync arena %d: %w", p.a.id, e)
 		}
 	}
@@ -828,14 +846,6 @@ func (q *Queue) flush(explicit bool) error {
 	}
 
 	q.mu.Lock()
-	if errors.Is(err, errSyncNotStarted) {
-		// Nothing was lost: the next flush syncs the directory and
-		// writes the checkpoint. The arenas it msynced stay synced.
-		q.changed, q.am.dirDirty = true, true
-		q.lastFlushErr = err
-		q.mu.Unlock()
-		return fmt.Errorf("flush: %w", err)
-	}
 	if err != nil {
 		err = q.fail(err)
 		q.mu.Unlock()
@@ -844,7 +854,10 @@ func (q *Queue) flush(explicit bool) error {
 	if dirDirty {
 		q.am.dirSynced(dirSeq)
 	}
-	q.idx.setCheckpoint(target)
+	if err := q.noFault(func() { q.idx.setCheckpoint(target) }); err != nil {
+		q.mu.Unlock()
+		return err
+	}
 	q.ckpt = target
 	idxData := q.idx.data
 	q.mu.Unlock()
@@ -942,6 +955,22 @@ func (q *Queue) Close() error {
 	defer q.mu.Unlock()
 
 	var errs []error
+	if err := q.noFault(func() { errs = q.closeFiles() }); err != nil {
+		errs = append(errs, err, q.am.close(false))
+	}
+	errs = append(errs, q.takeChoreErr())
+	errs = append(errs, q.idx.close(), q.dir.close())
+	q.consumers = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close queue %s: %w", q.dir.path, err)
+	}
+	return nil
+}
+
+// closeFiles is the part of Close that syncs and unmaps the files and
+// writes the clean mark. Needs mu and flushMu.
+func (q *Queue) closeFiles() []error {
+	var errs []error
 	if q.failed != nil {
 		errs = append(errs, q.failed, q.am.close(false))
 	} else {
@@ -980,13 +1009,7 @@ func (q *Queue) Close() error {
 			errs = append(errs, q.am.dropSpares())
 		}
 	}
-	errs = append(errs, q.takeChoreErr())
-	errs = append(errs, q.idx.close(), unlockDir(q.lockFile), q.lockFile.Close())
-	q.consumers = nil
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("close queue %s: %w", q.dir, err)
-	}
-	return nil
+	return errs
 }
 
 // EnqueueBatch appends msgs in order as one atomic step: readers see all
@@ -994,7 +1017,7 @@ func (q *Queue) Close() error {
 // commit of the tail). An empty batch does nothing. It allocates nothing.
 // Errors are those of Enqueue; ErrTooLarge names the first oversized
 // message, and on any error no message of the batch is stored.
-func (q *Queue) EnqueueBatch(msgs [][]byte) error {
+func (q *Queue) EnqueueBatch(msgs [][]byte) (err error) {
 	if q.invalid() {
 		return ErrClosed
 	}
@@ -1005,6 +1028,8 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
 	}

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +57,51 @@ func (q *Queue) recover() error {
 	}
 	q.install(r, list)
 	q.cleanOnDisk = clean
+	if tail < ckpt.offset {
+		return q.reportCut(ckpt, list)
+	}
+	return nil
+}
+
+// reportCut makes the loss of records a checkpoint covered, which
+// recovery found missing or damaged and cut, an error instead of a
+// silent cut: every consumer that had not read them, and the default
+// consumer (made here when there is none, since the lost messages were
+// kept for it), gets ErrCorrupt from its next read, saying how much was
+// lost. The mark is in the index, so a reopen before that read keeps it.
+// Needs mu or exclusive access.
+func (q *Queue) reportCut(ckpt checkpoint, list []consumerSlot) error {
+	what, n := fmt.Sprintf("%d bytes", ckpt.offset-q.tail), uint64(0)
+	if ckpt.seq > q.tailSeq && ckpt.seq <= maxOffset {
+		n = ckpt.seq - q.tailSeq
+		what = fmt.Sprintf("%d messages (sequence numbers %d to %d, %d bytes)", n, q.tailSeq, ckpt.seq-1, ckpt.offset-q.tail)
+	}
+	why := fmt.Sprintf("recovery found %s at offsets %d to %d missing or damaged although a flush had made them durable, "+
+		"and cut the queue back to its last intact message", what, q.tail, ckpt.offset)
+	mark := func(st *consumerState, n uint64) {
+		st.lost, st.lostWhy = true, why
+		q.idx.markLost(st.slot, n)
+		q.changed = true
+	}
+	for _, c := range list {
+		if c.offset >= ckpt.offset {
+			continue
+		}
+		// A consumer that stood inside the lost range lost only what
+		// lay past its position.
+		lost := n
+		if n > 0 && c.offset > q.tail && c.seqHint > q.tailSeq && c.seqHint < ckpt.seq {
+			lost = ckpt.seq - c.seqHint
+		}
+		mark(q.consumers[c.name], lost)
+	}
+	if q.consumers[defaultConsumerKey] == nil {
+		st, err := q.consumerAt(defaultConsumerKey, q.oldest, q.oldestSeq)
+		if err != nil {
+			return fmt.Errorf("report lost data: %w", err)
+		}
+		mark(st, n)
+	}
 	return nil
 }
 
@@ -131,6 +174,9 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 	var below []*consumerState
 	for _, c := range list {
 		st := &consumerState{name: c.name, slot: c.slot, off: c.offset, lost: c.lost}
+		if c.lost && c.lostCount > 0 {
+			st.lostWhy = fmt.Sprintf("recovery found %d messages it had not read missing or damaged although a flush had made them durable", c.lostCount)
+		}
 		switch {
 		case c.offset >= tail:
 			st.off, st.seq = tail, tailSeq
@@ -363,7 +409,7 @@ func isDamage(err error) bool {
 // next records get.
 func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	ds := m.dataSize
-	entries, err := os.ReadDir(m.dir)
+	names, err := m.dir.names()
 	if err != nil {
 		return fmt.Errorf("list queue directory: %w", err)
 	}
@@ -373,16 +419,14 @@ func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	}
 	limitArena := (limit + ds - 1) / ds // arenas from this one on hold no committed byte
 	var beyond []uint64
-	for _, e := range entries {
-		name := e.Name()
-		path := filepath.Join(m.dir, name)
+	for _, name := range names {
 		if n, ok := parseFileNumber(name, "spare-"); ok {
 			// A spare left by a crash may hold the records of an arena
 			// whose rename to its new name was lost, with sequence
 			// numbers the next records get: it is never reused.
 			m.spareSeq = max(m.spareSeq, n)
 			m.dirChanged()
-			if err := m.fs.remove(path); err != nil {
+			if err := m.fs.remove(m.dir, name); err != nil {
 				return fmt.Errorf("remove spare %s: %w", name, err)
 			}
 			continue
@@ -392,7 +436,7 @@ func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		case !ok:
 		case id < floor:
 			m.dirChanged()
-			if err := m.fs.remove(path); err != nil {
+			if err := m.fs.remove(m.dir, name); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
 		case id >= limitArena:

@@ -11,10 +11,22 @@ import "os"
 // mmap_unix.go and allocate_*.go, so that the message is the only error.
 var _ int = "github.com/bigqueue-go/bigqueue supports linux and darwin only"
 
-func mapFile(*os.File, int) ([]byte, error) { panic("unsupported platform") }
-func unmap([]byte) error                    { panic("unsupported platform") }
-func syncMapping([]byte) error              { panic("unsupported platform") }
-func syncDirectory(string) error            { panic("unsupported platform") }
+func mapFile(*os.File, int) ([]byte, error)                  { panic("unsupported platform") }
+func unmap([]byte) error                                     { panic("unsupported platform") }
+func syncMapping([]byte) error                               { panic("unsupported platform") }
+func syncDirectory(string) error                             { panic("unsupported platform") }
+func openDirectory(string) (*os.File, error)                 { panic("unsupported platform") }
+func openAt(*os.File, string, int, uint32) (*os.File, error) { panic("unsupported platform") }
+func renameAt(*os.File, string, string) error                { panic("unsupported platform") }
+func unlinkAt(*os.File, string) error                        { panic("unsupported platform") }
+func statAt(*os.File, string) (fileID, error)                { panic("unsupported platform") }
+func statFile(*os.File) (fileID, error)                      { panic("unsupported platform") }
+func listAt(*os.File) ([]string, error)                      { panic("unsupported platform") }
+
+type fileID struct{ dev, ino uint64 }
+
+func noCOW(*os.File) {}
+
 func lockDir(*os.File) error                { panic("unsupported platform") }
 func unlockDir(*os.File) error              { panic("unsupported platform") }
-func allocate(*os.File, int64) error        { panic("unsupported platform") }
+func allocate(*os.File, int64, int64) error { panic("unsupported platform") }

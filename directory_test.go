@@ -1,0 +1,256 @@
+package bigqueue
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The queue directory is resolved once, by NewQueue: what happens to its
+// path later (a working-directory change, a symlink switched by a deploy)
+// does not send files into another directory, and files that are not
+// this queue's are never read as its records.
+
+// enqueueN enqueues n messages "<tag>-<i>" of about 300 bytes, so that a
+// 4 KiB arena holds a dozen and new arena files are made along the way.
+func enqueueN(t *testing.T, q *Queue, tag string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		require.NoError(t, q.Enqueue(tagged(tag, i)))
+	}
+}
+
+func tagged(tag string, i int) []byte {
+	return fmt.Appendf(nil, "%s-%d-%0300d", tag, i, i)
+}
+
+// requireHolds opens dir and reads exactly the n messages "<tag>-<i>".
+func requireHolds(t *testing.T, dir, tag string, n int) {
+	t.Helper()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, q.Close()) }()
+	for i := 0; i < n; i++ {
+		msg, err := q.Dequeue()
+		require.NoError(t, err, "message %d of %s", i, tag)
+		require.Equal(t, string(tagged(tag, i)), string(msg))
+	}
+	_, err = q.Dequeue()
+	require.ErrorIs(t, err, ErrEmptyQueue, "%s holds more than its own %d messages", dir, n)
+}
+
+// chdir changes the working directory for the rest of the test.
+func chdir(t *testing.T, dir string) {
+	t.Helper()
+	old, err := os.Getwd()
+	require.NoError(t, err)
+	require.NoError(t, os.Chdir(dir))
+	t.Cleanup(func() { require.NoError(t, os.Chdir(old)) })
+}
+
+// A queue opened with a relative path keeps its directory when the
+// process changes its working directory, even when the new one holds a
+// queue of the same relative name.
+func TestRelativePathSurvivesChdir(t *testing.T) {
+	root1, root2 := t.TempDir(), t.TempDir()
+	chdir(t, root1)
+	a, err := NewQueue("q", SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, a, "A", 0, 200)
+
+	chdir(t, root2)
+	b, err := NewQueue("q", SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, b, "B", 0, 100)
+	enqueueN(t, a, "A", 200, 200) // new arenas of A, made after the chdir
+	require.NoError(t, a.Flush())
+	for i := 0; i < 50; i++ { // A's reads and reclaims stay in root1 too
+		msg, err := a.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, string(tagged("A", i)), string(msg))
+	}
+	require.NoError(t, a.Flush())
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+
+	requireHolds(t, filepath.Join(root2, "q"), "B", 100)
+	qa, err := NewQueue(filepath.Join(root1, "q"), SetArenaSize(4096))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, qa.Close()) }()
+	for i := 50; i < 400; i++ {
+		msg, err := qa.Dequeue()
+		require.NoError(t, err, "message %d", i)
+		require.Equal(t, string(tagged("A", i)), string(msg))
+	}
+	require.True(t, qa.IsEmpty())
+}
+
+// A queue opened through a symlink keeps the directory the link named at
+// NewQueue when a deploy switches the link: nothing goes into the new
+// target.
+func TestSymlinkSwitchedUnderQueue(t *testing.T) {
+	root := t.TempDir()
+	v1, v2 := filepath.Join(root, "v1"), filepath.Join(root, "v2")
+	require.NoError(t, os.Mkdir(v1, 0o755))
+	require.NoError(t, os.Mkdir(v2, 0o755))
+	link := filepath.Join(root, "current")
+	require.NoError(t, os.Symlink(v1, link))
+
+	q, err := NewQueue(link, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 200)
+	// The deploy: a new link renamed over the old one.
+	require.NoError(t, os.Symlink(v2, link+".new"))
+	require.NoError(t, os.Rename(link+".new", link))
+	enqueueN(t, q, "A", 200, 200)
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.Close())
+
+	entries, err := os.ReadDir(v2)
+	require.NoError(t, err)
+	require.Empty(t, entries, "the queue wrote into the link's new target")
+	requireHolds(t, v1, "A", 400)
+}
+
+// An arena file of another queue, copied in under the name of one of
+// this queue's arenas, is refused (ErrCorrupt), never delivered as this
+// queue's records, although its records pass their checksums.
+func TestArenaOfAnotherQueueRefused(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	for _, d := range []struct{ dir, tag string }{{dirA, "A"}, {dirB, "B"}} {
+		q, err := NewQueue(d.dir, SetArenaSize(4096))
+		require.NoError(t, err)
+		enqueueN(t, q, d.tag, 0, 100)
+		require.NoError(t, q.Close())
+	}
+	data, err := os.ReadFile(filepath.Join(dirB, arenaName(2)))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(2)), data, 0o644))
+
+	q, err := NewQueue(dirA, SetArenaSize(4096))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, q.Close()) }()
+	var sawCorrupt bool
+	for i := 0; i < 200; i++ {
+		msg, err := q.Dequeue()
+		if err == ErrEmptyQueue {
+			break
+		}
+		if err != nil {
+			require.ErrorIs(t, err, ErrCorrupt)
+			sawCorrupt = true
+			continue
+		}
+		require.Contains(t, string(msg), "A-", "a record of queue B was delivered as A's")
+	}
+	require.True(t, sawCorrupt, "the foreign arena was not reported")
+}
+
+// A file at the name of the next arena, which this queue did not make,
+// is not truncated: the Enqueue that would create the arena fails, the
+// file keeps its content, and the queue keeps working once it is gone.
+func TestArenaCreateNeverTruncates(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096))
+	enqueueN(t, q, "A", 0, 5) // arena 0
+	planted := filepath.Join(dir, arenaName(1))
+	require.NoError(t, os.WriteFile(planted, []byte("someone else's"), 0o644))
+	var err error
+	for i := 5; i < 40 && err == nil; i++ {
+		err = q.Enqueue(tagged("A", i))
+	}
+	require.ErrorIs(t, err, os.ErrExist)
+	got, rerr := os.ReadFile(planted)
+	require.NoError(t, rerr)
+	require.Equal(t, "someone else's", string(got))
+	require.NoError(t, os.Remove(planted))
+	require.NoError(t, q.Enqueue([]byte("after")))
+}
+
+// The lock is on the directory itself: there is no file whose removal
+// lets a second owner in, and a directory renamed under its owner stays
+// locked under its new name.
+func TestLockIsOnTheDirectory(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(4096))
+	require.NoError(t, q.EnqueueString("x"))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.NotEqual(t, legacyLockFileName, e.Name(), "a lock file was made")
+	}
+	_, err = NewQueue(dir)
+	require.ErrorIs(t, err, ErrLocked)
+
+	moved := dir + "-moved"
+	require.NoError(t, os.Rename(dir, moved))
+	_, err = NewQueue(moved)
+	require.ErrorIs(t, err, ErrLocked, "the renamed directory is still the locked one")
+	// The queue follows its directory: it keeps working in the new place.
+	require.NoError(t, q.EnqueueString("y"))
+	require.NoError(t, q.Flush())
+}
+
+// A lock file left by an earlier version is ignored: the queue opens.
+func TestLegacyLockFileIgnored(t *testing.T) {
+	q, dir := openTestQueue(t)
+	require.NoError(t, q.EnqueueString("x"))
+	require.NoError(t, q.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(dir, legacyLockFileName), nil, 0o644))
+	q = openTestQueueIn(t, dir)
+	msg, err := q.DequeueString()
+	require.NoError(t, err)
+	require.Equal(t, "x", msg)
+}
+
+// NewQueue refuses a path that is not a directory, and an empty path,
+// with an error and without touching anything.
+func TestNewQueueOnNonDirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, []byte("data"), 0o644))
+	_, err := NewQueue(file)
+	require.ErrorIs(t, err, syscall.ENOTDIR)
+	got, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "data", string(got))
+
+	_, err = NewQueue("")
+	require.ErrorIs(t, err, os.ErrInvalid)
+}
+
+// A file system without fallocate (ramfs here; ext2 in TestDiskFull)
+// holds a queue: blocks are reserved by writing the range.
+func TestQueueOnRamfs(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "ramfs", "ramfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot mount a ramfs (needs root and mount(8)): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		out, err := exec.Command("umount", dir).CombinedOutput()
+		require.NoError(t, err, "umount %s: %s", dir, out)
+	})
+	q, err := NewQueue(filepath.Join(dir, "q"), SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 100)
+	require.NoError(t, q.Close())
+	requireHolds(t, filepath.Join(dir, "q"), "A", 100)
+}
+
+// A NewQueue whose index cannot be made leaves no temporary file behind,
+// and the next one makes the queue.
+func TestFailedIndexCreateLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	fs := newFaultFS()
+	fs.failNth(callAllocate, 1, false, syscall.EOPNOTSUPP)
+	_, err := NewQueue(dir, withFS(fs))
+	require.ErrorIs(t, err, syscall.EOPNOTSUPP)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "a failed NewQueue left files")
+	q := openTestQueueIn(t, dir)
+	require.NoError(t, q.EnqueueString("x"))
+}

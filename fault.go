@@ -1,0 +1,45 @@
+package bigqueue
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// Memory faults. The queue reads and writes its files through shared
+// mappings, and an access faults (SIGBUS) when the kernel cannot back the
+// page: the file was truncated under the queue, or a copy-on-write file
+// system (btrfs) has no free block for a rewritten page, although the
+// range was reserved with fallocate. Go kills the process on such a fault
+// unless the goroutine asked for a panic instead
+// (debug.SetPanicOnFault). Every method that touches a mapping does so
+// while it holds mu, and turns that panic into an error wrapping
+// ErrFault, which fails the queue closed: what the faulting write left
+// half done is never made durable, and the next NewQueue recovers.
+
+// faultError returns the error for r, a value recovered from a panic, when
+// it is a memory fault; any other panic (a bug) goes on.
+func faultError(r any) error {
+	e, ok := r.(interface{ Addr() uintptr })
+	if !ok {
+		panic(r)
+	}
+	return fmt.Errorf("access to a memory-mapped file of the queue faulted at %#x (SIGBUS): "+
+		"the file was truncated, or its file system could not allocate a block for the write: %w", e.Addr(), ErrFault)
+}
+
+// catchFault, deferred right after SetPanicOnFault(true) by a function
+// that holds mu, turns a memory fault into *err, failing the queue.
+func (q *Queue) catchFault(err *error) {
+	if r := recover(); r != nil {
+		*err = q.fail(faultError(r))
+	}
+}
+
+// noFault runs f, which touches mappings and needs mu, and returns the
+// queue's failure when f faulted.
+func (q *Queue) noFault(f func()) (err error) {
+	defer q.catchFault(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	f()
+	return nil
+}
