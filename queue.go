@@ -58,6 +58,8 @@ type Queue struct {
 	flushes      uint64                 // successful flushes since open
 	changed      bool                   // the index or an arena changed since the last flush started
 	lastFlushErr error                  // the error of the latest failed flush or sync
+	lastFlushAt  time.Time              // when the latest successful flush ended
+	retention    retentionState         // SetMaxBytes, SetMaxAge (retention.go)
 	scratch      [recordHeaderSize]byte // header of the record being read or written
 
 	dataReady   chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
@@ -81,6 +83,10 @@ type consumerState struct {
 	// handed out again by the next Peek or Dequeue without a second read.
 	peeked      []byte
 	peekedValid bool
+
+	// drop is what retention removed unread (retention.go): a pending
+	// notice for the next read, and the count for Stats.
+	drop dropState
 }
 
 // MmapQueue is the name the original bigqueue gave Queue; it lets a user of
@@ -197,6 +203,7 @@ func (q *Queue) open() error {
 		return fmt.Errorf("stat index: %w", err)
 	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
+	q.am.now = q.opts.now
 	return q.recover()
 }
 
@@ -306,10 +313,10 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 	if err := q.am.writeAt(off+recordHeaderSize, msg, span); err != nil {
 		return 0, err
 	}
-	if q.am.next != arenas && q.am.maxMapped > 0 && q.periodicFlush() {
+	if q.am.next != arenas && ((q.am.maxMapped > 0 && q.periodicFlush()) || q.retaining()) {
 		// A new arena: have the flusher sync the ones just filled in the
 		// background, so that evicting them later needs no msync while
-		// producers wait.
+		// producers wait, and apply retention.
 		q.requestFlush()
 	}
 	return span.end, nil
@@ -539,6 +546,9 @@ func (q *Queue) lag(st *consumerState) int64 {
 // with exact, the payload gets a new slice of exactly its length instead.
 // Needs mu.
 func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, uint64, error) {
+	if st.drop.pending {
+		return dst, 0, q.reportDrop(st)
+	}
 	if st.lost {
 		st.lost = false
 		q.idx.markReported(st.slot)
@@ -625,6 +635,7 @@ func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	wasHead := st.off == q.head
 	st.off, st.seq = off, seq
 	st.peeked, st.peekedValid = nil, false
+	st.drop.clear() // moved on purpose, or past what was reported
 	q.changed = true
 	q.idx.setConsumerPosition(st.slot, off, seq)
 	switch {
@@ -794,6 +805,13 @@ func (q *Queue) flush(explicit bool) error {
 			q.mu.Unlock()
 			return err
 		}
+		// Retention still applies: arenas age without any change.
+		q.reclaimTo(q.applyRetention(q.ckpt.offset), true, true)
+		if q.failed != nil {
+			err := q.failed // the watermark's msync failed
+			q.mu.Unlock()
+			return err
+		}
 		q.noteChoreErr(q.am.dropSpares())
 		err := q.choreErrFor(explicit)
 		q.mu.Unlock()
@@ -863,7 +881,8 @@ func (q *Queue) flush(explicit bool) error {
 	}
 	q.flushes++
 	q.lastFlushErr = nil
-	q.reclaimTo(min(limit, q.reclaimLimit()), true, true)
+	q.lastFlushAt = q.opts.now()
+	q.reclaimTo(max(min(limit, q.reclaimLimit()), q.applyRetention(target.offset)), true, true)
 	if q.failed != nil {
 		return q.failed // the watermark's msync failed
 	}
@@ -965,7 +984,7 @@ func (q *Queue) Close() error {
 		if err == nil {
 			// Every position is durable: what they passed can go, and
 			// the spares give their disk space back.
-			if jobs, err := q.am.detachBelow(q.reclaimLimit()); err != nil {
+			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.tail))); err != nil {
 				errs = append(errs, err)
 			} else if len(jobs) > 0 {
 				q.idx.setHead(q.am.first * q.am.dataSize)
@@ -1027,7 +1046,8 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) error {
 	return nil
 }
 
-// wakeWaiters wakes every goroutine blocked in DequeueWait. Needs mu.
+// wakeWaiters wakes every goroutine blocked in DequeueWait, PeekWait or
+// All. Needs mu.
 func (q *Queue) wakeWaiters() {
 	if q.dataReady != nil {
 		close(q.dataReady)
@@ -1116,39 +1136,7 @@ func (q *Queue) DequeueWait(ctx context.Context) ([]byte, error) {
 // dequeueWait implements DequeueWait for c, or for the default consumer
 // when c is nil.
 func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, error) {
-	if ctx == nil {
-		return nil, ErrNilContext
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		q.mu.Lock()
-		st, err := c, q.usable()
-		if st == nil && err == nil {
-			st, err = q.defaultConsumer()
-		}
-		var msg []byte
-		if err == nil {
-			msg, err = q.dequeue(st, nil, false)
-		}
-		if !errors.Is(err, ErrEmptyQueue) {
-			q.mu.Unlock()
-			return msg, err
-		}
-		if q.dataReady == nil {
-			q.dataReady = make(chan struct{})
-		}
-		ready := q.dataReady
-		q.mu.Unlock()
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-q.quit:
-			return nil, ErrClosed
-		}
-	}
+	return q.waitRead(ctx, c, func(st *consumerState) ([]byte, error) { return q.dequeue(st, nil, false) })
 }
 
 // bytesToString returns b as a string without copying; b must not change
