@@ -3,8 +3,11 @@ package bigqueue
 // This file is the on-disk format: the byte layout of every file of a
 // queue directory, the constants that name its offsets, and the codecs
 // that write and check them. The layout is frozen: changing any constant
-// is a format break that needs a new formatVersion. Nothing else in the
-// package hard-codes an offset.
+// is a format break that needs a new formatVersion. (Retention put two
+// fields into bytes version 1 kept zero, which earlier builds neither
+// check nor write: the arena start time and the retention mark. A
+// directory written without them reads as one without retention.)
+// Nothing else in the package hard-codes an offset.
 //
 // All integers are little-endian. The format version is 1. A queue
 // directory holds:

@@ -16,10 +16,12 @@ import (
 // oldest message left, and its next read returns ErrDropped. Until that
 // read its slot in the index keeps the position it had, below the
 // watermark: a NewQueue in between finds it there and reports the same
-// drop, counted from the sequence number stored with the position. A
-// consumer below the watermark cannot come from anything else: reclaiming
-// never passes a consumer position, and the watermark never passes the
-// lowest one.
+// drop, counted from the sequence number stored with the position. To
+// tell that from damage, dropTo also stores the watermark as the index's
+// retention mark, in the same sector: reclaiming never passes a consumer
+// position, so a consumer below both the watermark and the mark lost
+// messages to retention, and one below the watermark only (a damaged
+// index) moves on as it did before retention existed.
 
 // SetMaxBytes bounds the data a queue keeps: when the stored messages
 // (Stats.Bytes, record headers included) take more than n bytes, a flush
