@@ -984,7 +984,7 @@ func (q *Queue) Close() error {
 		if err == nil {
 			// Every position is durable: what they passed can go, and
 			// the spares give their disk space back.
-			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.tail))); err != nil {
+			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.ckpt.offset))); err != nil {
 				errs = append(errs, err)
 			} else if len(jobs) > 0 {
 				q.idx.setHead(q.am.first * q.am.dataSize)
@@ -997,6 +997,8 @@ func (q *Queue) Close() error {
 				}
 			}
 			errs = append(errs, q.am.dropSpares())
+			// Retention read arena headers: unmap them again (clean).
+			errs = append(errs, q.am.close(false))
 		}
 	}
 	errs = append(errs, q.takeChoreErr())

@@ -298,6 +298,7 @@ func TestRetentionAtClose(t *testing.T) {
 	require.NoError(t, err)
 	enqueueNumbered(t, q, 2, 100, 200)
 	require.NoError(t, q.Close())
+	require.Empty(t, q.am.mapped, "Close unmaps the arenas retention read")
 	q = openTestQueueIn(t, dir, opts...)
 	s := q.Stats()
 	require.Greater(t, s.OldestSeq, uint64(2))
