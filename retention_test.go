@@ -244,7 +244,7 @@ func TestRetentionMaxAge(t *testing.T) {
 	clock := newFakeClock()
 	opts := append(manualFlush, SetMaxAge(time.Hour), withClock(clock))
 	q, dir := openTestQueue(t, opts...)
-	c, err := q.NewConsumer("c")
+	_, err := q.NewConsumer("c")
 	require.NoError(t, err)
 	// Arena 0 at 0:00, arena 1 at 0:10, arena 2 at 0:20 (4032 data bytes
 	// each: 18 records of 216 bytes fill one and spill into the next).
@@ -264,7 +264,7 @@ func TestRetentionMaxAge(t *testing.T) {
 	s := q.Stats()
 	require.Equal(t, 2, s.ArenasOnDisk, "arena 0 went, arena 1 stays")
 	require.Greater(t, s.OldestSeq, uint64(18))
-	c, err = q.NewConsumer("c")
+	c, err := q.NewConsumer("c")
 	require.NoError(t, err)
 	requireDropped(t, c, s.OldestSeq-1)
 
