@@ -95,7 +95,8 @@
 // that read. Seek and FromConsumer discard the notice of the consumer
 // they move (Stats keeps the count). Arena headers record when the arena
 // was started, by the wall clock; arenas written before that field
-// existed have none and are kept by SetMaxAge.
+// existed have none, and SetMaxAge removes no arena from the first of
+// them on.
 //
 // # Disk space
 //

@@ -57,8 +57,10 @@ func SetMaxBytes(n int64) Option {
 // start time, by the wall clock). So a message may stay longer than d,
 // until its arena fills up and the next one is older than d, and the
 // arena holding the newest message always stays. Arenas written by a
-// build without retention have no start time and are kept. Retention
-// runs at flushes, as described at SetMaxBytes.
+// build without retention have no start time: arenas go oldest first, so
+// SetMaxAge removes none from there on until they were read and
+// reclaimed (SetMaxBytes still applies). Retention runs at flushes, as
+// described at SetMaxBytes.
 func SetMaxAge(d time.Duration) Option {
 	return func(o *options) error {
 		o.maxAge = d

@@ -542,3 +542,34 @@ func copyDir(t *testing.T, from, to string) {
 		require.NoError(t, os.WriteFile(filepath.Join(to, e.Name()), b, 0o644))
 	}
 }
+
+// Arenas written before arena headers had a start time (0) are kept by
+// MaxAge: their age is unknown.
+func TestRetentionMaxAgeUnknownStart(t *testing.T) {
+	clock := newFakeClock()
+	opts := append(manualFlush, withClock(clock))
+	q, dir := openTestQueue(t, opts...)
+	enqueueNumbered(t, q, 1, 60, 200)
+	require.NoError(t, q.Close())
+	paths, err := filepath.Glob(filepath.Join(dir, "arena-*.bq"))
+	require.NoError(t, err)
+	require.Len(t, paths, 4)
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		h, err := decodeArenaHeader(b)
+		require.NoError(t, err)
+		require.Equal(t, clock.now().UnixNano(), h.started)
+		h.started = 0 // as an older build wrote it
+		h.encode(b)
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+	}
+	clock.add(100 * time.Hour)
+	q = openTestQueueIn(t, dir, append(opts, SetMaxAge(time.Hour))...)
+	require.NoError(t, q.Flush())
+	require.EqualValues(t, 1, q.Stats().OldestSeq, "nothing removed")
+	require.NoError(t, q.Enqueue(numbered(61, 5000))) // a new arena, with a start time
+	clock.add(2 * time.Hour)
+	require.NoError(t, q.Flush())
+	require.EqualValues(t, 1, q.Stats().OldestSeq, "arenas go oldest first: one of unknown age keeps the ones after it")
+}
