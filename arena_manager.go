@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Spares: consumed arena files kept, renamed, for reuse as future tail
@@ -74,7 +75,8 @@ type arenaManager struct {
 	arenaSize int
 	dataSize  uint64 // arenaSize - arenaHeaderSize: record bytes per arena
 	queueID   uint64
-	maxMapped int // 0 = no limit
+	maxMapped int              // 0 = no limit
+	now       func() time.Time // wall clock for arena headers' start times (retention.go); nil = time.Now
 
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
 	last   *arena            // the arena get returned last; valid while its data is not nil
@@ -259,7 +261,7 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		m.dirChanged()
 		return nil, errors.Join(errs...)
 	}
-	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq}.encode(data)
+	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq, started: m.startTime()}.encode(data)
 	m.mapped[id] = a
 	m.present[id] = true
 	m.next++
@@ -477,7 +479,7 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 					return err
 				}
 				first, seq := span.firstFrom(id * m.dataSize)
-				arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: seq}.encode(a.data)
+				arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: seq, started: m.startTime()}.encode(a.data)
 			}
 		}
 		if err != nil {

@@ -48,10 +48,55 @@
 // Beyond the original: Len (exact, O(1)) per consumer; Peek and PeekString
 // for at-least-once processing (Peek, process, Dequeue to commit; the
 // Dequeue hands back the slice Peek read); DequeueAppend, which reads into
-// a caller's buffer without allocating; DequeueWait, which blocks until a
-// message arrives, its context ends or the queue closes, without polling;
-// EnqueueBatch, which stores messages all or none with one commit; and
-// Stats. Each exists on Queue (default consumer) and Consumer alike.
+// a caller's buffer without allocating; DequeueWait and PeekWait, which
+// block until a message arrives, their context ends or the queue closes,
+// without polling (PeekWait commits nothing: at-least-once without a
+// polling loop); All, an iterator for range-over-func that blocks for new
+// messages and commits each one when the loop body asks for the next, so
+// that a break, a panic or a crash in the body leaves it for redelivery;
+// Position, Seek, SeekOldest and SeekNewest (see Positions); EnqueueBatch,
+// which stores messages all or none with one commit; and Stats, which
+// PublishExpvar shows in expvar (the prometheus sub-module has a
+// Prometheus collector of it). Each reading call exists on Queue (default
+// consumer) and Consumer alike.
+//
+// # Positions
+//
+// Every message has a sequence number: the first message ever enqueued in
+// a queue has 1, each next one the number after. A number is never given
+// to another message: Close, a process crash, recovery and reclaiming
+// keep them. The one exception is a power loss, which may lose messages
+// no Flush covered: the next messages enqueued then get their numbers.
+// Stats.QueueID is random, chosen when the directory is created, so
+// (queue ID, sequence number) names a message across machines: a
+// forwarder that stores the last number a receiver got skips what it
+// forwarded before a crash. Position returns the number of the message a
+// consumer reads next (the one Peek returns; at the end, the number the
+// next message gets). Seek moves a consumer to a stored message by its
+// number (or to Stats().NextSeq, the end), SeekOldest to the oldest
+// stored one, SeekNewest past the newest; a number not stored returns an
+// error wrapping ErrOutOfRange and moves nothing. The new position is
+// persisted like any other.
+//
+// # Retention
+//
+// By default a consumer that stops reading pins every message it has not
+// read. SetMaxBytes and SetMaxAge bound that: a flush (periodic, explicit,
+// Close, and one an enqueue that starts an arena asks for) removes the
+// oldest arenas while the stored data is above the byte limit, or while
+// the next arena was started longer ago than the age limit, even if some
+// consumer has not read them. Never the arena holding the newest message,
+// nor one the flush has not made durable. A consumer whose unread
+// messages went gets, on its next read, an error wrapping ErrDropped that
+// says how many; that read returns nothing and the next one reads the
+// oldest message left. Stats.Dropped counts them per consumer. The notice
+// survives Close and crashes until it is reported: the consumer's slot in
+// the index keeps its old position, below the reclaim watermark, until
+// that read. Seek and FromConsumer discard the notice of the consumer
+// they move (Stats keeps the count). Arena headers record when the arena
+// was started, by the wall clock; arenas written before that field
+// existed have none, and SetMaxAge removes no arena from the first of
+// them on.
 //
 // # Disk space
 //
@@ -76,6 +121,8 @@
 //     a power loss the durable positions therefore always find their
 //     messages. The arena holding the newest record is always kept, and
 //     with no consumer nothing goes: the data waits for the next one.
+//     Retention (SetMaxBytes, SetMaxAge) removes arenas the same way,
+//     read or not (see Retention).
 //  5. Kept as a spare, at most two and at most 64 MiB in all (so none
 //     with arenas over 32 MiB), or removed. A spare is reused as the next
 //     tail arena, where rewriting already allocated blocks is cheaper than
@@ -161,7 +208,8 @@
 //     any instant leaves the old or the new state.
 //  2. A power loss or OS crash loses nothing that a successful Flush
 //     covered, explicit or periodic (SetPeriodicFlushOps,
-//     SetPeriodicFlushDuration). Flush msyncs the arenas, fsyncs the
+//     SetPeriodicFlushDuration), but what retention removed on purpose,
+//     which the consumers that had not read it are told (ErrDropped). Flush msyncs the arenas, fsyncs the
 //     directory when files changed, then writes a checkpoint into the index
 //     and msyncs it. An arena evicted from memory is msynced before it is
 //     unmapped.
@@ -233,11 +281,28 @@
 //     it returns an error wrapping ErrCorrupt and goes on with the next
 //     arena. When the recovered tail lies in an arena file that is gone,
 //     the next Enqueue creates it anew.
+//   - Messages removed by retention are reported as ErrDropped, not
+//     ErrCorrupt, and only when the index's retention mark says that
+//     retention removed them: a consumer position found below the
+//     watermark without it (only a damaged index holds one) moves on to
+//     the oldest message as before.
+//   - Seek accepts the sequence numbers stored and Stats().NextSeq (the
+//     end, where Position stands after the last message), so that
+//     c.Seek(c.Position()) works while that message is stored.
+//   - All ends after yielding an error other than ErrDropped and
+//     ErrCorrupt (after those the consumer has moved on, and it goes on
+//     if the body continues); when the context ends it yields ctx.Err()
+//     and stops. It commits only where it read: if another goroutine
+//     moved the consumer in between, nothing is committed.
+//   - PublishExpvar refuses, with ErrInvalidName, a name expvar already
+//     has, where expvar.Publish would panic.
 //
 // # On-disk format
 //
 // Every file starts with a magic number and the format version; every
 // record carries a CRC32C, its length and a sequence number; lengths are
 // bounded before anything is allocated. The byte layout, frozen at format
-// version 1, is specified in format.go, next to its codecs.
+// version 1, is specified in format.go, next to its codecs. Retention
+// added two fields in bytes that were zero (an arena's start time, the
+// index's retention mark); older builds of version 1 ignore them.
 package bigqueue

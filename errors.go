@@ -64,7 +64,8 @@ var (
 	ErrNoConsumer = errors.New("bigqueue: no such consumer")
 
 	// ErrInvalidName is returned by NewConsumer and FromConsumer for an
-	// empty name or one longer than MaxConsumerNameLen bytes.
+	// empty name or one longer than MaxConsumerNameLen bytes, and by
+	// PublishExpvar for an empty name or one expvar already has.
 	ErrInvalidName = errors.New("bigqueue: invalid consumer name")
 
 	// ErrTooManyConsumers is returned, wrapped, by NewConsumer and
@@ -72,7 +73,8 @@ var (
 	// queue can reopen (about four million).
 	ErrTooManyConsumers = errors.New("bigqueue: too many consumers")
 
-	// ErrNilContext is returned by DequeueWait for a nil context.
+	// ErrNilContext is returned by DequeueWait and PeekWait, and yielded
+	// by All, for a nil context.
 	ErrNilContext = errors.New("bigqueue: nil context")
 
 	// ErrForeignQueue is returned by NewQueue, wrapped with the reason, for
@@ -94,4 +96,17 @@ var (
 	// ErrTooLarge is returned by Enqueue for a message longer than
 	// MaxMessageSize bytes.
 	ErrTooLarge = errors.New("bigqueue: message too large")
+
+	// ErrOutOfRange is returned, wrapped with the range stored, by Seek
+	// for a sequence number that is not stored: below the oldest
+	// message kept, or past the one the next message enqueued gets. The
+	// consumer is not moved.
+	ErrOutOfRange = errors.New("bigqueue: sequence number not stored")
+
+	// ErrDropped is returned, wrapped, by the first read of a consumer
+	// after retention (SetMaxBytes, SetMaxAge) removed messages it had
+	// not read; the wrapping message says how many and where the
+	// consumer goes on. Nothing is read by that call; the next one reads
+	// the oldest message left. Stats.Dropped counts them.
+	ErrDropped = errors.New("bigqueue: unread messages removed by retention")
 )

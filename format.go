@@ -3,8 +3,11 @@ package bigqueue
 // This file is the on-disk format: the byte layout of every file of a
 // queue directory, the constants that name its offsets, and the codecs
 // that write and check them. The layout is frozen: changing any constant
-// is a format break that needs a new formatVersion. Nothing else in the
-// package hard-codes an offset.
+// is a format break that needs a new formatVersion. (Retention put two
+// fields into bytes version 1 kept zero, which earlier builds neither
+// check nor write: the arena start time and the retention mark. A
+// directory written without them reads as one without retention.)
+// Nothing else in the package hard-codes an offset.
 //
 // All integers are little-endian. The format version is 1. A queue
 // directory holds:
@@ -43,7 +46,14 @@ package bigqueue
 //	           bytes past the tail (records of an interrupted run that
 //	           could otherwise pass for later ones after another power
 //	           loss)
-//	120   392  zero
+//	120     8  retention mark: the highest watermark a removal by
+//	           retention (SetMaxBytes, SetMaxAge) stored, 0 when none did.
+//	           A consumer position below both it and the watermark lost
+//	           messages to retention, and NewQueue reports that
+//	           (ErrDropped); below the watermark only, it is damage.
+//	           Written in the same sector, and msync, as the watermark.
+//	           (Zero before retention existed: older readers ignore it.)
+//	128   384  zero
 //
 // Checkpoint slot (the valid slot with the higher generation counts):
 //
@@ -86,7 +96,11 @@ package bigqueue
 //	 40     8  logical offset of the first record boundary at or after
 //	           the arena's start (may lie in a later arena)
 //	 48     8  sequence number of that record
-//	 56     8  zero
+//	 56     8  time the arena was started: Unix nanoseconds when the
+//	           write that reached it created it; 0 (unknown) in arenas
+//	           written before retention existed. SetMaxAge reads it:
+//	           an arena's records were all enqueued before the next
+//	           arena was started
 //
 // Record frame (in the logical stream):
 //
@@ -95,6 +109,11 @@ package bigqueue
 //	  4     4  payload length
 //	  8     8  sequence number, one more than the previous record's
 //	 16     n  payload
+//
+// The first record of a queue has sequence number 0. The public
+// sequence number of a message (Position, Seek) is its record's plus
+// one, so that the first message ever enqueued has 1 and 0 can mean
+// "none" or "unknown".
 //
 // Offsets and sequence numbers above 2^62 cannot be written (that is 4 EiB
 // of records); read from the index, they count as damage.
@@ -134,6 +153,7 @@ const (
 	idxHeadOff      = 40  // uint64 logical offset of the oldest retained record
 	idxCkptOff      = 48  // two checkpoint slots of ckptSize bytes
 	idxCleanOff     = 112 // uint64 cleanMark after a clean Close; cleared, msynced, before the first arena write after opening
+	idxRetainedOff  = 120 // uint64 the highest watermark retention stored; 0 = none
 	indexHeaderSize = 512
 
 	// Checkpoint slot: what the last successful flush made durable.
@@ -169,7 +189,8 @@ const (
 	arenaIDOff         = 32 // uint64 arena number
 	arenaFirstOff      = 40 // uint64 logical offset of the first record boundary >= arena start
 	arenaFirstSeqOff   = 48 // uint64 sequence number of that record
-	arenaHeaderSize    = 64 // bytes [56,64) are reserved zeros
+	arenaStartedOff    = 56 // int64 Unix nanoseconds the arena was started; 0 = unknown
+	arenaHeaderSize    = 64
 	recordCRCOff       = 0  // uint32 CRC32C of bytes [4,16) and the payload
 	recordLenOff       = 4  // uint32 payload length
 	recordSeqOff       = 8  // uint64 sequence number, +1 per record
@@ -226,6 +247,10 @@ type arenaHeader struct {
 	// uses them to find a record boundary without the index.
 	first    uint64
 	firstSeq uint64
+	// started is when the arena was created, in Unix nanoseconds; 0 when
+	// unknown (arenas of a build without retention). Every record of an
+	// arena was enqueued before the next arena was started.
+	started int64
 }
 
 func arenaHeaderCRC(b []byte) uint32 {
@@ -242,6 +267,7 @@ func (h arenaHeader) encode(b []byte) {
 	binary.LittleEndian.PutUint64(b[arenaIDOff:], h.id)
 	binary.LittleEndian.PutUint64(b[arenaFirstOff:], h.first)
 	binary.LittleEndian.PutUint64(b[arenaFirstSeqOff:], h.firstSeq)
+	binary.LittleEndian.PutUint64(b[arenaStartedOff:], uint64(h.started))
 	binary.LittleEndian.PutUint32(b[arenaCRCOff:], arenaHeaderCRC(b))
 }
 
@@ -265,6 +291,7 @@ func decodeArenaHeader(b []byte) (arenaHeader, error) {
 		id:        le64(b[arenaIDOff:]),
 		first:     le64(b[arenaFirstOff:]),
 		firstSeq:  le64(b[arenaFirstSeqOff:]),
+		started:   int64(le64(b[arenaStartedOff:])),
 	}, nil
 }
 

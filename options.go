@@ -25,12 +25,15 @@ const MaxArenaSize = 1 << 40
 // options holds the configuration of one Queue. It is filled once by
 // NewQueue and never changes afterwards.
 type options struct {
-	arenaSize      int           // bytes per arena file; >= page size
-	arenaSizeSet   bool          // SetArenaSize was given: a stored queue must match
-	maxInMemArenas int           // 0 = no limit, else >= 3
-	flushOps       int64         // mutations between background flushes; <= 0 disables
-	flushDuration  time.Duration // time between background flushes; <= 0 disables
-	fs             fileSystem    // file and sync calls; osFS outside tests
+	arenaSize      int              // bytes per arena file; >= page size
+	arenaSizeSet   bool             // SetArenaSize was given: a stored queue must match
+	maxInMemArenas int              // 0 = no limit, else >= 3
+	flushOps       int64            // mutations between background flushes; <= 0 disables
+	flushDuration  time.Duration    // time between background flushes; <= 0 disables
+	fs             fileSystem       // file and sync calls; osFS outside tests
+	maxBytes       int64            // retention: stored bytes above which the oldest arenas go; <= 0 = no limit
+	maxAge         time.Duration    // retention: age above which the oldest arenas go; <= 0 = no limit
+	now            func() time.Time // wall clock (arena start times, MaxAge); time.Now outside tests
 }
 
 func defaultOptions() options {
@@ -40,6 +43,7 @@ func defaultOptions() options {
 		flushOps:       DefaultFlushOps,
 		flushDuration:  DefaultFlushDuration,
 		fs:             osFS{},
+		now:            time.Now,
 	}
 }
 

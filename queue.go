@@ -58,6 +58,8 @@ type Queue struct {
 	flushes      uint64                 // successful flushes since open
 	changed      bool                   // the index or an arena changed since the last flush started
 	lastFlushErr error                  // the error of the latest failed flush or sync
+	lastFlushAt  time.Time              // when the latest successful flush ended
+	retention    retentionState         // SetMaxBytes, SetMaxAge (retention.go)
 	scratch      [recordHeaderSize]byte // header of the record being read or written
 
 	dataReady   chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
@@ -82,6 +84,10 @@ type consumerState struct {
 	// handed out again by the next Peek or Dequeue without a second read.
 	peeked      []byte
 	peekedValid bool
+
+	// drop is what retention removed unread (retention.go): a pending
+	// notice for the next read, and the count for Stats.
+	drop dropState
 }
 
 // MmapQueue is the name the original bigqueue gave Queue; it lets a user of
@@ -203,6 +209,7 @@ func (q *Queue) open() error {
 		q.opts.arenaSize = int(stored)
 	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
+	q.am.now = q.opts.now
 	return q.recover()
 }
 
@@ -314,10 +321,10 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 	if err := q.am.writeAt(off+recordHeaderSize, msg, span); err != nil {
 		return 0, err
 	}
-	if q.am.next != arenas && q.am.maxMapped > 0 && q.periodicFlush() {
+	if q.am.next != arenas && ((q.am.maxMapped > 0 && q.periodicFlush()) || q.retaining()) {
 		// A new arena: have the flusher sync the ones just filled in the
 		// background, so that evicting them later needs no msync while
-		// producers wait.
+		// producers wait, and apply retention.
 		q.requestFlush()
 	}
 	return span.end, nil
@@ -551,6 +558,9 @@ func (q *Queue) lag(st *consumerState) int64 {
 // with exact, the payload gets a new slice of exactly its length instead.
 // Needs mu.
 func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, uint64, error) {
+	if st.drop.pending {
+		return dst, 0, q.reportDrop(st)
+	}
 	if st.lost {
 		st.lost = false
 		q.idx.markReported(st.slot)
@@ -641,6 +651,7 @@ func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	wasHead := st.off == q.head
 	st.off, st.seq = off, seq
 	st.peeked, st.peekedValid = nil, false
+	st.drop.clear() // moved on purpose, or past what was reported
 	q.changed = true
 	q.idx.setConsumerPosition(st.slot, off, seq)
 	switch {
@@ -812,6 +823,13 @@ func (q *Queue) flush(explicit bool) error {
 			q.mu.Unlock()
 			return err
 		}
+		// Retention still applies: arenas age without any change.
+		q.reclaimTo(q.applyRetention(q.ckpt.offset), true, true)
+		if q.failed != nil {
+			err := q.failed // the watermark's msync failed
+			q.mu.Unlock()
+			return err
+		}
 		q.noteChoreErr(q.am.dropSpares())
 		err := q.choreErrFor(explicit)
 		q.mu.Unlock()
@@ -876,7 +894,8 @@ func (q *Queue) flush(explicit bool) error {
 	}
 	q.flushes++
 	q.lastFlushErr = nil
-	q.reclaimTo(min(limit, q.reclaimLimit()), true, true)
+	q.lastFlushAt = q.opts.now()
+	q.reclaimTo(max(min(limit, q.reclaimLimit()), q.applyRetention(target.offset)), true, true)
 	if q.failed != nil {
 		return q.failed // the watermark's msync failed
 	}
@@ -994,7 +1013,7 @@ func (q *Queue) closeFiles() []error {
 		if err == nil {
 			// Every position is durable: what they passed can go, and
 			// the spares give their disk space back.
-			if jobs, err := q.am.detachBelow(q.reclaimLimit()); err != nil {
+			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.ckpt.offset))); err != nil {
 				errs = append(errs, err)
 			} else if len(jobs) > 0 {
 				q.idx.setHead(q.am.first * q.am.dataSize)
@@ -1007,6 +1026,8 @@ func (q *Queue) closeFiles() []error {
 				}
 			}
 			errs = append(errs, q.am.dropSpares())
+			// Retention read arena headers: unmap them again (clean).
+			errs = append(errs, q.am.close(false))
 		}
 	}
 	return errs
@@ -1052,7 +1073,8 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) (err error) {
 	return nil
 }
 
-// wakeWaiters wakes every goroutine blocked in DequeueWait. Needs mu.
+// wakeWaiters wakes every goroutine blocked in DequeueWait, PeekWait or
+// All. Needs mu.
 func (q *Queue) wakeWaiters() {
 	if q.dataReady != nil {
 		close(q.dataReady)
@@ -1141,39 +1163,7 @@ func (q *Queue) DequeueWait(ctx context.Context) ([]byte, error) {
 // dequeueWait implements DequeueWait for c, or for the default consumer
 // when c is nil.
 func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, error) {
-	if ctx == nil {
-		return nil, ErrNilContext
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		q.mu.Lock()
-		st, err := c, q.usable()
-		if st == nil && err == nil {
-			st, err = q.defaultConsumer()
-		}
-		var msg []byte
-		if err == nil {
-			msg, err = q.dequeue(st, nil, false)
-		}
-		if !errors.Is(err, ErrEmptyQueue) {
-			q.mu.Unlock()
-			return msg, err
-		}
-		if q.dataReady == nil {
-			q.dataReady = make(chan struct{})
-		}
-		ready := q.dataReady
-		q.mu.Unlock()
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-q.quit:
-			return nil, ErrClosed
-		}
-	}
+	return q.waitRead(ctx, c, func(st *consumerState) ([]byte, error) { return q.dequeue(st, nil, false) })
 }
 
 // bytesToString returns b as a string without copying; b must not change

@@ -24,6 +24,7 @@ type recovered struct {
 	ckpt              checkpoint
 	storedTail        uint64 // the index's tail and head words as read, to
 	storedHead        uint64 // tell whether the index must be rewritten
+	retained          uint64 // the index's retention mark (retention.go)
 }
 
 // recover rebuilds the queue's state from the index and the arena files
@@ -51,7 +52,7 @@ func (q *Queue) recover() error {
 		return err
 	}
 	r := &recovered{tail: tail, tailSeq: tailSeq, damaged: damaged, ckpt: ckpt,
-		storedTail: storedTail, storedHead: idxHead, consumers: make(map[string]*consumerState)}
+		storedTail: storedTail, storedHead: idxHead, retained: q.idx.retained(), consumers: make(map[string]*consumerState)}
 	if err := r.placeConsumers(q.am, list, proven); err != nil {
 		return err
 	}
@@ -187,6 +188,7 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 			// covers it), so every consumer had read them.
 			st.off, st.seq = tail, tailSeq
 		case c.offset < m.first*ds:
+			st.seq = c.seqHint // for noteDrop
 			below = append(below, st)
 		case proven[c.slot]:
 			st.seq = c.seqHint
@@ -220,6 +222,9 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 		}
 	}
 	for _, st := range below {
+		if st.off < r.storedHead && st.off < r.retained && r.storedHead <= tail {
+			r.noteDrop(st) // retention removed what it had not read
+		}
 		st.off, st.seq = r.oldest, r.oldestSeq
 	}
 	return nil
@@ -238,7 +243,9 @@ func (q *Queue) install(r *recovered, list []consumerSlot) {
 		q.changed = true
 	}
 	for _, c := range list {
-		if st := q.consumers[c.name]; st.off != c.offset || st.seq != c.seqHint {
+		// A dropped consumer's slot keeps its old position until its
+		// next read reports the drop (see dropState).
+		if st := q.consumers[c.name]; !st.drop.pending && (st.off != c.offset || st.seq != c.seqHint) {
 			q.idx.setConsumerPosition(st.slot, st.off, st.seq)
 			q.changed = true
 		}

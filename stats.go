@@ -1,8 +1,19 @@
 package bigqueue
 
+import "time"
+
 // Stats is a snapshot of a queue, returned by Queue.Stats. Counters start
 // at zero when the queue is opened.
 type Stats struct {
+	// QueueID identifies the queue: a random number chosen when its
+	// directory was created and kept for its life. With a message's
+	// sequence number (Position) it names the message across machines.
+	QueueID uint64
+	// OldestSeq is the sequence number of the oldest stored message, and
+	// NextSeq the one the next message enqueued gets: the messages stored
+	// are numbered [OldestSeq, NextSeq), and Seek accepts that range and
+	// NextSeq itself. Both are 1 in a new queue.
+	OldestSeq, NextSeq uint64
 	// Messages is the number of messages stored: from the oldest one still
 	// kept for some consumer (or, with no consumer, for the next one) to
 	// the newest.
@@ -39,10 +50,22 @@ type Stats struct {
 	// every consumer had read past them and a flush had made those
 	// positions durable.
 	ArenasReclaimed uint64
+	// Dropped maps the name of every consumer to the number of messages
+	// retention (SetMaxBytes, SetMaxAge) removed before it read them,
+	// since the queue was opened; a NewQueue that finds such a removal
+	// not yet reported counts it too.
+	Dropped map[string]uint64
+	// RetentionRemoved counts the messages retention removed since the
+	// queue was opened, read or not.
+	RetentionRemoved uint64
+	// LastFlushAt is when the latest successful flush ended; zero before
+	// the first one.
+	LastFlushAt time.Time
 }
 
 // Stats returns a snapshot of the queue. It costs O(number of consumers)
-// and allocates the Lag map. After Close it returns the zero Stats.
+// and allocates the Lag and Dropped maps. After Close it returns the zero
+// Stats.
 func (q *Queue) Stats() Stats {
 	if q.invalid() {
 		return Stats{}
@@ -53,19 +76,26 @@ func (q *Queue) Stats() Stats {
 		return Stats{}
 	}
 	s := Stats{
-		Bytes:           int64(q.tail - q.oldest),
-		ArenaSize:       q.opts.arenaSize,
-		ArenasOnDisk:    len(q.am.present),
-		SpareArenas:     len(q.am.spares),
-		ArenasMapped:    len(q.am.mapped),
-		Lag:             make(map[string]int64, len(q.consumers)),
-		Flushes:         q.flushes,
-		LastFlushError:  q.lastFlushErr,
-		ArenasReclaimed: q.am.reclaimed,
+		Bytes:            int64(q.tail - q.oldest),
+		ArenaSize:        q.opts.arenaSize,
+		ArenasOnDisk:     len(q.am.present),
+		SpareArenas:      len(q.am.spares),
+		ArenasMapped:     len(q.am.mapped),
+		Lag:              make(map[string]int64, len(q.consumers)),
+		Flushes:          q.flushes,
+		LastFlushError:   q.lastFlushErr,
+		ArenasReclaimed:  q.am.reclaimed,
+		QueueID:          q.idx.queueID(),
+		OldestSeq:        q.oldestSeq + 1,
+		NextSeq:          q.tailSeq + 1,
+		Dropped:          make(map[string]uint64, len(q.consumers)),
+		RetentionRemoved: q.retention.removed,
+		LastFlushAt:      q.lastFlushAt,
 	}
 	s.Messages = q.lag(&consumerState{off: q.oldest, seq: q.oldestSeq})
 	for name, st := range q.consumers {
 		s.Lag[name] = q.lag(st)
+		s.Dropped[name] = st.drop.total
 	}
 	return s
 }
