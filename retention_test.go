@@ -448,14 +448,14 @@ func (f *snapFS) snap(path string) {
 	f.removed = append(f.removed, filepath.Base(path))
 }
 
-func (f *snapFS) rename(from, to string) error {
+func (f *snapFS) rename(d *queueDir, from, to string) error {
 	f.snap(from)
-	return f.fileSystem.rename(from, to)
+	return f.fileSystem.rename(d, from, to)
 }
 
-func (f *snapFS) remove(path string) error {
-	f.snap(path)
-	return f.fileSystem.remove(path)
+func (f *snapFS) remove(d *queueDir, name string) error {
+	f.snap(name)
+	return f.fileSystem.remove(d, name)
 }
 
 // A power loss during a retention removal, with any subset of the
