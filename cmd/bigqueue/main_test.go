@@ -619,5 +619,3 @@ func TestExitCodesDocumented(t *testing.T) {
 		require.Regexp(t, `\s`+strconv.Itoa(code)+`\s`, long)
 	}
 }
-
-
