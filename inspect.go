@@ -811,30 +811,39 @@ func (r *storeReader) readAt(off uint64, p []byte) error {
 }
 
 // readData fills p from byte pos of arena id's data; p does not run past
-// the arena. Reads smaller than half the buffer go through it.
+// the arena. Reads shorter than half the buffer go through it.
 func (r *storeReader) readData(id, pos uint64, p []byte) error {
-	n := uint64(len(p))
-	if r.chunkOK && r.chunkID == id && pos >= r.chunkAt && pos+n <= r.chunkAt+uint64(len(r.chunk)) {
-		copy(p, r.chunk[pos-r.chunkAt:])
-		return nil
-	}
-	if n >= readerChunk/2 {
+	if len(p) >= readerChunk/2 {
 		return r.readFile(id, int64(arenaHeaderSize+pos), p)
 	}
-	// From the page of pos on: the buffer then covers p, which is
-	// shorter than half of it, and reading on from there is buffered.
-	at := pos &^ 4095
-	if cap(r.chunk) < readerChunk {
-		r.chunk = make([]byte, readerChunk)
-	}
-	r.chunkOK = false
-	r.chunk = r.chunk[:min(readerChunk, r.dataSize-at)]
-	if err := r.readFile(id, int64(arenaHeaderSize+at), r.chunk); err != nil {
+	b, err := r.view(id, pos, uint64(len(p)))
+	if err != nil {
 		return err
 	}
-	r.chunkID, r.chunkAt, r.chunkOK = id, at, true
-	copy(p, r.chunk[pos-at:])
+	copy(p, b)
 	return nil
+}
+
+// view returns the n bytes at byte pos of arena id's data from the read
+// buffer, filling it when they are not in it; n is at most half the
+// buffer, and the bytes do not run past the arena. The slice is valid
+// until the next read.
+func (r *storeReader) view(id, pos, n uint64) ([]byte, error) {
+	if !r.chunkOK || r.chunkID != id || pos < r.chunkAt || pos+n > r.chunkAt+uint64(len(r.chunk)) {
+		// From the page of pos on: the buffer then covers the n bytes,
+		// and reading on from there is buffered.
+		at := pos &^ 4095
+		if cap(r.chunk) < readerChunk {
+			r.chunk = make([]byte, readerChunk)
+		}
+		r.chunkOK = false
+		r.chunk = r.chunk[:min(readerChunk, r.dataSize-at)]
+		if err := r.readFile(id, int64(arenaHeaderSize+at), r.chunk); err != nil {
+			return nil, err
+		}
+		r.chunkID, r.chunkAt, r.chunkOK = id, at, true
+	}
+	return r.chunk[pos-r.chunkAt:][:n], nil
 }
 
 // header reads and checks the header of arena id, as arenaManager.header.
@@ -919,16 +928,17 @@ func (r *storeReader) recordHeader(off, seq, limit uint64, b []byte) (recordHead
 	return h, "", nil
 }
 
-// checksum extends crc over the n logical bytes at off, through the
-// buffer, allocating nothing.
+// checksum extends crc over the n logical bytes at off, reading them in
+// the read buffer, allocating nothing.
 func (r *storeReader) checksum(off, n uint64, crc uint32) (uint32, error) {
-	var buf [32 << 10]byte
 	for n > 0 {
-		k := min(n, uint64(len(buf)))
-		if err := r.readAt(off, buf[:k]); err != nil {
+		id, pos := off/r.dataSize, off%r.dataSize
+		k := min(n, r.dataSize-pos, readerChunk/2)
+		b, err := r.view(id, pos, k)
+		if err != nil {
 			return 0, err
 		}
-		crc = crc32.Update(crc, castagnoli, buf[:k])
+		crc = crc32.Update(crc, castagnoli, b)
 		off, n = off+k, n-k
 	}
 	return crc, nil
