@@ -182,6 +182,15 @@
 //     arena. When the recovered tail lies in an arena file that is gone,
 //     the next Enqueue creates it anew.
 //
+// # Inspecting a queue
+//
+// Inspect opens a queue directory read-only, for tools: Info (sizes,
+// arenas, messages, consumers and their lag, the last flush), Verify
+// (every record's checksum, every arena file and consumer slot, damage
+// reported by file and offset) and Messages (what a consumer would read,
+// without moving it). It changes no file, and holds the directory's lock
+// until Close. The command cmd/bigqueue of the repository is built on it.
+//
 // # On-disk format
 //
 // Every file starts with a magic number and the format version; every
