@@ -660,7 +660,10 @@ func (in *Inspection) skipFrom(pos uint64) (uint64, uint64) {
 //
 // A damaged record is yielded as an error wrapping ErrCorrupt that says
 // where it is and how much is skipped, and the iteration goes on where the
-// consumer would; any other error ends it. The slice is valid until the
+// consumer would; so is a consumer whose slot in the index is damaged
+// (the default consumer then reads from the oldest message, as a queue
+// would re-create it; a named one yields nothing more). Any other error
+// ends the iteration. The slice is valid until the
 // next iteration. Errors: ErrNoConsumer for an unknown name; ErrClosed.
 func (in *Inspection) Messages(name string) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
@@ -675,6 +678,14 @@ func (in *Inspection) Messages(name string) iter.Seq2[[]byte, error] {
 			case ok:
 				pos, seq = st.off, st.seq
 				if st.lost && !yield(nil, fmt.Errorf("consumer %q: its slot in the index was damaged and its position lost; it starts at the oldest message, offset %d: %w", name, st.off, ErrCorrupt)) {
+					return
+				}
+			case in.damagedName(name):
+				// A queue-level read re-creates the default consumer
+				// in its damaged slot, at the oldest message, and
+				// reports the lost position; a named one is gone.
+				err := fmt.Errorf("consumer %q: its slot in the index is damaged and its position lost: %w", name, ErrCorrupt)
+				if !yield(nil, err) || name != defaultConsumerKey {
 					return
 				}
 			case name != defaultConsumerKey:
@@ -706,6 +717,17 @@ func (in *Inspection) Messages(name string) iter.Seq2[[]byte, error] {
 			seq++
 		}
 	}
+}
+
+// damagedName reports whether a damaged consumer slot may have held the
+// consumer called name.
+func (in *Inspection) damagedName(name string) bool {
+	for _, d := range in.damaged {
+		if slices.Contains(d.names, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func arenaFileName(id uint64) string { return fmt.Sprintf("arena-%d.bq", id) }

@@ -288,6 +288,10 @@ func TestInspectDamage(t *testing.T) {
 		// skipped are the records readers lose, from..to inclusive
 		from, to int
 		check    func(t *testing.T, info Info, rep Report)
+		// damagedSlot names the consumer whose slot was damaged;
+		// damagedDefault says it is the default consumer's.
+		damagedSlot    string
+		damagedDefault bool
 	}{
 		{
 			name: "payload byte",
@@ -345,6 +349,24 @@ func TestInspectDamage(t *testing.T) {
 				require.Len(t, info.Consumers, 1)
 				require.Contains(t, rep.Damage[0].Reason, `"a"`)
 			},
+			damagedSlot: "a",
+		},
+		{
+			name: "default consumer slot",
+			damage: func(t *testing.T, dir string) {
+				q, err := NewQueue(dir)
+				require.NoError(t, err)
+				_, err = q.Dequeue() // the default consumer, at message 1
+				require.NoError(t, err)
+				require.NoError(t, q.Close())
+				slot := inspectSlot(t, dir, defaultConsumerKey)
+				inspectPatch(t, dir, indexFileName, func(b []byte) { b[indexHeaderSize+slot*slotSize+slotCRCOff] ^= 1 })
+			},
+			want: []string{fmt.Sprintf("index.bq@%d", indexHeaderSize+2*slotSize)}, from: -1, to: -1,
+			check: func(t *testing.T, info Info, rep Report) {
+				require.Equal(t, 1, info.DamagedSlots)
+			},
+			damagedDefault: true,
 		},
 		{
 			name: "consumer inside a record",
@@ -393,6 +415,20 @@ func TestInspectDamage(t *testing.T) {
 			}
 			for _, c := range in.Info().Consumers {
 				require.Equal(t, inspectQueueRead(t, inspectCopy(t, dir), c.Name), inspectMessages(t, in, c.Name), "consumer %q", c.Name)
+			}
+			if tt.damagedSlot != "" {
+				var errs []error
+				for _, err := range in.Messages(tt.damagedSlot) {
+					errs = append(errs, err)
+				}
+				require.Len(t, errs, 1, "a named consumer whose slot is damaged yields that, then nothing")
+				require.ErrorIs(t, errs[0], ErrCorrupt)
+			}
+			if tt.damagedDefault {
+				// The queue re-creates the default consumer in its
+				// slot at the oldest message and reports the loss.
+				require.Equal(t, inspectQueueRead(t, inspectCopy(t, dir), defaultConsumerKey), inspectMessages(t, in, defaultConsumerKey))
+				require.Equal(t, slices.Concat([]string{inspectCorrupt}, msgs), inspectMessages(t, in, defaultConsumerKey))
 			}
 			if in.Info().DamagedSlots == 0 {
 				// (A consumer created in the queue would take the

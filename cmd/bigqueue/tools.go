@@ -69,8 +69,8 @@ temporary directory), which is removed at the end, also when interrupted:
 DIR chooses the file system to measure and is never used as a queue.`,
 		Args: argsBetween(0, 1, "at most DIR"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if size < 0 || size > bigqueue.MaxMessageSize {
-				return usageError("-size must be 0 to %d, not %d", bigqueue.MaxMessageSize, size)
+			if size < 0 || int64(size) > maxMessageSize {
+				return usageError("-size must be 0 to %d, not %d", maxMessageSize, size)
 			}
 			if n <= 0 {
 				return usageError("-n must be at least 1, not %d", n)

@@ -16,6 +16,10 @@ import (
 // consumers delete. They open it with bigqueue.NewQueue and close it
 // before they return, which makes what they did durable.
 
+// maxMessageSize is bigqueue.MaxMessageSize as an int64, which holds it
+// on 32-bit platforms too.
+const maxMessageSize int64 = bigqueue.MaxMessageSize
+
 // openExisting opens the queue in dir, which must exist: pop and
 // consumers delete never create a queue. It checks with Inspect first,
 // which refuses a missing queue without creating anything.
@@ -87,12 +91,12 @@ messages enqueued before (a process crash loses nothing enqueued).`,
 
 // pushRaw enqueues all of r as one message.
 func pushRaw(q *bigqueue.Queue, r io.Reader) error {
-	msg, err := io.ReadAll(io.LimitReader(r, bigqueue.MaxMessageSize+1))
+	msg, err := io.ReadAll(io.LimitReader(r, maxMessageSize+1))
 	if err != nil {
 		return fmt.Errorf("read stdin: %w", err)
 	}
-	if len(msg) > bigqueue.MaxMessageSize {
-		return fmt.Errorf("stdin holds more than %d bytes: %w", bigqueue.MaxMessageSize, bigqueue.ErrTooLarge)
+	if int64(len(msg)) > maxMessageSize {
+		return fmt.Errorf("stdin holds more than %d bytes: %w", maxMessageSize, bigqueue.ErrTooLarge)
 	}
 	return q.Enqueue(msg)
 }
@@ -107,8 +111,8 @@ func pushDelimited(q *bigqueue.Queue, r io.Reader, delim byte) (int64, error) {
 	for {
 		chunk, err := br.ReadSlice(delim)
 		if errors.Is(err, bufio.ErrBufferFull) {
-			if len(long)+len(chunk) > bigqueue.MaxMessageSize {
-				return n, fmt.Errorf("message %d: longer than %d bytes: %w", n+1, bigqueue.MaxMessageSize, bigqueue.ErrTooLarge)
+			if int64(len(long))+int64(len(chunk)) > maxMessageSize {
+				return n, fmt.Errorf("message %d: longer than %d bytes: %w", n+1, maxMessageSize, bigqueue.ErrTooLarge)
 			}
 			long = append(long, chunk...)
 			continue
@@ -125,8 +129,8 @@ func pushDelimited(q *bigqueue.Queue, r io.Reader, delim byte) (int64, error) {
 			msg = msg[:len(msg)-1] // the delimiter
 		}
 		if !eof || len(msg) > 0 {
-			if len(msg) > bigqueue.MaxMessageSize {
-				return n, fmt.Errorf("message %d: longer than %d bytes: %w", n+1, bigqueue.MaxMessageSize, bigqueue.ErrTooLarge)
+			if int64(len(msg)) > maxMessageSize {
+				return n, fmt.Errorf("message %d: longer than %d bytes: %w", n+1, maxMessageSize, bigqueue.ErrTooLarge)
 			}
 			if err := q.Enqueue(msg); err != nil {
 				return n, err
