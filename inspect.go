@@ -343,62 +343,40 @@ func (in *Inspection) inventory(idxHead uint64) error {
 			r.present[id] = true
 		}
 	}
-	if len(r.present) > 0 {
-		r.first = ^uint64(0)
-		for id := range r.present {
-			r.first = min(r.first, id)
-			r.next = max(r.next, id+1)
-		}
+	for id := range r.present {
+		r.ids = append(r.ids, id)
+	}
+	slices.Sort(r.ids)
+	if len(r.ids) > 0 {
+		r.first, r.next = r.ids[0], r.ids[len(r.ids)-1]+1
 	} else {
 		r.first = max(in.ckpt.offset/ds, floor)
 		r.next = r.first
 	}
+	// arenaManager.cutLostBottom: the oldest arenas missing above the
+	// watermark while the checkpoint lies at the start of the oldest of
+	// them were created after the last directory fsync, and the later
+	// ones go too: the queue restarts at the checkpoint.
+	if r.first > floor && r.first < r.next && in.ckpt.offset == floor*ds {
+		for _, id := range r.ids {
+			in.info.Leftovers = append(in.info.Leftovers, arenaFileName(id))
+		}
+		clear(r.present)
+		r.ids = nil
+		r.first, r.next = floor, floor
+	}
 	return nil
 }
 
-// findTail finds the end of the last intact record as recovery would: it
-// walks the records from the checkpoint, or, when the checkpoint is not
-// usable, from the lowest proven record boundary, up to the tail the
-// index names.
+// findTail finds the end of the last intact record as recovery does
+// (arenaManager.recoverTail): it walks the records from the boundary
+// startPoint picks up to the tail the index names. Arena files past the
+// tail's arena, which recovery deletes, become leftovers.
 func (in *Inspection) findTail() error {
 	r, ds := in.r, in.r.dataSize
-	lo := r.first * ds
-	start, seq, found := uint64(0), uint64(0), false
-	if c := in.ckpt; c.offset >= lo && c.offset <= in.limit && c.offset <= r.next*ds {
-		if c.offset == in.limit {
-			start, seq, found = c.offset, c.seq, true
-		} else if _, reason, err := r.check(c.offset, c.seq, in.limit, true); err != nil {
-			return err
-		} else if reason == "" {
-			start, seq, found = c.offset, c.seq, true
-		}
-	}
-	if !found {
-		// The lowest proven boundary: a consumer position whose record
-		// carries its stored sequence number, or the first record the
-		// oldest intact arena header names.
-		for _, c := range in.slots {
-			if c.offset < lo || c.offset >= in.limit || c.seqHint > maxOffset || (found && c.offset >= start) {
-				continue
-			}
-			_, reason, err := r.check(c.offset, c.seqHint, in.limit, true)
-			if err != nil {
-				return err
-			}
-			if reason == "" {
-				start, seq, found = c.offset, c.seqHint, true
-			}
-		}
-		h, ok, err := r.oldestBoundary(r.first, in.limit)
-		if err != nil {
-			return err
-		}
-		if ok && (!found || h.first < start) && h.firstSeq <= maxOffset {
-			start, seq, found = h.first, h.firstSeq, true
-		}
-	}
-	if !found {
-		start, seq = lo, in.ckpt.seq
+	start, seq, err := in.startPoint()
+	if err != nil {
+		return err
 	}
 	in.tail, in.tailSeq = start, seq
 	for in.tail < in.limit {
@@ -412,7 +390,131 @@ func (in *Inspection) findTail() error {
 		in.tail += recordHeaderSize + n
 		in.tailSeq++
 	}
+	keepNext := (in.tail + ds - 1) / ds
+	if in.tail%ds != 0 && !r.present[in.tail/ds] {
+		keepNext = in.tail / ds
+	}
+	for len(r.ids) > 0 && r.ids[len(r.ids)-1] >= keepNext {
+		id := r.ids[len(r.ids)-1]
+		r.ids = r.ids[:len(r.ids)-1]
+		delete(r.present, id)
+		in.info.Leftovers = append(in.info.Leftovers, arenaFileName(id))
+	}
+	r.next = keepNext
+	r.first = min(r.first, r.next)
 	return nil
+}
+
+// startPoint is arenaManager.startPoint on the files as they are: the
+// record boundary recovery verifies from, with its sequence number. The
+// checkpoint, when its arena is there and no proven boundary contradicts
+// it; else the lowest proven boundary (a consumer position whose record
+// carries its stored sequence number, or the first record the oldest
+// arena's header names) when no consumer stands below it; else the tail,
+// when a consumer stands there; else the start of the oldest arena.
+func (in *Inspection) startPoint() (uint64, uint64, error) {
+	r, ds := in.r, in.r.dataSize
+	lo, limit, ckpt := r.first*ds, in.limit, in.ckpt
+	type boundary struct{ off, seq uint64 }
+	var bounds []boundary
+	for _, c := range in.slots {
+		if c.offset < lo || c.offset >= limit || c.seqHint > maxOffset {
+			continue
+		}
+		_, reason, err := r.check(c.offset, c.seqHint, limit, true)
+		if err != nil {
+			return 0, 0, err
+		}
+		if reason == "" {
+			bounds = append(bounds, boundary{c.offset, c.seqHint})
+		}
+	}
+	usable := lo <= ckpt.offset && (ckpt.offset <= r.next*ds || ckpt.offset/ds == r.next)
+	if usable && ckpt.offset < r.next*ds {
+		_, err := r.open(ckpt.offset / ds) // there and whole
+		if err != nil && !isDamage(err) {
+			return 0, 0, err
+		}
+		usable = err == nil
+	}
+	sane, err := in.ckptFitsHeaders()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, b := range bounds {
+		if !seqFits(min(b.off, ckpt.offset), min(b.seq, ckpt.seq), max(b.off, ckpt.offset), max(b.seq, ckpt.seq)) ||
+			(b.off < ckpt.offset) != (b.seq < ckpt.seq) {
+			sane = false
+		}
+	}
+	if usable && sane {
+		return ckpt.offset, ckpt.seq, nil
+	}
+	if r.first < r.next {
+		h, err := r.header(r.first)
+		switch {
+		case err == nil && h.first >= lo && h.first <= min(limit, r.next*ds) && h.firstSeq <= maxOffset:
+			bounds = append(bounds, boundary{h.first, h.firstSeq})
+		case err != nil && !isDamage(err):
+			return 0, 0, err
+		}
+	}
+	if len(bounds) > 0 {
+		b := slices.MinFunc(bounds, func(a, b boundary) int { return cmp.Compare(a.off, b.off) })
+		below := slices.ContainsFunc(in.slots, func(c consumerSlot) bool { return c.offset >= lo && c.offset < b.off })
+		if !below {
+			return b.off, b.seq, nil
+		}
+	}
+	seq, atTail := ckpt.seq, false
+	writable := limit == r.next*ds || (limit/ds >= r.first && limit/ds < r.next && r.present[limit/ds])
+	writable = writable && !slices.ContainsFunc(in.slots, func(c consumerSlot) bool { return c.offset >= lo && c.offset < limit })
+	for _, c := range in.slots {
+		if c.offset == limit && c.offset >= lo && writable && c.seqHint <= maxOffset {
+			if !atTail || c.seqHint > seq {
+				seq = c.seqHint
+			}
+			atTail = true
+		}
+	}
+	if atTail {
+		return limit, seq, nil
+	}
+	if !sane {
+		for _, c := range in.slots {
+			if c.seqHint <= maxOffset {
+				seq = max(seq, c.seqHint)
+			}
+		}
+	}
+	return lo, seq, nil
+}
+
+// ckptFitsHeaders is arenaManager.ckptFitsHeaders: whether the checkpoint
+// agrees with the intact headers of the arenas holding the bytes just
+// before and at its offset.
+func (in *Inspection) ckptFitsHeaders() (bool, error) {
+	r, ckpt := in.r, in.ckpt
+	ids := []uint64{ckpt.offset / r.dataSize}
+	if ckpt.offset > 0 {
+		ids = append(ids, (ckpt.offset-1)/r.dataSize)
+	}
+	for _, id := range ids {
+		if !r.present[id] {
+			continue
+		}
+		h, err := r.header(id)
+		if err != nil {
+			if isDamage(err) {
+				continue
+			}
+			return false, err
+		}
+		if h.first <= ckpt.offset && !seqFits(h.first, h.firstSeq, ckpt.offset, ckpt.seq) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // placeConsumers places every consumer and the oldest stored record as
@@ -477,11 +579,7 @@ func (in *Inspection) lag(off, seq uint64) int64 {
 }
 
 func (in *Inspection) fillInfo() {
-	r := in.r
-	for id := r.first; id < r.next; id++ {
-		if !r.present[id] {
-			continue
-		}
+	for _, id := range in.r.ids {
 		name := arenaFileName(id)
 		var size int64
 		if st, err := os.Stat(filepath.Join(in.dir, name)); err == nil {
@@ -549,12 +647,17 @@ func (in *Inspection) Verify(progress func(done, total int64)) (Report, error) {
 		}
 	}
 
-	// Arena files: holes, sizes and headers.
-	for id := r.first; id < r.next; id++ {
+	// Arena files: holes, sizes and headers. (The numbers present may
+	// be far apart: a range of missing ones is one damage.)
+	for i, id := range r.ids {
 		name := arenaFileName(id)
-		if !r.present[id] {
-			rep.Damage = append(rep.Damage, Damage{File: name, Arena: int64(id), Reason: "arena file is missing between two present ones: readers skip its records"})
-			continue
+		if i > 0 && r.ids[i-1] < id-1 {
+			gap := Damage{File: arenaFileName(r.ids[i-1] + 1), Arena: int64(r.ids[i-1] + 1),
+				Reason: "arena file is missing between two present ones: readers skip its records"}
+			if n := id - 1 - r.ids[i-1]; n > 1 {
+				gap.Reason = fmt.Sprintf("arena files %d to %d (%d files) are missing between two present ones: readers skip their records", r.ids[i-1]+1, id-1, n)
+			}
+			rep.Damage = append(rep.Damage, gap)
 		}
 		if _, err := r.header(id); err != nil {
 			if !isDamage(err) {
@@ -742,7 +845,8 @@ type storeReader struct {
 	dataSize    uint64
 	queueID     uint64
 	first, next uint64
-	present     map[uint64]bool
+	present     map[uint64]bool // the arena files of [first, next) that are there
+	ids         []uint64        // the same, sorted
 
 	file    *os.File // the arena file open now, or nil
 	fileID  uint64
@@ -766,12 +870,11 @@ func (r *storeReader) close() error {
 
 // nextPresent returns the first present arena from id on, or next.
 func (r *storeReader) nextPresent(id uint64) uint64 {
-	for ; id < r.next; id++ {
-		if r.present[id] {
-			return id
-		}
+	i, _ := slices.BinarySearch(r.ids, id)
+	if i == len(r.ids) {
+		return r.next
 	}
-	return r.next
+	return r.ids[i]
 }
 
 // open returns arena file id, open for reading. A missing file or one of
