@@ -709,16 +709,55 @@ func FuzzInspect(f *testing.F) {
 		for _, c := range info.Consumers {
 			names = append(names, c.Name)
 		}
+		read := make(map[string][]string)
 		for _, name := range names {
 			for msg, err := range in.Messages(name) {
 				if err != nil {
 					require.ErrorIs(t, err, ErrCorrupt)
+					read[name] = append(read[name], inspectCorrupt)
 					continue
 				}
 				require.True(t, len(msg) == 0 || fuzzHasFrame(stream, msg), "message %q is no intact record of the input", msg)
+				read[name] = append(read[name], string(msg))
 			}
 		}
 		require.NoError(t, in.Close())
 		require.Equal(t, before, inspectFiles(t, dir), "the inspection changed the directory")
+
+		// Every consumer reads from a queue what Messages showed.
+		for _, c := range info.Consumers {
+			got, ok := fuzzQueueRead(t, inspectCopy(t, dir), c.Name)
+			if ok {
+				require.Equal(t, got, read[c.Name], "consumer %q", c.Name)
+			}
+		}
 	})
+}
+
+// fuzzQueueRead is inspectQueueRead for fuzz inputs: ok is false when the
+// queue does not open or a read fails with anything but ErrCorrupt.
+func fuzzQueueRead(t *testing.T, dir, name string) ([]string, bool) {
+	q, err := NewQueue(dir)
+	if err != nil {
+		return nil, false
+	}
+	defer func() { require.NoError(t, q.Close()) }()
+	c, err := q.NewConsumer(name)
+	if err != nil {
+		return nil, false
+	}
+	var got []string
+	for {
+		msg, err := c.Dequeue()
+		switch {
+		case errors.Is(err, ErrEmptyQueue):
+			return got, true
+		case errors.Is(err, ErrCorrupt):
+			got = append(got, inspectCorrupt)
+		case err != nil:
+			return nil, false
+		default:
+			got = append(got, string(msg))
+		}
+	}
 }

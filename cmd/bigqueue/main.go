@@ -131,8 +131,6 @@ func hintFor(err error) string {
 		return "another process has the queue open (a queue has one owner at a time); stop it, or retry once it has closed the queue"
 	case errors.Is(err, bigqueue.ErrForeignQueue) && strings.Contains(err.Error(), "grandecola"):
 		return "convert it with: bigqueue import SRC NEWDIR"
-	case errors.Is(err, bigqueue.ErrCorrupt):
-		return "bigqueue verify DIR lists the damage"
 	}
 	return ""
 }

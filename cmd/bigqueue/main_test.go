@@ -343,7 +343,8 @@ func TestVerify(t *testing.T) {
 	require.NoError(t, os.WriteFile(idx, b, 0o644))
 	r = bq(t, nil, "verify", clean)
 	require.Equal(t, exitFailed, r.code)
-	require.Contains(t, r.stderr, "bigqueue verify DIR lists the damage")
+	require.Contains(t, r.stderr, "header checksum")
+	require.Contains(t, r.stderr, "corrupt data")
 
 	r = bq(t, nil, "verify", filepath.Join(t.TempDir(), "none"))
 	require.Equal(t, exitCannotOpen, r.code)
