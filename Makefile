@@ -1,7 +1,7 @@
 # Tasks for developers. The README's quick start uses plain go commands;
 # these are shortcuts for the tiers and tools around them.
 
-.PHONY: test test-short test-long fuzz bench bench-compare compat ci
+.PHONY: test test-short test-long fuzz bench bench-compare compat cli ci
 
 # The default tier, as CI and the README run it.
 test:
@@ -21,7 +21,7 @@ test-long:
 # Ten minutes per fuzz target (FUZZTIME=1m for less).
 FUZZTIME ?= 10m
 fuzz:
-	for t in FuzzRecordDecode FuzzIndexDecode FuzzOpenDirectory; do \
+	for t in FuzzRecordDecode FuzzIndexDecode FuzzOpenDirectory FuzzInspect; do \
 		go test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x -parallel 1 . || exit 1; \
 	done
 
@@ -36,6 +36,10 @@ bench-compare:
 # Differential tests against grandecola/bigqueue.
 compat:
 	cd compat && go test -count=1 ./...
+
+# The command-line tool's end-to-end tests (they build the binary).
+cli:
+	cd cmd/bigqueue && go test -race -count=1 ./...
 
 # What CI runs.
 ci:

@@ -297,6 +297,15 @@
 //   - PublishExpvar refuses, with ErrInvalidName, a name expvar already
 //     has, where expvar.Publish would panic.
 //
+// # Inspecting a queue
+//
+// Inspect opens a queue directory read-only, for tools: Info (sizes,
+// arenas, messages, consumers and their lag, the last flush), Verify
+// (every record's checksum, every arena file and consumer slot, damage
+// reported by file and offset) and Messages (what a consumer would read,
+// without moving it). It changes no file, and holds the directory's lock
+// until Close. The command cmd/bigqueue of the repository is built on it.
+//
 // # On-disk format
 //
 // Every file starts with a magic number and the format version; every

@@ -137,6 +137,16 @@ type source struct {
 // returns bigqueue.ErrInvalidName). After a failure once dst was created,
 // dst holds a partial queue: remove it before trying again.
 func Import(src, dst string, opts ...bigqueue.Option) (Report, error) {
+	return ImportWithProgress(src, dst, nil, opts...)
+}
+
+// ImportWithProgress is Import that calls progress, when it is not nil, as
+// the import goes on, with done and total counting steps: the messages
+// written to dst, then the messages read past while placing the consumers
+// at their positions. It is called with (0, total) before the first step
+// and with (total, total) after the last one; total is known once src was
+// checked.
+func ImportWithProgress(src, dst string, progress func(done, total int64), opts ...bigqueue.Option) (Report, error) {
 	s, err := openSource(src)
 	if err != nil {
 		return Report{}, fmt.Errorf("import %s: %w", src, err)
@@ -157,7 +167,7 @@ func Import(src, dst string, opts ...bigqueue.Option) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("import %s into %s: %w", src, dst, err)
 	}
-	err = s.copyInto(q, &report, total)
+	err = s.copyInto(q, &report, total, progress)
 	if cerr := q.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -389,10 +399,17 @@ func (s *source) closeFile() {
 // are then moved in order of position, each copied from the one before
 // and advanced by the difference, so that the messages are read once in
 // all. It checks each consumer's Len at the end.
-func (s *source) copyInto(q *bigqueue.Queue, report *Report, total int64) error {
+func (s *source) copyInto(q *bigqueue.Queue, report *Report, total int64, progress func(done, total int64)) error {
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
 	if len(s.consumers) == 0 {
+		progress(0, 0)
 		return q.Flush()
 	}
+	steps := total + s.consumers[len(s.consumers)-1].read - s.consumers[0].read
+	done := int64(0)
+	progress(0, steps)
 	var buf []byte
 	pos := s.consumers[0].pos
 	for i := range total {
@@ -409,6 +426,8 @@ func (s *source) copyInto(q *bigqueue.Queue, report *Report, total int64) error 
 		}
 		report.Messages++
 		report.Bytes += n
+		done++
+		progress(done, steps)
 		pos = s.canonical(pos + lengthSize + n)
 	}
 	s.closeFile()
@@ -432,6 +451,8 @@ func (s *source) copyInto(q *bigqueue.Queue, report *Report, total int64) error 
 			if buf, err = h.DequeueAppend(buf[:0]); err != nil {
 				return fmt.Errorf("consumer %q: move to message %d: %w", s.consumers[i].name, s.consumers[i].read, err)
 			}
+			done++
+			progress(done, steps)
 		}
 	}
 	for i, c := range s.consumers {
