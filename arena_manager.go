@@ -204,13 +204,14 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 	// checksums that are not ours: none of them is read. A header that
 	// fails its own checksum names nothing; recovery and the records'
 	// checksums and sequence numbers judge such an arena.
-	if h, err := decodeArenaHeader(data); err == nil && m.checkHeader(id, data) != nil {
-		err := fmt.Errorf("arena %d: file %s belongs to arena %d of queue %#x (size %d), not to this queue (%#x): %w",
-			id, m.dir.join(name), h.id, h.queueID, h.arenaSize, m.queueID, ErrCorrupt)
-		if uerr := unmap(data); uerr != nil {
-			err = errors.Join(err, uerr)
+	if h, err := decodeArenaHeader(data); err == nil {
+		if err := h.belongsTo(id, m.queueID, uint64(m.arenaSize)); err != nil {
+			err = fmt.Errorf("%s: %w", m.dir.join(name), err)
+			if uerr := unmap(data); uerr != nil {
+				err = errors.Join(err, uerr)
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	a := &arena{id: id, data: data, lastUse: m.clock}
 	m.mapped[id] = a
@@ -522,20 +523,7 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 	if err != nil {
 		return h, fmt.Errorf("arena %d: %w", id, err)
 	}
-	return h, m.checkHeader(id, a.data)
-}
-
-// checkHeader returns an error wrapping ErrCorrupt unless data starts with
-// an intact header of arena id of this queue.
-func (m *arenaManager) checkHeader(id uint64, data []byte) error {
-	h, err := decodeArenaHeader(data)
-	if err != nil {
-		return fmt.Errorf("arena %d: %w", id, err)
-	}
-	if h.id != id || h.queueID != m.queueID || h.arenaSize != uint64(m.arenaSize) {
-		return fmt.Errorf("arena %d: header names arena %d of queue %#x, size %d: %w", id, h.id, h.queueID, h.arenaSize, ErrCorrupt)
-	}
-	return nil
+	return h, h.belongsTo(id, m.queueID, uint64(m.arenaSize))
 }
 
 // reclaimJob is an arena file taken out of the queue by detachBelow: its

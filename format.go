@@ -295,6 +295,18 @@ func decodeArenaHeader(b []byte) (arenaHeader, error) {
 	}, nil
 }
 
+// belongsTo returns an error wrapping ErrCorrupt unless h names arena id
+// of the queue queueID with arenaSize bytes per arena: an intact header
+// that names another arena or queue marks a file copied or renamed in,
+// whose records are not this queue's, however valid their checksums.
+func (h arenaHeader) belongsTo(id, queueID, arenaSize uint64) error {
+	if h.id != id || h.queueID != queueID || h.arenaSize != arenaSize {
+		return fmt.Errorf("arena %d: header names arena %d of queue %#x, size %d, not this queue's (%#x): %w",
+			id, h.id, h.queueID, h.arenaSize, queueID, ErrCorrupt)
+	}
+	return nil
+}
+
 // recordHeader is the decoded header of a record frame.
 type recordHeader struct {
 	crc    uint32 // CRC32C of the header's bytes [4,16) and the payload

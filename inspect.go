@@ -128,6 +128,7 @@ func (d Damage) String() string {
 // files under it. It is not safe for concurrent use.
 type Inspection struct {
 	dir    string
+	d      *queueDir    // opened and locked by Inspect; every file is read through it
 	unlock func() error // releases the directory lock; nil once closed
 	r      *storeReader
 	info   Info
@@ -163,6 +164,9 @@ type inspectedConsumer struct {
 // Damage elsewhere is not an error: Verify reports it.
 func Inspect(dir string) (*Inspection, error) {
 	d, err := openQueueDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("inspect queue %s: no queue there (no such directory): %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("inspect queue %s: %w", dir, err)
 	}
@@ -182,8 +186,7 @@ func Inspect(dir string) (*Inspection, error) {
 		}
 		return fail(err)
 	}
-	unlock := d.close
-	in := &Inspection{dir: dir, unlock: unlock}
+	in := &Inspection{dir: dir, d: d, unlock: d.close}
 	if err := in.load(); err != nil {
 		return nil, errors.Join(fmt.Errorf("inspect queue %s: %w", dir, err), in.Close())
 	}
@@ -237,7 +240,7 @@ func ProbeTail(dir string) (uint64, error) {
 // load reads the index and lists the arenas, then finds the tail, the
 // oldest record and every consumer's position as recovery would.
 func (in *Inspection) load() error {
-	raw, modified, err := readIndexFile(filepath.Join(in.dir, indexFileName))
+	raw, modified, err := readIndexFile(in.d)
 	if err != nil {
 		return err
 	}
@@ -256,7 +259,7 @@ func (in *Inspection) load() error {
 		IndexModified: modified,
 		Clean:         x.clean(),
 	}
-	in.r = &storeReader{dir: in.dir, arenaSize: arenaSize, dataSize: arenaSize - arenaHeaderSize,
+	in.r = &storeReader{d: in.d, arenaSize: arenaSize, dataSize: arenaSize - arenaHeaderSize,
 		queueID: x.queueID(), present: make(map[uint64]bool)}
 	in.ckpt, in.clean = x.checkpoint(), x.clean()
 	in.info.Flushes = in.ckpt.gen
@@ -282,8 +285,8 @@ func (in *Inspection) load() error {
 
 // readIndexFile reads the index file whole, after bounding its size as
 // openIndex does, and returns it with its modification time.
-func readIndexFile(path string) ([]byte, time.Time, error) {
-	f, err := os.Open(path)
+func readIndexFile(d *queueDir) ([]byte, time.Time, error) {
+	f, err := d.openRead(indexFileName)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("open index: %w", err)
 	}
@@ -308,7 +311,7 @@ func readIndexFile(path string) ([]byte, time.Time, error) {
 // past the tail are leftovers NewQueue deletes; the others are present.
 func (in *Inspection) inventory(idxHead uint64) error {
 	r, ds := in.r, in.r.dataSize
-	entries, err := os.ReadDir(in.dir)
+	names, err := in.d.names()
 	if err != nil {
 		return fmt.Errorf("list queue directory: %w", err)
 	}
@@ -317,8 +320,7 @@ func (in *Inspection) inventory(idxHead uint64) error {
 		floor = idxHead / ds
 	}
 	limitArena := (in.limit + ds - 1) / ds
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		if _, ok := parseFileNumber(name, "spare-"); ok {
 			in.info.Spares = append(in.info.Spares, name)
 			continue
@@ -352,7 +354,7 @@ func (in *Inspection) inventory(idxHead uint64) error {
 	// ones go too: the queue restarts at the checkpoint.
 	if r.first > floor && r.first < r.next && in.ckpt.offset == floor*ds {
 		for _, id := range r.ids {
-			in.info.Leftovers = append(in.info.Leftovers, arenaFileName(id))
+			in.info.Leftovers = append(in.info.Leftovers, arenaName(id))
 		}
 		clear(r.present)
 		r.ids = nil
@@ -391,7 +393,7 @@ func (in *Inspection) findTail() error {
 		id := r.ids[len(r.ids)-1]
 		r.ids = r.ids[:len(r.ids)-1]
 		delete(r.present, id)
-		in.info.Leftovers = append(in.info.Leftovers, arenaFileName(id))
+		in.info.Leftovers = append(in.info.Leftovers, arenaName(id))
 	}
 	r.next = keepNext
 	r.first = min(r.first, r.next)
@@ -573,10 +575,15 @@ func (in *Inspection) lag(off, seq uint64) int64 {
 
 func (in *Inspection) fillInfo() {
 	for _, id := range in.r.ids {
-		name := arenaFileName(id)
+		name := arenaName(id)
 		var size int64
-		if st, err := os.Stat(filepath.Join(in.dir, name)); err == nil {
-			size = st.Size()
+		if f, err := in.d.openRead(name); err == nil {
+			if st, err := f.Stat(); err == nil {
+				size = st.Size()
+			}
+			if err := f.Close(); err != nil {
+				size = 0 // as for a file that went away: shown as 0 bytes
+			}
 		}
 		in.info.Arenas = append(in.info.Arenas, ArenaFile{ID: id, Name: name, Size: size})
 	}
@@ -643,9 +650,9 @@ func (in *Inspection) Verify(progress func(done, total int64)) (Report, error) {
 	// Arena files: holes, sizes and headers. (The numbers present may
 	// be far apart: a range of missing ones is one damage.)
 	for i, id := range r.ids {
-		name := arenaFileName(id)
+		name := arenaName(id)
 		if i > 0 && r.ids[i-1] < id-1 {
-			gap := Damage{File: arenaFileName(r.ids[i-1] + 1), Arena: int64(r.ids[i-1] + 1),
+			gap := Damage{File: arenaName(r.ids[i-1] + 1), Arena: int64(r.ids[i-1] + 1),
 				Reason: "arena file is missing between two present ones: readers skip its records"}
 			if n := id - 1 - r.ids[i-1]; n > 1 {
 				gap.Reason = fmt.Sprintf("arena files %d to %d (%d files) are missing between two present ones: readers skip their records", r.ids[i-1]+1, id-1, n)
@@ -696,7 +703,7 @@ func (in *Inspection) Verify(progress func(done, total int64)) (Report, error) {
 	for _, c := range in.info.Consumers {
 		if c.Unproven {
 			id := c.Offset / ds
-			rep.Damage = append(rep.Damage, Damage{File: arenaFileName(id), Arena: int64(id), Offset: int64(arenaHeaderSize + c.Offset%ds),
+			rep.Damage = append(rep.Damage, Damage{File: arenaName(id), Arena: int64(id), Offset: int64(arenaHeaderSize + c.Offset%ds),
 				Reason: fmt.Sprintf("consumer %q stands at stream offset %d, which is no record boundary: its next read reports it and skips ahead", c.Name, c.Offset)})
 		}
 	}
@@ -709,7 +716,7 @@ func (in *Inspection) Verify(progress func(done, total int64)) (Report, error) {
 			in.limit, in.tail, in.limit-in.tail))
 		if in.tail < in.ckpt.offset {
 			id := in.tail / ds
-			rep.Damage = append(rep.Damage, Damage{File: arenaFileName(id), Arena: int64(id), Offset: int64(arenaHeaderSize + in.tail%ds),
+			rep.Damage = append(rep.Damage, Damage{File: arenaName(id), Arena: int64(id), Offset: int64(arenaHeaderSize + in.tail%ds),
 				Reason: fmt.Sprintf("records a flush made durable are damaged from stream offset %d on (the checkpoint covers up to %d)", in.tail, in.ckpt.offset)})
 		}
 	}
@@ -731,7 +738,7 @@ func (in *Inspection) recordDamage(pos, seq uint64, reason string, to, toSeq uin
 	if toSeq >= seq && toSeq != unknownSeq {
 		lost = fmt.Sprintf(", %d messages", toSeq-seq)
 	}
-	return Damage{File: arenaFileName(id), Arena: int64(id), Offset: int64(arenaHeaderSize + pos%ds),
+	return Damage{File: arenaName(id), Arena: int64(id), Offset: int64(arenaHeaderSize + pos%ds),
 		Reason: fmt.Sprintf("record at stream offset %d: %s: readers skip %d bytes%s, to stream offset %d", pos, reason, to-pos, lost, to)}
 }
 
@@ -789,6 +796,10 @@ func (in *Inspection) Messages(name string) iter.Seq2[[]byte, error] {
 				return
 			}
 		}
+		if in.cutReported(name) && !yield(nil, fmt.Errorf("consumer %q: recovery cuts %d bytes a flush had made durable (offsets %d to %d): %w",
+			name, in.ckpt.offset-in.tail, in.tail, in.ckpt.offset, ErrCorrupt)) {
+			return
+		}
 		var buf []byte
 		for pos < in.tail {
 			msg, n, reason, err := in.r.record(pos, seq, in.tail, buf[:0])
@@ -826,14 +837,12 @@ func (in *Inspection) damagedName(name string) bool {
 	return false
 }
 
-func arenaFileName(id uint64) string { return fmt.Sprintf("arena-%d.bq", id) }
-
 // storeReader reads the logical record stream of a queue directory with
 // pread, through a buffer, without mapping or changing any file. Arena
 // files [first, next) that are present are read; the others, and files of
 // the wrong size, read as damage (ErrCorrupt).
 type storeReader struct {
-	dir         string
+	d           *queueDir
 	arenaSize   uint64
 	dataSize    uint64
 	queueID     uint64
@@ -882,7 +891,7 @@ func (r *storeReader) open(id uint64) (*os.File, error) {
 	if err := r.close(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(filepath.Join(r.dir, arenaFileName(id)))
+	f, err := r.d.openRead(arenaName(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("open arena %d: %w: %w", id, err, ErrCorrupt)
 	}
@@ -892,6 +901,16 @@ func (r *storeReader) open(id uint64) (*os.File, error) {
 	st, err := f.Stat()
 	if err == nil && st.Size() != int64(r.arenaSize) {
 		err = fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), r.arenaSize, ErrCorrupt)
+	}
+	if err == nil {
+		// As arenaManager.get: an intact header that names another arena
+		// or queue makes the whole file damage.
+		var b [arenaHeaderSize]byte
+		if _, err = f.ReadAt(b[:], 0); err == nil {
+			if h, herr := decodeArenaHeader(b[:]); herr == nil {
+				err = h.belongsTo(id, r.queueID, r.arenaSize)
+			}
+		}
 	}
 	if err != nil {
 		return nil, errors.Join(err, f.Close())
@@ -974,10 +993,7 @@ func (r *storeReader) header(id uint64) (arenaHeader, error) {
 	if err != nil {
 		return h, fmt.Errorf("arena %d: %w", id, err)
 	}
-	if h.id != id || h.queueID != r.queueID || h.arenaSize != r.arenaSize {
-		return h, fmt.Errorf("arena %d: header names arena %d of queue %#x, size %d: %w", id, h.id, h.queueID, h.arenaSize, ErrCorrupt)
-	}
-	return h, nil
+	return h, h.belongsTo(id, r.queueID, r.arenaSize)
 }
 
 // oldestBoundary is arenaManager.oldestBoundary: the first record named
@@ -1119,4 +1135,21 @@ func (r *storeReader) seqAt(off, tail, tailSeq uint64) (uint64, error) {
 		return unknownSeq, nil
 	}
 	return s, nil
+}
+
+// cutReported reports whether a Queue opened on this directory gives
+// consumer name an ErrCorrupt for records a checkpoint covered that
+// recovery cuts (Queue.reportCut): every consumer stored below the
+// checkpoint, and the default consumer when there is none. One whose own
+// slot was lost reports that instead.
+func (in *Inspection) cutReported(name string) bool {
+	if name == "" || in.tail >= in.ckpt.offset {
+		return false
+	}
+	for _, c := range in.slots {
+		if c.name == name {
+			return c.offset < in.ckpt.offset && !in.consumers[name].lost
+		}
+	}
+	return name == defaultConsumerKey && !in.damagedName(name)
 }
