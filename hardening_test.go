@@ -409,6 +409,14 @@ func TestTruncatedUnderLiveQueue(t *testing.T) {
 			return nil
 		}},
 		{"index write", indexFileName, func(q *Queue) error { _, err := q.NewConsumer("late"); return err }},
+		{"arena read into a buffer", arenaName(0), func(q *Queue) error {
+			dst := []byte("kept")
+			got, err := q.DequeueAppend(dst)
+			if string(got) != "kept" {
+				return fmt.Errorf("DequeueAppend returned %q, not dst unchanged (error %v)", got, err)
+			}
+			return err
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

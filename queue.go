@@ -483,7 +483,12 @@ func (q *Queue) defaultConsumer() (*consumerState, error) {
 // dequeue reads and consumes the next record of st. Without appendTo the
 // message gets a slice of its own (or the one Peek returned); with it, it
 // is appended to dst. Needs mu.
-func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) (_ []byte, err error) {
+func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) (out []byte, err error) {
+	defer func() {
+		if err != nil && appendTo {
+			out = dst // DequeueAppend returns dst unchanged on any error, a fault's too
+		}
+	}()
 	defer q.catchFault(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := q.readable(st); err != nil {
