@@ -19,17 +19,15 @@ import (
 // what a reader got (inspectMessages, inspectQueueRead).
 const inspectCorrupt = "<corrupt>"
 
-// inspectFiles returns the content of every file of dir but the lock, to
-// show that an inspection changed nothing.
+// inspectFiles returns the content of every file of dir, to show that an
+// inspection changed nothing (it makes no file: the lock is on the
+// directory).
 func inspectFiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	files := make(map[string]string)
 	for _, e := range entries {
-		if e.Name() == legacyLockFileName {
-			continue
-		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		require.NoError(t, err)
 		files[e.Name()] = string(b)
@@ -37,8 +35,8 @@ func inspectFiles(t *testing.T, dir string) map[string]string {
 	return files
 }
 
-// inspectCopy copies the files of the queue directory src, but the lock,
-// into a new directory.
+// inspectCopy copies the files of the queue directory src into a new
+// directory.
 func inspectCopy(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()

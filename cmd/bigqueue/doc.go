@@ -43,8 +43,8 @@
 //     consumers, verify, peek, dump) take the directory's lock too, for
 //     as long as they run, so that nothing changes under them: meanwhile a
 //     program's NewQueue on the directory fails with ErrLocked. They read
-//     with pread and write nothing; they create the empty lock file when
-//     it is missing, as NewQueue would.
+//     with pread and write nothing (the lock is an flock on the directory
+//     itself, no file).
 //   - peek reads through the default consumer (__default__, the one
 //     Queue.Dequeue uses) unless -consumer names another; when the default
 //     consumer does not exist yet it starts at the oldest stored message,

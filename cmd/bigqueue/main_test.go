@@ -87,9 +87,6 @@ func files(t *testing.T, dir string) map[string]string {
 	require.NoError(t, err)
 	out := make(map[string]string)
 	for _, e := range entries {
-		if e.Name() == "lock" {
-			continue
-		}
 		path := filepath.Join(dir, e.Name())
 		b, err := os.ReadFile(path)
 		require.NoError(t, err)
