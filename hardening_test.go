@@ -476,3 +476,55 @@ func TestFreeSlotReuse(t *testing.T) {
 	q = openTestQueueIn(t, dir)
 	require.Len(t, q.Consumers(), 40)
 }
+
+// Arena files removed under a live queue: the queue keeps writing into
+// the unlinked files, which no later NewQueue finds. What a flush covered
+// and is gone is reported at the next open, never skipped silently: every
+// gap in what a reader gets comes right after an ErrCorrupt.
+func TestArenaRemovedUnderLiveQueue(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		removed []uint64
+	}{{"in the middle", []uint64{2}}, {"the newest two", []uint64{3, 4}}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			q, err := NewQueue(dir, SetArenaSize(4096))
+			require.NoError(t, err)
+			enqueueN(t, q, "A", 0, 60) // arenas 0 to 4
+			for _, id := range c.removed {
+				require.NoError(t, os.Remove(filepath.Join(dir, arenaName(id))))
+			}
+			enqueueN(t, q, "A", 60, 3)
+			require.NoError(t, q.Flush())
+			require.NoError(t, q.Close())
+
+			q = openTestQueueIn(t, dir, SetArenaSize(4096))
+			next, reports, got := 0, 0, 0
+			reported := false
+			for i := 0; i < 200; i++ {
+				msg, err := q.Dequeue()
+				if err == ErrEmptyQueue {
+					break
+				}
+				if err != nil {
+					require.ErrorIs(t, err, ErrCorrupt)
+					reports++
+					reported = true
+					continue
+				}
+				var n int
+				_, err = fmt.Sscanf(string(msg), "A-%d-", &n)
+				require.NoError(t, err)
+				require.GreaterOrEqual(t, n, next, "out of order")
+				if n > next {
+					require.True(t, reported, "messages %d to %d skipped without an ErrCorrupt", next, n-1)
+				}
+				reported = false
+				next = n + 1
+				got++
+			}
+			require.Positive(t, reports, "the loss was not reported")
+			require.Less(t, got, 63)
+		})
+	}
+}
