@@ -114,17 +114,34 @@ func parsePayload(tb testing.TB, b []byte) uint64 {
 }
 
 // streamContent returns the payload numbers stored in st, in stream
-// order, and the Nats-Msg-Id of each.
+// order, and the Nats-Msg-Id of each, read with an ordered consumer.
 func streamContent(tb testing.TB, st natsjs.Stream) (nums []uint64, ids []string) {
 	tb.Helper()
 	ctx := context.Background()
 	info, err := st.Info(ctx)
 	require.NoError(tb, err)
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		require.NoError(tb, err, "stream message %d", seq)
-		nums = append(nums, parsePayload(tb, m.Data))
-		ids = append(ids, m.Header.Get(nats.MsgIdHdr))
+	total := info.State.Msgs
+	if total == 0 {
+		return nil, nil
+	}
+	cons, err := st.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{})
+	require.NoError(tb, err)
+	var last uint64
+	for uint64(len(nums)) < total {
+		batch, err := cons.Fetch(min(int(total)-len(nums), 10000), natsjs.FetchMaxWait(10*time.Second))
+		require.NoError(tb, err)
+		got := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			require.NoError(tb, err)
+			require.Greater(tb, md.Sequence.Stream, last, "stream order")
+			last = md.Sequence.Stream
+			nums = append(nums, parsePayload(tb, m.Data()))
+			ids = append(ids, m.Headers().Get(nats.MsgIdHdr))
+			got++
+		}
+		require.NoError(tb, batch.Error())
+		require.NotZero(tb, got, "fetch returned nothing; have %d of %d", len(nums), total)
 	}
 	return nums, ids
 }
@@ -183,4 +200,16 @@ func waitForwarded(tb testing.TB, f *Forwarder, next uint64, timeout time.Durati
 			require.FailNow(tb, "forwarder did not catch up", "want next %d; stats %+v", next, f.Stats())
 		}
 	}
+}
+
+// envInt returns the integer in environment variable name, 0 when unset.
+func envInt(tb testing.TB, name string) int {
+	tb.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	require.NoError(tb, err, name)
+	return n
 }
