@@ -278,3 +278,46 @@ func TestAckTimeout(t *testing.T) {
 	require.True(t, errors.Is(f.Stats().LastError, ErrAckTimeout), "last error %v", f.Stats().LastError)
 	require.Equal(t, uint64(1), f.Stats().NextSeq)
 }
+
+func TestOrderWhenAMessageInTheMiddleFails(t *testing.T) {
+	// The stream refuses message 5 (too large) and would store 6..10,
+	// sent in the same window; the forwarder must leave the stream in
+	// the queue's order once message 5 goes through.
+	srv := startServer(t)
+	_, js := connect(t, srv.url())
+	ctx := context.Background()
+	cfg := natsjs.StreamConfig{Name: "EV", Subjects: []string{"EV.>"}, Storage: natsjs.FileStorage, MaxMsgSize: 256}
+	st, err := js.CreateStream(ctx, cfg)
+	require.NoError(t, err)
+	q, c := openQueue(t)
+	for n := uint64(1); n <= 10; n++ {
+		msg := payload(n)
+		if n == 5 {
+			msg = append(msg, make([]byte, 300)...)
+			for i := len(payload(n)); i < len(msg); i++ {
+				msg[i] = ' '
+			}
+		}
+		require.NoError(t, q.Enqueue(msg))
+	}
+	f, err := New(q, c, js, "EV.a", Config{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	require.NoError(t, err)
+	runForwarder(t, f)
+	for f.Stats().Retries < 3 {
+		<-f.changed()
+	}
+	s := f.Stats()
+	require.Equal(t, uint64(5), s.NextSeq, "committed up to the refused message")
+	var apiErr *natsjs.APIError
+	require.ErrorAs(t, s.LastError, &apiErr, "the stream's refusal is the last error")
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(4), info.State.Msgs, "6..10 were refused too: their predecessor is missing")
+
+	cfg.MaxMsgSize = 0
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	waitForwarded(t, f, 11, 10*time.Second)
+	nums, _ := streamContent(t, st)
+	require.Equal(t, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, nums)
+}

@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -107,6 +108,7 @@ func payload(n uint64) []byte { return []byte("m" + strconv.FormatUint(n, 10)) }
 
 // parsePayload returns n of payload(n).
 func parsePayload(tb testing.TB, b []byte) uint64 {
+	b = bytes.TrimRight(b, " ")
 	tb.Helper()
 	n, err := strconv.ParseUint(strings.TrimPrefix(string(b), "m"), 10, 64)
 	require.NoError(tb, err, "payload %q", b)
