@@ -163,6 +163,7 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
+	t.Parallel() // mostly waiting, like TestOutage
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	duration, rate := 30*time.Second, 5000

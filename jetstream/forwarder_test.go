@@ -38,7 +38,7 @@ func TestForwardInOrder(t *testing.T) {
 	_, js := connect(t, srv.url())
 	st := createStream(t, js, "EV", 0)
 	q, c := openQueue(t)
-	const n = 20000
+	const n = 10000
 	enqueue(t, q, 1, n/2+1)
 	f, err := New(q, c, js, "EV.a", Config{Window: 64})
 	require.NoError(t, err)
@@ -214,7 +214,7 @@ func TestStopCommitsAcknowledged(t *testing.T) {
 	_, js := connect(t, srv.url())
 	st := createStream(t, js, "EV", 0)
 	q, c := openQueue(t)
-	const n = 50000
+	const n = 20000
 	enqueue(t, q, 1, n+1)
 	f, err := New(q, c, js, "EV.a", Config{Window: 4096})
 	require.NoError(t, err)
