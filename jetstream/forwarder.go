@@ -204,6 +204,7 @@ type inflight struct {
 type run struct {
 	*Forwarder
 	ctx     context.Context
+	drain   bool // Drain: return when nothing is left, and at the first failure
 	cursor  *bigqueue.Consumer
 	window  []inflight // oldest first; its sequence numbers increase
 	prevID  string     // ID of the last message published since the last reset, "" after one
@@ -231,7 +232,23 @@ type run struct {
 // (bigqueue.ErrClosed), the consumer deleted (bigqueue.ErrNoConsumer), an
 // I/O error of the queue. Run returns ErrRunning while another Run of f
 // is active; a Forwarder can be run again after Run returned.
-func (f *Forwarder) Run(ctx context.Context) (err error) {
+func (f *Forwarder) Run(ctx context.Context) error {
+	return f.start(ctx, false)
+}
+
+// Drain forwards what the consumer has to read and returns nil once the
+// stream acknowledged all of it and it is committed, without waiting for
+// more. It does not retry: on the first failure it commits what the
+// stream acknowledged before it and returns the failure; the caller
+// decides when to try again. When ctx is done it stops as Run does and
+// returns ctx.Err(). Its other errors are Run's. Drain suits a program
+// that holds the queue only for a while (the bigqueue command's forward).
+func (f *Forwarder) Drain(ctx context.Context) error {
+	return f.start(ctx, true)
+}
+
+// start runs the forwarder; drain selects Drain's behaviour.
+func (f *Forwarder) start(ctx context.Context, drain bool) (err error) {
 	f.mu.Lock()
 	if f.running {
 		f.mu.Unlock()
@@ -256,7 +273,7 @@ func (f *Forwarder) Run(ctx context.Context) (err error) {
 		}
 	}()
 	r := &run{
-		Forwarder: f, ctx: ctx, cursor: cursor,
+		Forwarder: f, ctx: ctx, cursor: cursor, drain: drain,
 		window: make([]inflight, 0, f.cfg.Window),
 		timer:  time.NewTimer(time.Hour),
 		// The forwarder re-sends by itself, in order; a retry inside
@@ -279,10 +296,19 @@ func (r *run) loop() error {
 			if isFatal(err) {
 				return r.fatal(err)
 			}
+			if r.drain {
+				// Commit what was acknowledged before the failed publish.
+				if err := r.settle(); err != nil {
+					return err
+				}
+			}
 			if err := r.fail(err); err != nil {
 				return err
 			}
 			continue
+		}
+		if len(r.window) == 0 && r.drain {
+			return nil
 		}
 		if len(r.window) == 0 {
 			// Nothing to send: block until a message arrives.
@@ -416,6 +442,16 @@ func (r *run) commit(seq uint64) error {
 // error only when ctx ended meanwhile (after a clean stop) or the cursor
 // could not be reset.
 func (r *run) fail(err error) error {
+	if r.drain {
+		// The caller retries. What the window holds was abandoned (its
+		// oldest failed) or settled (a publish failed).
+		r.note(err, func(*Stats) {})
+		r.window = r.window[:0]
+		r.mu.Lock()
+		r.stats.InFlight = 0
+		r.mu.Unlock()
+		return fmt.Errorf("forward consumer %q: %w", r.c.Name(), err)
+	}
 	r.note(err, func(s *Stats) { s.Retries++ })
 	// The messages in flight are abandoned: each re-sent one is stored
 	// once (the stream deduplicates by ID), and one of the abandoned
@@ -452,6 +488,16 @@ func (r *run) fail(err error) error {
 // stop ends a Run whose ctx is done: it waits up to AckTimeout for the
 // acknowledgements in flight and commits the acknowledged prefix.
 func (r *run) stop() error {
+	if err := r.settle(); err != nil {
+		return err
+	}
+	return r.ctx.Err()
+}
+
+// settle waits up to AckTimeout for the acknowledgements in flight,
+// commits the acknowledged prefix and empties the window; it returns only
+// fatal errors.
+func (r *run) settle() error {
 	deadline := time.Now().Add(r.cfg.AckTimeout)
 	for len(r.window) > 0 && time.Now().Before(deadline) {
 		if err := r.awaitOldest(nil); err != nil {
@@ -466,7 +512,7 @@ func (r *run) stop() error {
 	r.mu.Lock()
 	r.stats.InFlight = 0
 	r.mu.Unlock()
-	return r.ctx.Err()
+	return nil
 }
 
 // fatal records err and returns it wrapped.

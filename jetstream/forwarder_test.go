@@ -321,3 +321,25 @@ func TestOrderWhenAMessageInTheMiddleFails(t *testing.T) {
 	nums, _ := streamContent(t, st)
 	require.Equal(t, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, nums)
 }
+
+func TestDrain(t *testing.T) {
+	srv := startServer(t)
+	_, js := connect(t, srv.url())
+	q, c := openQueue(t)
+	enqueue(t, q, 1, 1001)
+	f, err := New(q, c, js, "EV.a", Config{Window: 100})
+	require.NoError(t, err)
+
+	// No stream yet: Drain reports the first failure and commits nothing.
+	err = f.Drain(context.Background())
+	require.ErrorIs(t, err, natsjs.ErrNoStreamResponse)
+	require.Equal(t, uint64(1), f.Stats().NextSeq)
+	require.Zero(t, f.Stats().Retries, "Drain does not retry")
+
+	st := createStream(t, js, "EV", 0)
+	require.NoError(t, f.Drain(context.Background()))
+	require.Equal(t, uint64(1001), f.Stats().NextSeq, "Drain returns once everything is committed")
+	require.NoError(t, f.Drain(context.Background()), "nothing to do")
+	requireExactlyOnce(t, f, st, 1000)
+	require.Equal(t, []string{"fwd"}, q.Consumers())
+}
