@@ -43,6 +43,13 @@ var (
 	// negative Config values.
 	ErrInvalidConfig = errors.New("jetstream: invalid forwarder configuration")
 
+	// ErrQueue is wrapped by the errors of the local queue that end Run
+	// and Drain (the queue closed, the consumer deleted, an I/O error),
+	// along with the queue's own error: errors.Is(err, ErrQueue) tells
+	// them from network and stream errors, after which trying again
+	// makes sense.
+	ErrQueue = errors.New("jetstream: local queue failed")
+
 	// ErrRunning is returned by Run while another Run of the same
 	// Forwarder is active.
 	ErrRunning = errors.New("jetstream: forwarder is already running")
@@ -522,7 +529,7 @@ func (r *run) fatal(err error) error {
 	r.mu.Lock()
 	r.stats.InFlight = 0
 	r.mu.Unlock()
-	return fmt.Errorf("forward consumer %q: %w", r.c.Name(), err)
+	return fmt.Errorf("forward consumer %q: %w: %w", r.c.Name(), ErrQueue, err)
 }
 
 // note records err as the last error and applies count, under mu.

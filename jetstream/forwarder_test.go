@@ -256,6 +256,7 @@ func TestQueueClosedEndsRun(t *testing.T) {
 	require.NoError(t, q.Close())
 	err = <-done
 	require.ErrorIs(t, err, bigqueue.ErrClosed)
+	require.ErrorIs(t, err, ErrQueue)
 	require.ErrorIs(t, f.Stats().LastError, bigqueue.ErrClosed)
 }
 

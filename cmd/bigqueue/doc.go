@@ -11,6 +11,7 @@
 //	bigqueue pop DIR [-consumer NAME] [-n N] [-wait] [-0|-raw|-hex|-json]
 //	bigqueue import SRC DST            convert a queue of grandecola/bigqueue
 //	bigqueue bench [-size 128] [-n 1000000] [DIR]
+//	bigqueue forward DIR --subject S [--server URL] [--consumer NAME] [--stream NAME] [--once]
 //
 // Every command has -h; bigqueue --version says which build it is. Errors
 // go to stderr, output to stdout. The README of the repository documents
@@ -28,7 +29,7 @@
 //	     or (import) a destination that is not empty
 //	3    peek or pop found no message
 //	64   bad command line (EX_USAGE): the usage is printed
-//	130  pop -wait or bench interrupted by SIGINT or SIGTERM
+//	130  pop -wait, bench or forward interrupted by SIGINT or SIGTERM
 //
 // # Decisions where the issue is silent
 //
@@ -86,10 +87,25 @@
 //     It uses the default options, times the enqueue loop and the dequeue
 //     loop (DequeueAppend, no allocation) apart from the flush between
 //     them, and counts MB/s as 10^6 bytes of payload per second.
-//   - Only pop -wait and bench catch SIGINT and SIGTERM, to close the
-//     queue or remove their directory; the other commands are safe to
+//   - forward publishes a consumer's messages to a JetStream subject with
+//     the jetstream module's Forwarder (exactly once within the stream's
+//     duplicate window, in order). It holds the queue while it forwards
+//     what there is (Forwarder.Drain), then closes it and polls the
+//     index's tail as pop -wait does, so that producers of other
+//     processes get their turn; after a failure it closes the queue too
+//     and tries again after a jittered backoff (100 ms doubling to 5 s),
+//     saying so once on stderr. It creates its consumer (default
+//     "jetstream") when missing: unlike pop it is meant to run for good,
+//     and its first run must create it. --stream creates a stream of that
+//     name on the subject (file storage, the server's defaults) only when
+//     none of that name exists; it never changes one. The connection
+//     reconnects for ever and has no reconnect buffer (a publish while it
+//     is down fails at once). --once exits 1 at the first failure, for
+//     scripts. On exit it prints how many messages it forwarded.
+//   - Only pop -wait, bench and forward catch SIGINT and SIGTERM, to close
+//     the queue or remove their directory; the other commands are safe to
 //     kill: the read-only ones write nothing, and a killed push is a
 //     process crash, which keeps every message it enqueued.
-//   - The module needs Go 1.25 (the progress bar's requirement); the
-//     library itself needs 1.23.
+//   - The module needs Go 1.26 (nats.go v1.55.0's and nats-server
+//     v2.15.2's requirement, for forward); the library itself needs 1.23.
 package main

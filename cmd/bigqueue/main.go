@@ -166,7 +166,10 @@ Exit status: 0 success; 1 an error, or damage found (verify, or a damaged
 record met while reading); 2 the queue could not be opened (held by
 another process, missing, not a queue, another format version, no
 permission); 3 peek or pop found no message; 64 bad command line; 130
-interrupted.`,
+interrupted.
+
+forward publishes a consumer's messages to a NATS JetStream subject,
+exactly once within the stream's duplicate window.`,
 		Version:           versionString(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -175,7 +178,7 @@ interrupted.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(newStat(e), newConsumers(e), newVerify(e), newPeek(e), newDump(e),
-		newPush(e), newPop(e), newImport(e), newBench(e))
+		newPush(e), newPop(e), newImport(e), newBench(e), newForward(e))
 	return root
 }
 
