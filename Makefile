@@ -1,7 +1,7 @@
 # Tasks for developers. The README's quick start uses plain go commands;
 # these are shortcuts for the tiers and tools around them.
 
-.PHONY: test test-short test-long fuzz bench bench-compare compat cli ci
+.PHONY: test test-short test-long fuzz bench bench-compare compat cli jetstream jetstream-long ci
 
 # The default tier, as CI and the README run it.
 test:
@@ -40,6 +40,16 @@ compat:
 # The command-line tool's end-to-end tests (they build the binary).
 cli:
 	cd cmd/bigqueue && go test -race -count=1 ./...
+
+# The JetStream forwarder module: its tests embed a NATS server (about
+# three minutes under -race: the exactly-once and the 60 s outage tests).
+jetstream:
+	cd jetstream && go test -race -count=1 ./...
+
+# Its long tier: ten minutes of kills and server restarts, and the
+# forwarding/direct throughput ratio on 1,000,000 messages of 128 B.
+jetstream-long:
+	cd jetstream && BIGQUEUE_LONG=1 go test -timeout 1h -count=1 -run '^(TestExactlyOnceUnderKills|TestThroughputRatio)$$' -v .
 
 # What CI runs.
 ci:
