@@ -652,6 +652,30 @@ type plWorkload struct {
 	// crashFrom: snapshots taken before op crashFrom are not crash points,
 	// as a shorter workload covers them.
 	crashFrom int
+	variant   plVariant // a deliberately broken library, or the real one
+}
+
+// plVariant is a deliberately broken variant of the library, for showing
+// that the simulator catches each kind of mistake (TestPowerLossBroken);
+// the zero value is the library as shipped.
+type plVariant struct {
+	name      string
+	plant     plant // the mistakes switched on by a test-only option
+	noDirSync bool  // directory fsyncs are dropped by a fileSystem wrapper
+}
+
+// noDirSyncFS is a fileSystem that drops directory fsyncs.
+type noDirSyncFS struct{ fileSystem }
+
+func (noDirSyncFS) syncDir(*queueDir) error { return nil }
+
+// fs returns the fileSystem the recording runs on: cfs, wrapped when the
+// variant drops directory fsyncs.
+func (w *plWorkload) fs(cfs *crashFS) fileSystem {
+	if w.variant.noDirSync {
+		return noDirSyncFS{cfs}
+	}
+	return cfs
 }
 
 func (w *plWorkload) String() string {
@@ -673,7 +697,7 @@ func (w *plWorkload) String() string {
 // eviction and Close sync.
 func (w *plWorkload) options(extra ...Option) []Option {
 	return append([]Option{SetArenaSize(w.arenaSize), SetMaxInMemArenas(w.maxMapped),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}, extra...)
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withPlant(w.variant.plant)}, extra...)
 }
 
 // plMessage returns message number i of n bytes: distinct for n >= 8.
@@ -713,7 +737,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 	}
 	cfs := newCrashFS(dir, model)
 	rec := &plRecording{w: w}
-	q, err := NewQueue(dir, w.options(withFS(cfs))...)
+	q, err := NewQueue(dir, w.options(withFS(w.fs(cfs)))...)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
@@ -804,7 +828,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 			if err := closeQueue(); err != nil {
 				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
 			}
-			if q, err = NewQueue(dir, w.options(withFS(cfs))...); err != nil {
+			if q, err = NewQueue(dir, w.options(withFS(w.fs(cfs)))...); err != nil {
 				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
 			}
 			if read, err = readers(); err != nil {
@@ -1644,6 +1668,7 @@ type plConfig struct {
 	longImages    int  // random images per long workload
 	maxExamples   int  // violations described in the log, per class
 	progressEvery int  // log the counts every this many images; 0: never
+	variant       plVariant
 }
 
 // plStats sums the outcomes of a simulation.
@@ -1837,6 +1862,9 @@ func simulatePowerLoss(t *testing.T, seed uint64, cfg plConfig, tolerated map[st
 		jobs = append(jobs, plJob{w: w, index: i})
 	}
 	jobs = slices.DeleteFunc(jobs, func(j plJob) bool { return !only.MatchString(j.w.name) })
+	for _, j := range jobs {
+		j.w.variant = cfg.variant
+	}
 
 	st := &plStats{violations: make(map[string]int), tolerated: tolerated, known: make(map[string]int), calls: make(map[string]int64)}
 	keep := os.Getenv(powerLossKeepEnv)
@@ -2114,20 +2142,15 @@ func TestPowerLossBroken(t *testing.T) {
 	if testRaceEnabled {
 		cfg = plConfig{smallPerPoint: 1, longWorkloads: 2, longOps: 150, longImages: 50, maxExamples: 1}
 	}
-	for _, variant := range []struct {
-		name   string
-		broken int
-	}{
-		{"index-before-data", brokenIndexBeforeData},
-		{"no-dir-sync", brokenNoDirSync},
-		{"no-checksum", brokenNoChecksum},
-		{"early-reclaim", brokenEarlyReclaim},
+	for _, variant := range []plVariant{
+		{name: "index-before-data", plant: plantIndexBeforeData},
+		{name: "no-dir-sync", noDirSync: true},
+		{name: "no-checksum", plant: plantNoChecksum},
+		{name: "early-reclaim", plant: plantEarlyReclaim},
 	} {
 		t.Run(variant.name, func(t *testing.T) {
-			// No queue is open here and none of these tests runs in
-			// parallel, so the switch changes under no one.
-			broken = variant.broken
-			defer func() { broken = brokenNone }()
+			cfg := cfg
+			cfg.variant = variant
 			start := time.Now()
 			st := simulatePowerLoss(t, seed, cfg, tolerated)
 			t.Logf("powerloss broken=%s: %s", variant.name, st.summary(seed, time.Since(start)))

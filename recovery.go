@@ -581,7 +581,7 @@ func (m *arenaManager) checkRecord(off, seq, limit uint64, sum bool) (uint64, bo
 		}
 		return 0, false, err
 	}
-	return n, crc == rh.crc || broken == brokenNoChecksum, nil
+	return n, crc == rh.crc || m.noChecksum, nil
 }
 
 // seqAt returns the sequence number of the record at off, which lies in
