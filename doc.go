@@ -184,7 +184,9 @@
 // wrapping ErrFault, instead of the crash Go makes of it by default, and
 // fails closed: nothing acknowledged is lost, and NewQueue recovers once
 // space is free (on a btrfs with no space left at all, NewQueue itself
-// fails with ErrFault). ext4, XFS and tmpfs report a full disk as ENOSPC
+// fails with ErrFault). For the same reason a Flush on a full btrfs can
+// fail with ENOSPC from msync; the queue then fails closed too, and a
+// reopen recovers it. ext4, XFS and tmpfs report a full disk as ENOSPC
 // from the reservation, before anything is written. Snapshots of a btrfs
 // subvolume make its files copy-on-write again.
 //

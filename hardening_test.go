@@ -41,21 +41,34 @@ type waitResult struct {
 	err error
 }
 
+// startWait calls wait (a blocking read of q) in a new goroutine and
+// returns once it waits; its result arrives on the channel.
+func startWait(t *testing.T, q *Queue, wait func(context.Context) ([]byte, error)) <-chan waitResult {
+	t.Helper()
+	done := make(chan waitResult, 1)
+	go func() {
+		msg, err := wait(context.Background())
+		done <- waitResult{msg, err}
+	}()
+	waitForWaiter(t, q)
+	return done
+}
+
 func TestWaitersWokenByConsumerChanges(t *testing.T) {
-	t.Run("deleted consumer", func(t *testing.T) {
-		q, _ := openTestQueue(t)
-		c, err := q.NewConsumer("c")
-		require.NoError(t, err)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := c.DequeueWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
-		require.NoError(t, q.DeleteConsumer("c"))
-		r := <-done
-		require.ErrorIs(t, r.err, ErrNoConsumer)
-	})
+	for _, peek := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleted consumer/peek=%v", peek), func(t *testing.T) {
+			q, _ := openTestQueue(t)
+			c, err := q.NewConsumer("c")
+			require.NoError(t, err)
+			wait := c.DequeueWait
+			if peek {
+				wait = c.PeekWait
+			}
+			done := startWait(t, q, wait)
+			require.NoError(t, q.DeleteConsumer("c"))
+			require.ErrorIs(t, (<-done).err, ErrNoConsumer)
+		})
+	}
 	t.Run("FromConsumer", func(t *testing.T) {
 		q, _ := openTestQueue(t)
 		behind, err := q.NewConsumer("behind")
@@ -65,12 +78,7 @@ func TestWaitersWokenByConsumerChanges(t *testing.T) {
 		require.NoError(t, err)
 		_, err = ahead.Dequeue()
 		require.NoError(t, err)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := ahead.DequeueWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
+		done := startWait(t, q, ahead.DequeueWait)
 		_, err = q.FromConsumer("ahead", behind)
 		require.NoError(t, err)
 		r := <-done
@@ -85,12 +93,7 @@ func TestWaitersWokenByConsumerChanges(t *testing.T) {
 		got, err := q.DequeueString()
 		require.NoError(t, err)
 		require.Equal(t, "m", got)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := q.DequeueWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
+		done := startWait(t, q, q.DequeueWait)
 		// The next queue-level read re-creates the default consumer at
 		// the oldest stored message, which the waiter then gets.
 		require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
@@ -437,17 +440,7 @@ func TestTruncatedUnderLiveQueue(t *testing.T) {
 				return
 			}
 			defer func() { require.NoError(t, q.Close()) }()
-			for i := 0; i < 100; i++ {
-				msg, err := q.Dequeue()
-				if err == ErrEmptyQueue {
-					break
-				}
-				if err != nil {
-					require.ErrorIs(t, err, ErrCorrupt)
-					continue
-				}
-				require.Contains(t, string(msg), "A-", "only intact messages of the queue")
-			}
+			readTagged(t, q, "A", 100) // only intact messages of the queue
 			require.NoError(t, q.EnqueueString("after"))
 		})
 	}
