@@ -490,9 +490,9 @@ func corruptFlipBits(spans []msgSpan) ([]int, string) {
 	}
 	frameEvery, payloadEvery := 1, 1
 	tier := "every bit of the arena and record headers, one bit of every payload byte"
-	if testRaceEnabled {
+	if sampledTier() {
 		frameEvery, payloadEvery = 8, 64
-		tier = "race detector: one bit of every header byte, one bit of every 64th payload byte"
+		tier = "sampled (race detector or -short): one bit of every header byte, one bit of every 64th payload byte"
 	}
 	var bits []int
 	for p := range smallArenaSize {
@@ -622,7 +622,7 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 	require.Equal(t, uint32(slotUsed), le32(index[indexHeaderSize+slotSize+slotStateOff:]))
 	require.Equal(t, uint32(slotFree), le32(index[used+slotStateOff:]))
 	starts := map[string]int{defaultConsumerKey: 50, "reader": 30}
-	sampled := testRaceEnabled && !longTier()
+	sampled := sampledTier()
 	tier := "every bit of the header and used slots, one bit of every byte of the free slots"
 	switch {
 	case longTier():
@@ -1280,7 +1280,7 @@ func TestCorruptionTruncation(t *testing.T) {
 						bounds = append(bounds, arenaHeaderSize+int(s.start%smallDataSize), arenaHeaderSize+int(s.start%smallDataSize)+recordHeaderSize)
 					}
 				}
-				every := longTier() || (id == lastArena && mode.closed && !testRaceEnabled)
+				every := longTier() || (id == lastArena && mode.closed && !sampledTier())
 				sizes := corruptTruncSizes(smallArenaSize, every, arenaHeaderSize, bounds)
 				for _, s := range sizes {
 					cuts = append(cuts, cut{fmt.Sprintf("arena-%d.bq", id), id, s})
@@ -1289,7 +1289,7 @@ func TestCorruptionTruncation(t *testing.T) {
 			}
 			index := files[indexFileName]
 			var idxSizes []int
-			if testRaceEnabled && !longTier() {
+			if sampledTier() {
 				idxSizes = corruptTruncSizes(len(index), false, indexHeaderSize, nil)
 			} else {
 				idxSizes = intRange(0, len(index)+1)
@@ -1406,7 +1406,7 @@ func TestCorruptionSectors(t *testing.T) {
 				random bool
 			}
 			var hits []hit
-			sampled := testRaceEnabled && !longTier()
+			sampled := sampledTier()
 			for _, name := range names {
 				for s := 0; s*sector < len(files[name]); s++ {
 					if sampled && s >= 2 && s%4 != 0 {

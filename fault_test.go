@@ -336,7 +336,10 @@ func faultScribble(t *testing.T, path string, rng *rand.Rand, hot int64, words [
 // then work.
 func TestFaultRandomBytes(t *testing.T) {
 	seed := int64(testSeed(t))
-	const seedsPerFile = 80
+	seedsPerFile := 80
+	if testing.Short() {
+		seedsPerFile = 16
+	}
 	msgs := randomMessages(rand.New(rand.NewPCG(3, 3)), 300, 300, 1700)
 	byContent := messageIndex(msgs)
 	n := len(msgs)

@@ -589,7 +589,7 @@ func runIOErrCase(t *testing.T, base string, c ioErrCase, ops []ioErrOp, opts []
 // the race detector, which makes every case several times slower.
 func ioErrNumbers(count int) []int {
 	step := 1
-	if testRaceEnabled {
+	if sampledTier() {
 		step = max(1, count/24)
 	}
 	var ns []int

@@ -1572,6 +1572,8 @@ func plTier() (plConfig, string) {
 	switch {
 	case longTier():
 		return plConfig{smallMasks: true, smallEvery: true, longWorkloads: 530, longOps: 600, longImages: 1500, maxExamples: 3, progressEvery: 50000}, "long"
+	case testing.Short():
+		return plConfig{smallPerPoint: 1, longWorkloads: 2, longOps: 150, longImages: 50, maxExamples: 3}, "short"
 	case testRaceEnabled:
 		return plConfig{smallPerPoint: 1, longWorkloads: 4, longOps: 200, longImages: 100, maxExamples: 3}, "race"
 	}
@@ -1606,7 +1608,7 @@ func TestPowerLossBroken(t *testing.T) {
 	seed := testSeed(t)
 	tolerated := plKnownBugs(t)
 	cfg := plConfig{smallPerPoint: 1, longWorkloads: 4, longOps: 200, longImages: 200, maxExamples: 1}
-	if testRaceEnabled {
+	if sampledTier() {
 		cfg = plConfig{smallPerPoint: 1, longWorkloads: 2, longOps: 150, longImages: 50, maxExamples: 1}
 	}
 	for _, variant := range []plVariant{

@@ -32,6 +32,12 @@ import (
 // losses. Run it before resolving anything that touches durability.
 func longTier() bool { return os.Getenv("BIGQUEUE_LONG") == "1" }
 
+// sampledTier reports whether the sweeps run on a sample of their cases:
+// under the race detector, which makes every case several times slower,
+// and in the -short smoke run, unless BIGQUEUE_LONG=1 asks for every
+// case.
+func sampledTier() bool { return (testRaceEnabled || testing.Short()) && !longTier() }
+
 // testSeed returns the seed of a random test: BIGQUEUE_SEED when it is
 // set, else one from the clock. It logs the seed and how to replay it.
 func testSeed(t testing.TB) uint64 {
