@@ -41,7 +41,7 @@ import (
 // children are killed while recovering a queue that was itself killed, not
 // only one the parent closed cleanly.
 //
-// Knobs: -crashloop.seed or BIGQUEUE_SEED fix the seed (the kill moments
+// Knobs: BIGQUEUE_SEED fixes the seed (the kill moments
 // still vary from run to run); BIGQUEUE_LONG=1 runs 10,000 iterations
 // (with go test -timeout 2h: they take longer than the default 10 minutes);
 // BIGQUEUE_CRASHLOOP_ITERATIONS=n runs n.
