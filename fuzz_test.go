@@ -30,7 +30,7 @@ import (
 // inputs for new ones; minimizing each for the default 60 s leaves little
 // time for fuzzing.)
 //
-// The harnesses build files from the layout drawn in doc.go with their
+// The harnesses build files from the layout of format.go with their
 // own encoders (fuzzCRC and friends), not with the library's, so that they
 // also check that the code reads what the format spec says.
 
@@ -66,7 +66,7 @@ func fuzzCRC(parts ...[]byte) uint32 {
 func fuzzPut32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func fuzzPut64(b []byte, v uint64) { binary.LittleEndian.PutUint64(b, v) }
 
-// fuzzFixIndex recomputes the checksums of an index image (doc.go: index
+// fuzzFixIndex recomputes the checksums of an index image (format.go: index
 // header, checkpoint slot, consumer slot): the header's, both checkpoint
 // slots', and those of the used consumer slots whose name length is in
 // range. The fuzzer can then reach what lies behind the checksums.
@@ -400,7 +400,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 // fuzzIndexLimit reads the index file of the queue in dir, when it has a
 // header, and returns the highest logical offset it names a record
 // boundary at: its tail word, or the offset of its checkpoint (the valid
-// slot with the highest generation, doc.go), whichever is higher. Recovery
+// slot with the highest generation, docs/FORMAT.md), whichever is higher. Recovery
 // may cut the tail back below it, never move it past it.
 func fuzzIndexLimit(t *testing.T, dir string) uint64 {
 	b, err := os.ReadFile(filepath.Join(dir, indexFileName))

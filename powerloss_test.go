@@ -27,7 +27,7 @@ package bigqueue
 //     synced); each 4 KiB page that differs from the current content is
 //     kept old, taken new, torn (each 512-byte sector old or new), filled
 //     with garbage where it changed (arena files only: the index relies on
-//     sector-atomic writes, see doc.go), or taken from a version the kernel
+//     sector-atomic writes, see docs/FORMAT.md), or taken from a version the kernel
 //     may have written back at an earlier snapshot;
 //   - a file that grew keeps its durable size or takes the new one (a page
 //     beyond the durable size that is not old forces the new size).
@@ -64,7 +64,7 @@ package bigqueue
 // plDirSamples random ones), four times
 // (BIGQUEUE_LONG=1 go test -timeout 0 -run 'TestPowerLoss$').
 // TestPowerLossBroken shows that the deliberately broken variants of the
-// library (fs.go) are caught. A library bug the simulator found is pinned
+// library (plVariant) are caught. A library bug the simulator found is pinned
 // by TestPowerLossCheckpointFallback and, while it reproduces, images of
 // its shape (recovery cannot start at the checkpoint) are counted apart
 // instead of failing TestPowerLoss. BIGQUEUE_POWERLOSS_ONLY and
@@ -760,7 +760,7 @@ const (
 	plHole = "unflushed_holes"
 	// plCorruptTail: the queue kept records past the checkpoint that fail
 	// their checks (a reader skipped them with ErrCorrupt to the tail),
-	// where doc.go says recovery cuts the tail back to the last valid one.
+	// where docs/FORMAT.md says recovery cuts the tail back to the last valid one.
 	plCorruptTail = "corrupt_tail"
 	// plFalseAlarm: a read returned ErrCorrupt from an image whose pages
 	// are each a version their file had: nothing was damaged.
@@ -1603,7 +1603,7 @@ func TestPowerLoss(t *testing.T) {
 }
 
 // TestPowerLossBroken shows that the simulator has teeth: each
-// deliberately broken variant of the library (fs.go) gives violations.
+// deliberately broken variant of the library (plVariant: a test-only option or a fileSystem wrapper) gives violations.
 func TestPowerLossBroken(t *testing.T) {
 	seed := testSeed(t)
 	tolerated := plKnownBugs(t)
