@@ -168,9 +168,11 @@
 // deleted, truncated or damaged, every consumer that had not read them
 // gets one ErrCorrupt saying how many messages were lost, also after a
 // reopen; a gap or damage further down is reported by the read that
-// reaches it. Missing oldest arena files cannot be told from reclaimed
-// ones: consumers standing in them move on to the oldest message left
-// without an error, so do not delete arena files by hand.
+// reaches it. When the oldest arena files are missing, every consumer
+// whose stored position lay in them gets one ErrCorrupt saying how many
+// messages it had not read were lost, then reads on from the oldest
+// message left (reclaiming removes an arena only once a flush made every
+// position past it durable, and retention records what it removes).
 //
 // File systems: disk blocks are reserved with fallocate; where there is
 // none (ext2, ext3, ramfs) the range is read and written back, which
