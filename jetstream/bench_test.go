@@ -130,6 +130,6 @@ func TestThroughputRatio(t *testing.T) {
 	}
 	slices.Sort(direct)
 	slices.Sort(forward)
-	fmt.Printf("throughput msgs=%d size=%dB direct=%.0f/s forward=%.0f/s ratio=%.2f (medians of 3; direct %.0f..%.0f, forward %.0f..%.0f)\n",
+	report(t, "msgs=%d size=%dB direct=%.0f/s forward=%.0f/s ratio=%.2f (medians of 3; direct %.0f..%.0f, forward %.0f..%.0f)",
 		n, benchSize, direct[1], forward[1], forward[1]/direct[1], direct[0], direct[2], forward[0], forward[2])
 }

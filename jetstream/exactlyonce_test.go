@@ -199,15 +199,15 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	kills++
 
 	drain := startChild(t, "drain", dir, srv.url(), 0, &durable)
-	var report string
+	var drained string
 	for line := range drain.lines {
 		if strings.HasPrefix(line, drainedLine) {
-			report = line
+			drained = line
 		}
 	}
 	require.NoError(t, drain.cmd.Wait(), "drain child: %s", drain.stderr.String())
-	require.NotEmpty(t, report, "drain child reports")
-	next, err := strconv.ParseUint(strings.Fields(strings.TrimPrefix(report, drainedLine))[0], 10, 64)
+	require.NotEmpty(t, drained, "drain child reports")
+	next, err := strconv.ParseUint(strings.Fields(strings.TrimPrefix(drained, drainedLine))[0], 10, 64)
 	require.NoError(t, err)
 
 	nums, _ := streamContent(t, st)
@@ -225,7 +225,7 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 			lost++
 		}
 	}
-	fmt.Printf("exactly-once seed=%d duration=%s forwarded=%d duplicates_in_stream=%d lost=%d restarts=%d (forwarder kills=%d, server restarts=%d) durable=%d queue_next=%d\n",
+	report(t, "seed=%d duration=%s forwarded=%d duplicates_in_stream=%d lost=%d restarts=%d (forwarder kills=%d, server restarts=%d) durable=%d queue_next=%d",
 		seed, duration, len(seen), duplicates, lost, kills+serverRestarts, kills, serverRestarts, durable.Load(), next)
 	require.Zero(t, duplicates, "duplicates in the stream")
 	require.Zero(t, lost, "durably enqueued messages missing from the stream")

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,3 +217,34 @@ func envInt(tb testing.TB, name string) int {
 	require.NoError(tb, err, name)
 	return n
 }
+
+// report logs a test's summary line and, when go test runs without -v
+// (which hides t.Log and the output of passing packages), also writes it
+// to the go command's standard output, where it shows next to the
+// package's ok line; the library's test kit does the same.
+func report(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	line := fmt.Sprintf(format, args...)
+	tb.Log(line)
+	if w := reportOut(); w != nil {
+		fmt.Fprintf(w, "    %s: %s\n", tb.Name(), line)
+	}
+}
+
+// reportOut is the go command's standard output, when this test binary
+// is its child and -v is off; nil otherwise (t.Log shows then). Linux
+// only: elsewhere summary lines need -v.
+var reportOut = sync.OnceValue(func() io.Writer {
+	if testing.Verbose() {
+		return nil
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", os.Getppid()))
+	if err != nil || strings.TrimSpace(string(comm)) != "go" {
+		return nil
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/1", os.Getppid()), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+})
