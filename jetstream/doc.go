@@ -71,6 +71,14 @@
 // queue lost (retention, ErrDropped; damage, ErrCorrupt) cannot be
 // forwarded; Stats.Skipped counts the notices.
 //
+// A power loss (not a process crash) on the producing machine loses the
+// messages no Flush covered, as bigqueue's durability contract says, and
+// their sequence numbers go to the next messages enqueued. If the lost
+// ones had reached the stream, the stream takes the new ones with the
+// same numbers for duplicates, within the window, and drops them. Flush
+// after the enqueues that matter, or shorten SetPeriodicFlushDuration, to
+// narrow that.
+//
 // The message ID names the message, not the route: it leaves out the
 // consumer's name. Two forwarders of different consumers of one queue
 // into one stream then store each message once, which is what a stream
@@ -83,8 +91,23 @@
 // AckTimeout for the acknowledgements in flight and committing every
 // message acknowledged before the first missing one: nothing the stream
 // acknowledged before Run returned is left uncommitted. Errors of the
-// local queue (closed, consumer deleted, I/O) end Run; those of the
-// network and the server never do.
+// local queue (closed, consumer deleted, I/O) end Run, wrapping ErrQueue
+// and the queue's error; those of the network and the server never do.
+//
+// Drain is Run for a program that holds the queue only for a while: it
+// forwards what the consumer has to read and returns nil once all of it
+// is committed, or returns the first failure without retrying (the
+// caller chooses when to try again). The bigqueue command's forward
+// works that way, so that producers in other processes get their turns
+// with the queue.
+//
+// # Observability
+//
+// Stats returns Forwarded (acknowledged and committed), Duplicates (of
+// those, re-sends the stream had already), Pending (the local backlog:
+// the consumer's Len), InFlight, Retries (failures after which the
+// forwarder went back), Skipped (messages the local queue lost), NextSeq
+// (the next message to forward) and LastError with its time.
 //
 // # Why the new JetStream API
 //
