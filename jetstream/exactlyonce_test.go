@@ -49,12 +49,18 @@ func TestHelperForwarderChild(t *testing.T) {
 	defer func() { require.NoError(t, q.Close()) }()
 	c, err := q.NewConsumer("fwd")
 	require.NoError(t, err)
-	// The server may be down when the child starts: connect in the
-	// background. nats.go's reconnect buffer stays on, which is the
-	// harder case for the order (see the package doc).
-	nc, err := nats.Connect(os.Getenv(childURLEnv), nats.MaxReconnects(-1),
-		nats.ReconnectWait(20*time.Millisecond), nats.RetryOnFailedConnect(true))
-	require.NoError(t, err)
+	// The server may be down when the child starts: try again until it
+	// is up (nats.RetryOnFailedConnect would leave nats.go refusing
+	// headers after a late connect; see the package doc). nats.go's
+	// reconnect buffer stays on, which is the harder case for the order.
+	var nc *nats.Conn
+	for {
+		nc, err = nats.Connect(os.Getenv(childURLEnv), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the child's own connect backoff
+	}
 	defer nc.Close()
 	js, err := natsjs.New(nc)
 	require.NoError(t, err)

@@ -83,22 +83,22 @@ acknowledged.`,
 
 // forward runs the forward command; see its help.
 func (e *env) forward(dir string, o forwardOptions) error {
-	// The connection never gives up, and a publish while it is down fails
-	// at once instead of filling a buffer: forward backs off instead.
-	nc, err := nats.Connect(o.server, nats.Name("bigqueue forward"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.ReconnectBufSize(-1), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		return e.fail(fmt.Errorf("connect %s: %w", o.server, err))
-	}
-	defer nc.Close()
-	js, err := natsjs.New(nc)
-	if err != nil {
-		return e.fail(err)
-	}
+	// Once connected, the connection never gives up, and a publish while
+	// it is down fails at once instead of filling a buffer: forward backs
+	// off instead. Until the first connection, the loop below retries
+	// with its backoff (nats.RetryOnFailedConnect would leave nats.go
+	// v1.55.0 refusing headers after the late connect).
+	var nc *nats.Conn
+	var js natsjs.JetStream
+	defer func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}()
 	var total bqjs.Stats
 	defer func() {
-		fmt.Fprintf(e.stdout, "forwarded %d messages to %s (%d were in the stream already)\n",
-			total.Forwarded, o.subject, total.Duplicates)
+		fmt.Fprintf(e.stdout, "forwarded %d %s to %s (%d in the stream already)\n",
+			total.Forwarded, plural(total.Forwarded, "message", "messages"), o.subject, total.Duplicates)
 	}()
 	streamReady := o.stream == ""
 	fails, announced := 0, false
@@ -120,7 +120,22 @@ func (e *env) forward(dir string, o forwardOptions) error {
 				continue
 			}
 		}
-		if !streamReady {
+		var err error
+		if nc == nil {
+			nc, err = nats.Connect(o.server, nats.Name("bigqueue forward"), nats.MaxReconnects(-1),
+				nats.ReconnectWait(250*time.Millisecond), nats.ReconnectBufSize(-1))
+			if err == nil {
+				js, err = natsjs.New(nc)
+			}
+			if err != nil {
+				if nc != nil {
+					nc.Close()
+					nc = nil
+				}
+				err = fmt.Errorf("connect %s: %w", o.server, err)
+			}
+		}
+		if err == nil && !streamReady {
 			err = ensureStream(e.ctx, js, o.stream, o.subject)
 			streamReady = err == nil
 		}
@@ -219,4 +234,12 @@ func ensureStream(ctx context.Context, js natsjs.JetStream, name, subject string
 		return fmt.Errorf("stream %s: %w", name, err)
 	}
 	return nil
+}
+
+// plural returns one when n is 1, else many.
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

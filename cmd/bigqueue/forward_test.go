@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -21,7 +23,13 @@ import (
 // process and returns its URL and a JetStream on it; cleanup stops it.
 func natsServer(t *testing.T) (string, natsjs.JetStream) {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+	return natsServerAt(t, -1)
+}
+
+// natsServerAt is natsServer on a given port (-1: any free one).
+func natsServerAt(t *testing.T, port int) (string, natsjs.JetStream) {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true,
 		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	require.NoError(t, err)
 	srv.Start()
@@ -62,7 +70,7 @@ func TestForwardOnce(t *testing.T) {
 	dir := t.TempDir()
 	ok(t, lines("one", "two", "three"), "push", dir)
 	out := ok(t, nil, "forward", dir, "--server", url, "--subject", "ev.host1", "--stream", "EV", "--once")
-	require.Equal(t, "forwarded 3 messages to ev.host1 (0 were in the stream already)\n", out)
+	require.Equal(t, "forwarded 3 messages to ev.host1 (0 in the stream already)\n", out)
 	data, ids := nextMessages(t, js, "EV", 1, 3)
 	require.Equal(t, []string{"one", "two", "three"}, data)
 	q, err := bigqueue.NewQueue(dir)
@@ -74,7 +82,7 @@ func TestForwardOnce(t *testing.T) {
 
 	// Nothing new: nothing sent; the stream exists already.
 	out = ok(t, nil, "forward", dir, "--server", url, "--subject", "ev.host1", "--stream", "EV", "--once")
-	require.Equal(t, "forwarded 0 messages to ev.host1 (0 were in the stream already)\n", out)
+	require.Equal(t, "forwarded 0 messages to ev.host1 (0 in the stream already)\n", out)
 	info, err := js.Stream(context.Background(), "EV")
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), info.CachedInfo().State.Msgs)
@@ -82,7 +90,7 @@ func TestForwardOnce(t *testing.T) {
 	// Another consumer forwards the same messages again: the stream knows
 	// their IDs and keeps one copy.
 	out = ok(t, nil, "forward", dir, "--server", url, "--subject", "ev.host1", "-c", "second", "--once")
-	require.Equal(t, "forwarded 3 messages to ev.host1 (3 were in the stream already)\n", out)
+	require.Equal(t, "forwarded 3 messages to ev.host1 (3 in the stream already)\n", out)
 }
 
 func TestForwardErrors(t *testing.T) {
@@ -142,6 +150,51 @@ func TestForwardFollows(t *testing.T) {
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, exitInterrupted, exit.ExitCode(), "stderr: %s", stderr.String())
-	require.Equal(t, "forwarded 2 messages to ev.a (0 were in the stream already)\n", stdout.String())
+	require.Equal(t, "forwarded 2 messages to ev.a (0 in the stream already)\n", stdout.String())
 	ok(t, nil, "verify", dir)
+}
+
+// TestForwardServerDown starts forward while no server listens: it says
+// once that it retries, keeps the messages, and forwards them once a
+// server comes up on that address.
+func TestForwardServerDown(t *testing.T) {
+	// A free port: take one, then give it back.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	dir := t.TempDir()
+	ok(t, lines("kept"), "push", dir)
+	cmd := exec.Command(binaryPath, "forward", dir, "--server", fmt.Sprintf("nats://127.0.0.1:%d", port), "--subject", "ev.a")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	errs := bufio.NewReader(stderr)
+	line, err := errs.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, "retrying with backoff")
+
+	_, js := natsServerAt(t, port)
+	_, err = js.CreateStream(context.Background(), natsjs.StreamConfig{Name: "EV", Subjects: []string{"ev.a"}})
+	require.NoError(t, err)
+	data, _ := nextMessages(t, js, "EV", 1, 1)
+	require.Equal(t, []string{"kept"}, data)
+	line, err = errs.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "bigqueue: forward: resumed\n", line)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	require.Equal(t, exitInterrupted, exit.ExitCode())
+	require.Equal(t, "forwarded 1 message to ev.a (0 in the stream already)\n", stdout.String())
 }
