@@ -128,10 +128,11 @@
 // nats.ReconnectBufSize(-1): publishes during a disconnect then fail at
 // once and the forwarder backs off, instead of filling nats.go's
 // reconnect buffer with messages that will be refused or deduplicated
-// after the reconnect (harmless, but wasted). Do not use
-// nats.RetryOnFailedConnect: with nats.go v1.55.0 a connection whose
-// first connect succeeded only in the background went on refusing
-// messages with headers (ErrHeadersNotSupported) in our tests, and every
-// message the forwarder sends has one; connect in a loop of your own
-// instead.
+// after the reconnect (harmless, but wasted). Beware of
+// nats.RetryOnFailedConnect: in the bigqueue command's tests, a
+// connection it made before the server was up went on refusing messages
+// with headers (ErrHeadersNotSupported) after it had connected, and
+// every message the forwarder sends has headers. We did not find why (a
+// small test of the same option works); the command connects in a
+// backoff loop of its own instead.
 package jetstream

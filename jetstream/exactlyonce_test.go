@@ -50,8 +50,7 @@ func TestHelperForwarderChild(t *testing.T) {
 	c, err := q.NewConsumer("fwd")
 	require.NoError(t, err)
 	// The server may be down when the child starts: try again until it
-	// is up (nats.RetryOnFailedConnect would leave nats.go refusing
-	// headers after a late connect; see the package doc). nats.go's
+	// is up (not nats.RetryOnFailedConnect; see the package doc). nats.go's
 	// reconnect buffer stays on, which is the harder case for the order.
 	var nc *nats.Conn
 	for {

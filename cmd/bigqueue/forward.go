@@ -86,8 +86,9 @@ func (e *env) forward(dir string, o forwardOptions) error {
 	// Once connected, the connection never gives up, and a publish while
 	// it is down fails at once instead of filling a buffer: forward backs
 	// off instead. Until the first connection, the loop below retries
-	// with its backoff (nats.RetryOnFailedConnect would leave nats.go
-	// v1.55.0 refusing headers after the late connect).
+	// with its backoff: with nats.RetryOnFailedConnect, a connection made
+	// before the server was up went on refusing messages with headers
+	// after it connected, in TestForwardServerDown (cause not found).
 	var nc *nats.Conn
 	var js natsjs.JetStream
 	defer func() {
