@@ -235,10 +235,11 @@ type run struct {
 // ctx.Err(). A message acknowledged after that is sent again by the next
 // Run and deduplicated by the stream within its duplicate window.
 //
-// Fatal errors end Run at once, returned wrapped: the queue closed
-// (bigqueue.ErrClosed), the consumer deleted (bigqueue.ErrNoConsumer), an
-// I/O error of the queue. Run returns ErrRunning while another Run of f
-// is active; a Forwarder can be run again after Run returned.
+// Errors of the local queue end Run at once, returned wrapping ErrQueue
+// and the queue's error: the queue closed (bigqueue.ErrClosed), the
+// consumer deleted (bigqueue.ErrNoConsumer), an I/O error. Run returns
+// ErrRunning while another Run or Drain of f is active (a Forwarder can
+// run again after it returned), and bigqueue.ErrNilContext for a nil ctx.
 func (f *Forwarder) Run(ctx context.Context) error {
 	return f.start(ctx, false)
 }
@@ -256,6 +257,9 @@ func (f *Forwarder) Drain(ctx context.Context) error {
 
 // start runs the forwarder; drain selects Drain's behaviour.
 func (f *Forwarder) start(ctx context.Context, drain bool) (err error) {
+	if ctx == nil {
+		return bigqueue.ErrNilContext
+	}
 	f.mu.Lock()
 	if f.running {
 		f.mu.Unlock()
@@ -272,11 +276,11 @@ func (f *Forwarder) start(ctx context.Context, drain bool) (err error) {
 	cursorName := f.c.Name() + CursorSuffix
 	cursor, err := f.q.FromConsumer(cursorName, f.c)
 	if err != nil {
-		return fmt.Errorf("forward consumer %q: create cursor: %w", f.c.Name(), err)
+		return fmt.Errorf("forward consumer %q: create cursor: %w: %w", f.c.Name(), ErrQueue, err)
 	}
 	defer func() {
 		if derr := f.q.DeleteConsumer(cursorName); derr != nil && err == nil {
-			err = fmt.Errorf("forward consumer %q: remove cursor: %w", f.c.Name(), derr)
+			err = fmt.Errorf("forward consumer %q: remove cursor: %w: %w", f.c.Name(), ErrQueue, derr)
 		}
 	}()
 	r := &run{

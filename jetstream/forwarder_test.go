@@ -344,3 +344,20 @@ func TestDrain(t *testing.T) {
 	requireExactlyOnce(t, f, st, 1000)
 	require.Equal(t, []string{"fwd"}, q.Consumers())
 }
+
+func TestRunRefusesBadStarts(t *testing.T) {
+	srv := startServer(t)
+	_, js := connect(t, srv.url())
+	q, err := bigqueue.NewQueue(t.TempDir())
+	require.NoError(t, err)
+	c, err := q.NewConsumer("fwd")
+	require.NoError(t, err)
+	f, err := New(q, c, js, "EV.a", Config{})
+	require.NoError(t, err)
+	//lint:ignore SA1012 a nil context is the case under test
+	require.ErrorIs(t, f.Run(nil), bigqueue.ErrNilContext)
+	require.NoError(t, q.Close())
+	err = f.Run(context.Background())
+	require.ErrorIs(t, err, ErrQueue)
+	require.ErrorIs(t, err, bigqueue.ErrClosed)
+}
