@@ -215,6 +215,7 @@ type run struct {
 	cursor  *bigqueue.Consumer
 	window  []inflight // oldest first; its sequence numbers increase
 	prevID  string     // ID of the last message published since the last reset, "" after one
+	next    uint64     // sequence number of the cursor's next message; 0 when to be asked (Position)
 	buf     []byte     // reused read buffer: nats copies a message when it is published
 	fails   int        // failures in a row, for the backoff
 	timer   *time.Timer
@@ -351,18 +352,23 @@ func (r *run) loop() error {
 // messages) is counted and skipped; others are returned.
 func (r *run) fill() error {
 	for len(r.window) < r.cfg.Window {
-		seq := r.cursor.Position()
+		if r.next == 0 {
+			r.next = r.cursor.Position()
+		}
+		seq := r.next
 		var err error
 		r.buf, err = r.cursor.DequeueAppend(r.buf[:0])
 		switch {
 		case errors.Is(err, bigqueue.ErrEmptyQueue):
 			return nil
 		case errors.Is(err, bigqueue.ErrDropped), errors.Is(err, bigqueue.ErrCorrupt):
+			r.next = 0 // the cursor moved past lost messages
 			r.note(err, func(s *Stats) { s.Skipped++ })
 			continue
 		case err != nil:
 			return &queueError{fmt.Errorf("read message %d: %w", seq, err)}
 		}
+		r.next++
 		id := r.MsgID(seq)
 		hdr := nats.Header{nats.MsgIdHdr: []string{id}}
 		if r.prevID != "" {
@@ -470,6 +476,7 @@ func (r *run) fail(err error) error {
 	clear(r.window)
 	r.window = r.window[:0]
 	r.prevID = ""
+	r.next = 0
 	r.mu.Lock()
 	r.stats.InFlight = 0
 	r.mu.Unlock()
