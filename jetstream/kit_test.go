@@ -232,17 +232,26 @@ func report(tb testing.TB, format string, args ...any) {
 }
 
 // reportOut is the go command's standard output, when this test binary
-// is its child and -v is off; nil otherwise (t.Log shows then). Linux
-// only: elsewhere summary lines need -v.
+// is its child, -v is off and that output is a pipe or a terminal;
+// nil otherwise (t.Log shows the line with -v). Linux only. The same
+// rules as the library's test kit.
 var reportOut = sync.OnceValue(func() io.Writer {
 	if testing.Verbose() {
 		return nil
 	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", os.Getppid()))
+	parent := os.Getppid()
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", parent))
 	if err != nil || strings.TrimSpace(string(comm)) != "go" {
 		return nil
 	}
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/1", os.Getppid()), os.O_WRONLY|os.O_APPEND, 0)
+	// Only a pipe or a terminal: a regular file opened again has an
+	// offset of its own, and the go command's next write would land on
+	// top of the line.
+	out := fmt.Sprintf("/proc/%d/fd/1", parent)
+	if fi, err := os.Stat(out); err != nil || fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil
 	}
