@@ -106,7 +106,10 @@
 //  1. Created by the write that reaches it, with its full size but sparse:
 //     only its first 4 KiB get disk blocks (fallocate).
 //  2. Written, with blocks reserved ahead of the writer in steps of a
-//     quarter of what is reserved (4 KiB to 16 MiB). Nothing is written
+//     quarter of what is reserved (4 KiB to 16 MiB), once the writer is
+//     within an eighth of the reserved range's end (at most 2 MiB: the
+//     pages a background goroutine makes writable ahead of the writer,
+//     so that Enqueue rarely takes a page fault). Nothing is written
 //     past the reserved range, so a full disk makes Enqueue return an
 //     error wrapping syscall.ENOSPC, never a SIGBUS, and the queue works
 //     again once space is freed. (On darwin, which has no such

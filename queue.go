@@ -62,11 +62,12 @@ type Queue struct {
 	retention    retentionState         // SetMaxBytes, SetMaxAge (retention.go)
 	scratch      [recordHeaderSize]byte // header of the record being read or written
 
-	dataReady   chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
-	flushReq    chan struct{} // capacity 1: asks the flusher for a flush
-	quit        chan struct{} // closed by Close: the flusher returns
-	flusherDone chan struct{} // closed by the flusher when it returns
-	closeDone   chan struct{} // closed when the first Close has finished; later ones wait for it
+	dataReady    chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
+	flushReq     chan struct{} // capacity 1: asks the flusher for a flush
+	quit         chan struct{} // closed by Close: the flusher returns
+	flusherDone  chan struct{} // closed by the flusher when it returns
+	prefaultDone chan struct{} // closed by the prefaulter when it returns
+	closeDone    chan struct{} // closed when the first Close has finished; later ones wait for it
 }
 
 // consumerState is the in-memory twin of a consumer slot of the index.
@@ -148,13 +149,14 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		return nil, err // bare where the original returned it bare
 	}
 	q := &Queue{
-		dir:         d,
-		opts:        o,
-		consumers:   make(map[string]*consumerState),
-		flushReq:    make(chan struct{}, 1),
-		quit:        make(chan struct{}),
-		flusherDone: make(chan struct{}),
-		closeDone:   make(chan struct{}),
+		dir:          d,
+		opts:         o,
+		consumers:    make(map[string]*consumerState),
+		flushReq:     make(chan struct{}, 1),
+		quit:         make(chan struct{}),
+		flusherDone:  make(chan struct{}),
+		prefaultDone: make(chan struct{}),
+		closeDone:    make(chan struct{}),
 	}
 	var openErr error
 	if err := q.noFault(func() { openErr = q.open() }); err != nil {
@@ -171,8 +173,10 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		errs = append(errs, d.close())
 		return nil, errors.Join(errs...)
 	}
-	// The flusher runs until Close closes quit; Close waits for it.
+	// The flusher and the prefaulter run until Close closes quit; Close
+	// waits for both.
 	go q.runFlusher()
+	go q.runPrefaulter()
 	return q, nil
 }
 
@@ -843,7 +847,7 @@ func (q *Queue) flush(explicit bool) error {
 	q.changed = false
 	limit := q.reclaimLimit()
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
-	pins := q.am.pinDirty()
+	pins := q.am.pinDirty(target.offset)
 	dirDirty, dirSeq := q.am.dirDirty, q.am.dirSeq
 	q.am.dirDirty = false
 	q.mu.Unlock()
@@ -972,6 +976,7 @@ func (q *Queue) Close() error {
 	q.mu.Unlock()
 	defer close(q.closeDone)
 	<-q.flusherDone
+	<-q.prefaultDone
 
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
