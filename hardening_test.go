@@ -325,6 +325,25 @@ func TestTooManyConsumers(t *testing.T) {
 	require.Len(t, q.Consumers(), made)
 }
 
+// readerQueue makes a closed queue of 4 KiB arenas in a new directory,
+// holding the 400 messages "A-<i>", with a consumer "reader" that read the
+// first read of them, and returns the directory.
+func readerQueue(t *testing.T, read int) string {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 400)
+	for range read {
+		_, err := r.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Close())
+	return dir
+}
+
 // Records a checkpoint covered and that are gone are reported, never cut
 // silently: with the two newest arena files of a cleanly closed queue
 // deleted, the queue opens, and the first read of every consumer that
@@ -332,17 +351,7 @@ func TestTooManyConsumers(t *testing.T) {
 // how many messages were lost, also after a reopen before that read;
 // then the intact prefix follows.
 func TestCheckpointedArenasMissingReported(t *testing.T) {
-	dir := t.TempDir()
-	q, err := NewQueue(dir, SetArenaSize(4096))
-	require.NoError(t, err)
-	r, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	enqueueN(t, q, "A", 0, 400)
-	for i := 0; i < 10; i++ {
-		_, err := r.Dequeue()
-		require.NoError(t, err)
-	}
-	require.NoError(t, q.Close())
+	dir := readerQueue(t, 10)
 
 	var ids []int
 	entries, err := os.ReadDir(dir)
@@ -359,11 +368,11 @@ func TestCheckpointedArenasMissingReported(t *testing.T) {
 		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
 	}
 
-	q, err = NewQueue(dir, SetArenaSize(4096))
+	q, err := NewQueue(dir, SetArenaSize(4096))
 	require.NoError(t, err)
 	require.NoError(t, q.Close()) // a reopen before any read keeps the report
 	q = openTestQueueIn(t, dir, SetArenaSize(4096))
-	r, err = q.NewConsumer("reader")
+	r, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	for _, c := range []struct {
 		name string
@@ -528,16 +537,9 @@ func TestArenaRemovedUnderLiveQueue(t *testing.T) {
 // stood in it gets one ErrCorrupt, then reads on from the oldest arena
 // left; so does it after a reopen before that read.
 func TestOldestArenaMissingReported(t *testing.T) {
-	dir := t.TempDir()
+	dir := readerQueue(t, 5)
 	q, err := NewQueue(dir, SetArenaSize(4096))
 	require.NoError(t, err)
-	r, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	enqueueN(t, q, "A", 0, 400)
-	for range 5 {
-		_, err := r.Dequeue()
-		require.NoError(t, err)
-	}
 	_, err = q.Peek() // makes the default consumer, at message 0
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
@@ -547,7 +549,7 @@ func TestOldestArenaMissingReported(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, q.Close()) // a reopen before any read keeps the report
 	q = openTestQueueIn(t, dir, SetArenaSize(4096))
-	r, err = q.NewConsumer("reader")
+	r, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	first := -1
 	for _, c := range []struct {
