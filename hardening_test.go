@@ -2,12 +2,14 @@ package bigqueue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -572,4 +574,39 @@ func TestOldestArenaMissingReported(t *testing.T) {
 		first = n
 	}
 	require.NoError(t, q.EnqueueString("after"))
+}
+
+// A damaged retention mark is damage, not a drop: with the watermark
+// moved up two arenas (as a scribble over the index can) and the mark
+// past it, a consumer stood in the arenas recovery then removes gets
+// ErrCorrupt, never ErrDropped, which only a mark retention itself
+// stored (in the watermark's arena or below it) gives.
+func TestRetentionMarkDamageIsCorrupt(t *testing.T) {
+	const ds = 4096 - arenaHeaderSize
+	for _, c := range []struct {
+		name     string
+		retained uint64
+		want     error
+	}{
+		{"mark past the watermark", 1 << 60, ErrCorrupt},
+		{"mark with the watermark", 2*ds + 8, ErrDropped},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := readerQueue(t, 5)
+			path := filepath.Join(dir, indexFileName)
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			binary.LittleEndian.PutUint64(b[idxHeadOff:], 2*ds)
+			binary.LittleEndian.PutUint64(b[idxRetainedOff:], c.retained)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			q := openTestQueueIn(t, dir, SetArenaSize(4096))
+			r, err := q.NewConsumer("reader")
+			require.NoError(t, err)
+			_, err = r.Dequeue()
+			require.ErrorIs(t, err, c.want)
+			msg, err := r.Dequeue()
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(string(msg), "A-"))
+		})
+	}
 }

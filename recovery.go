@@ -227,7 +227,10 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 		}
 	}
 	for _, st := range below {
-		if st.off < r.storedHead && st.off < r.retained && r.storedHead <= tail {
+		// Retention stores its mark with the watermark, which only
+		// grows after (Close may store the start of the mark's arena): a
+		// mark in a later arena than the watermark's is damage, no drop.
+		if st.off < r.storedHead && st.off < r.retained && r.retained/ds <= r.storedHead/ds && r.storedHead <= tail {
 			r.noteDrop(st) // retention removed what it had not read
 		} else {
 			// Reclaiming removes an arena only once a flush made every
