@@ -7,7 +7,7 @@
 test:
 	go test -race -count=1 ./...
 
-# A quick smoke run.
+# The smoke run: every test, the sweeps sampled; under a minute.
 test-short:
 	go test -short -count=1 ./...
 
@@ -16,7 +16,8 @@ test-short:
 test-long:
 	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCrashLoop$$' -v .
 	BIGQUEUE_LONG=1 go test -timeout 0 -run '^TestPowerLoss$$' -v .
-	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCorruptionBitFlips$$' -v .
+	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCorruption' -v .
+	BIGQUEUE_LONG=1 go test -timeout 1h -run '^TestDiskFull$$' -v .
 
 # Ten minutes per fuzz target (FUZZTIME=1m for less).
 FUZZTIME ?= 10m

@@ -80,6 +80,9 @@ type arenaManager struct {
 	queueID   uint64
 	maxMapped int              // 0 = no limit
 	now       func() time.Time // wall clock for arena headers' start times (retention.go); nil = time.Now
+	// noChecksum is a planted mistake (options.go): recovery takes
+	// records without verifying their checksums. False outside tests.
+	noChecksum bool
 
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
 	last   *arena            // the arena get returned last; valid while its data is not nil
@@ -145,9 +148,6 @@ func (m *arenaManager) syncDir() error { return syncDir(m.fs, m.dir) }
 
 // syncDir is the one place the queue directory is fsynced.
 func syncDir(fs fileSystem, dir *queueDir) error {
-	if broken == brokenNoDirSync {
-		return nil // deliberately wrong; see fs.go
-	}
 	return fs.syncDir(dir)
 }
 

@@ -75,14 +75,8 @@ var benchGrid = func() []benchCase {
 	return grid
 }()
 
-// benchMessage returns n bytes of a fixed, non-zero pattern.
-func benchMessage(n int) []byte {
-	msg := make([]byte, n)
-	for i := range msg {
-		msg[i] = byte('a' + i%26)
-	}
-	return msg
-}
+// benchMessage returns the message of n bytes the benchmarks write.
+func benchMessage(n int) []byte { return message(1, 0, n) }
 
 // openBenchQueue opens the queue of c in dir. At cleanup it closes the
 // queue, for a benchmark that stopped early; closing a queue that is

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Corruption sweeps (issue 4, "prove the durability contract"): every
+// Corruption sweeps : every
 // single-bit flip of an arena and of the index, every truncation length of
 // the arena and index files, every zeroed or random 512-byte sector of
 // every file, and two targeted cases (a damaged consumer slot, a damaged
@@ -45,16 +45,6 @@ import (
 // of an arena that is not the last one) and says so in its summary line;
 // under the race detector the sampling is coarser again.
 
-// corruptLongEnv selects the long tier: every bit, every length.
-const corruptLongEnv = "BIGQUEUE_LONG"
-
-func corruptLong() bool { return os.Getenv(corruptLongEnv) == "1" }
-
-// errWrongMessage marks a read that returned something never enqueued,
-// or a message out of order: the one promise the sweeps must never see
-// broken, counted apart from the others.
-var errWrongMessage = errors.New("wrong message")
-
 // errBricked marks a library bug the truncation sweep found at commit
 // 86ca5dd (32ec9be fixed it): a queue that opened but whose tail lies in
 // an arena that is neither on disk nor the next one to create, so that
@@ -72,7 +62,7 @@ func corruptBricked(q *Queue) bool {
 	return id != m.next && !m.present[id]
 }
 
-// corruptWorks is faultRequireWorks returning an error: three new
+// corruptWorks is requireWorks returning an error: three new
 // messages are enqueued and read back through Queue.Dequeue, which must
 // have read everything before. An Enqueue refused as errBricked predicts
 // wraps errBricked.
@@ -89,7 +79,7 @@ func corruptWorks(q *Queue) error {
 	for i := range 3 {
 		s, err := q.DequeueString()
 		if err != nil || s != fmt.Sprintf("after-%d", i) {
-			return fmt.Errorf("new message %d: read %q, %v", i, faultTrim([]byte(s)), err)
+			return fmt.Errorf("new message %d: read %q, %v", i, trimForLog([]byte(s)), err)
 		}
 	}
 	if _, err := q.Dequeue(); !errors.Is(err, ErrEmptyQueue) {
@@ -103,18 +93,6 @@ func corruptWorks(q *Queue) error {
 // case touches the files.
 func corruptOpenOptions() []Option {
 	return []Option{SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
-}
-
-// corruptFastRoot returns a directory for fixtures on a tmpfs when there is
-// one: a case's Close msyncs the index and fsyncs the directory, which costs
-// milliseconds on a disk and microseconds in memory.
-func corruptFastRoot(t testing.TB) string {
-	t.Helper()
-	if dir, err := os.MkdirTemp("/dev/shm", "bigqueue-test-"); err == nil {
-		t.Cleanup(func() { require.NoError(t, os.RemoveAll(dir)) })
-		return dir
-	}
-	return t.TempDir()
 }
 
 // corruptReadFiles returns the content of every file of the queue
@@ -136,18 +114,16 @@ func corruptReadFiles(t *testing.T, dir string) map[string][]byte {
 }
 
 // corruptBuildUnflushed enqueues msgs into a new queue with one extra
-// consumer "reader", like faultBuildQueue, but returns a copy of its
+// consumer "reader", like buildQueue, but returns a copy of its
 // directory taken before any flush: the files as a process crash leaves
 // them, with a tail that opening has to verify record by record.
 func corruptBuildUnflushed(t *testing.T, msgs [][]byte) string {
 	t.Helper()
-	q, dir := openTestQueue(t, faultOptions()...)
+	q, dir := openTestQueue(t, smallOptions()...)
 	_, err := q.NewConsumer("reader")
 	require.NoError(t, err)
-	for _, m := range msgs {
-		require.NoError(t, q.Enqueue(m))
-	}
-	return faultCopyDir(t, dir)
+	enqueueAll(t, q, msgs)
+	return copyQueueDir(t, dir)
 }
 
 // corruptFixture is a queue directory that cases damage in place and
@@ -270,70 +246,13 @@ func (f *corruptFixture) patch(name string, off int64, b []byte) error {
 	return errors.Join(err, file.Close())
 }
 
-// corruptDrain is faultDrain's read-check loop without a require call
-// per message (each costs a stack walk; over 220 reads a case that is more
-// than opening the queue): it reads with next until ErrEmptyQueue and
-// returns the same events, and instead of failing the test it returns the
-// broken promise: a message never enqueued or out of order (wrapping
-// errWrongMessage), another error, or no ErrEmptyQueue after bound reads.
-func corruptDrain(next func() ([]byte, error), byContent map[string]int, bound int) ([]int, error) {
-	var events []int
-	last := -1
-	for range bound {
-		b, err := next()
-		switch {
-		case err == nil:
-			i, ok := byContent[string(b)]
-			if !ok {
-				return events, fmt.Errorf("read %d bytes that were never enqueued, after message %d (%q): %w", len(b), last, faultTrim(b), errWrongMessage)
-			}
-			if i <= last {
-				return events, fmt.Errorf("message %d read after message %d: %w", i, last, errWrongMessage)
-			}
-			last = i
-			events = append(events, i)
-		case errors.Is(err, ErrEmptyQueue):
-			return events, nil
-		case errors.Is(err, ErrCorrupt):
-			events = append(events, corruptEvent)
-		default:
-			return events, fmt.Errorf("read after message %d: untyped error: %w", last, err)
-		}
-	}
-	return events, fmt.Errorf("consumer stuck: no ErrEmptyQueue after %d reads; read %s", bound, faultEventString(events))
-}
-
-// corruptDelivered returns the messages of events, without the ErrCorrupt
-// reports.
-func corruptDelivered(events []int) []int {
-	return slices.DeleteFunc(slices.Clone(events), func(e int) bool { return e == corruptEvent })
-}
-
-// corruptSilentGap is faultNoSilentGap for a consumer that stood at
-// message first, returning an error: messages may be skipped only right
-// after a read that reported ErrCorrupt, or at the end.
-func corruptSilentGap(events []int, first int) error {
-	prev, reported := first-1, false
-	for _, e := range events {
-		if e == corruptEvent {
-			reported = true
-			continue
-		}
-		if e != prev+1 && !reported {
-			return fmt.Errorf("messages %d to %d were skipped without an ErrCorrupt; read %s", prev+1, e-1, faultEventString(events))
-		}
-		prev, reported = e, false
-	}
-	return nil
-}
-
 // corruptPrefix checks that events deliver exactly messages 0 to k-1 for
 // some k, as after a crash that cut the tail back, and returns k.
 func corruptPrefix(events []int) (int, error) {
-	d := corruptDelivered(events)
+	d := delivered(events)
 	for i, e := range d {
 		if e != i {
-			return 0, fmt.Errorf("not a prefix of what was enqueued: read %s", faultEventString(events))
+			return 0, fmt.Errorf("not a prefix of what was enqueued: read %s", eventString(events))
 		}
 	}
 	return len(d), nil
@@ -342,7 +261,7 @@ func corruptPrefix(events []int) (int, error) {
 // corruptReport is what opening and reading one damaged queue gave.
 type corruptReport struct {
 	refused error   // NewQueue's typed error, when it refused the damage
-	events  [][]int // per consumer, the default one first, see faultDrain
+	events  [][]int // per consumer, the default one first, see requireDrain
 	lost    int     // messages the consumers did not read, summed
 	again   int     // messages read that a consumer had read before the damage
 }
@@ -365,7 +284,7 @@ func corruptOpenDrain(t *testing.T, dir string, byContent map[string]int, bound 
 		}
 		return rep, fmt.Errorf("open: untyped error: %w", err)
 	}
-	checkInvariants(t, q)
+	requireInvariants(t, q)
 	names := []string{defaultConsumerKey}
 	reads := []func() ([]byte, error){q.Dequeue}
 	var bad error
@@ -386,21 +305,13 @@ func corruptOpenDrain(t *testing.T, dir string, byContent map[string]int, bound 
 			break
 		}
 		var events []int
-		events, bad = corruptDrain(read, byContent, bound)
+		events, bad = drain(read, byContent, nil, bound)
 		rep.events = append(rep.events, events)
 		first := starts[names[r]]
-		fresh := 0
-		for _, e := range corruptDelivered(events) {
-			if e < first {
-				rep.again++
-			} else {
-				fresh++
-			}
-		}
-		rep.lost += len(byContent) - first - fresh
+		rep.count(events, first, len(byContent))
 	}
 	if bad == nil {
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 		if works {
 			bad = corruptWorks(q)
 		}
@@ -437,7 +348,7 @@ func (c *corruptTally) add(rep corruptReport) {
 	}
 	c.opened++
 	for _, events := range rep.events {
-		c.corrupt += faultCount(events, corruptEvent)
+		c.corrupt += countEvents(events, corruptEvent)
 	}
 	c.lost += rep.lost
 	c.again += rep.again
@@ -505,21 +416,56 @@ func corruptSweep(t *testing.T, root string, files map[string][]byte, count int,
 // case broke a promise.
 func corruptFinish(t *testing.T, line string, tally *corruptTally) {
 	t.Helper()
-	t.Log(line)
+	report(t, "%s", line)
 	if tally.violations > 0 {
 		t.Errorf("%d cases broke the contract; the first ones:\n%s", tally.violations, strings.Join(tally.examples, "\n"))
 	}
 }
 
+// firstInArena returns the first of msgs, enqueued into an empty queue
+// with smallOptions, whose record starts in arena id or later.
+func firstInArena(msgs [][]byte, id uint64) int {
+	spans := layoutOf(msgs)
+	return sort.Search(len(spans), func(i int) bool { return spans[i].start >= id*smallDataSize })
+}
+
+// readBoth reads messages [from, to) through q's default consumer and,
+// of those below readerTo, through reader too.
+func readBoth(t *testing.T, q *Queue, reader *Consumer, readerTo, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if i < readerTo {
+			_, err := reader.Dequeue()
+			require.NoError(t, err)
+		}
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+}
+
+// count adds to rep what a consumer that stood at message first read of
+// n messages: those read again (below first) and those lost.
+func (rep *corruptReport) count(events []int, first, n int) {
+	fresh := 0
+	for _, e := range delivered(events) {
+		if e < first {
+			rep.again++
+		} else {
+			fresh++
+		}
+	}
+	rep.lost += n - first - fresh
+}
+
 // corruptRecordAt returns the record whose span holds the logical offset
 // off.
-func corruptRecordAt(spans []faultSpan, off uint64) int {
+func corruptRecordAt(spans []msgSpan, off uint64) int {
 	return sort.Search(len(spans), func(j int) bool { return spans[j].end > off })
 }
 
 // corruptIsFrameByte reports whether byte p of arena 0 belongs to the
 // arena header or to a record header, as opposed to a payload.
-func corruptIsFrameByte(spans []faultSpan, p int) bool {
+func corruptIsFrameByte(spans []msgSpan, p int) bool {
 	if p < arenaHeaderSize {
 		return true
 	}
@@ -534,9 +480,9 @@ func corruptIsFrameByte(spans []faultSpan, p int) bool {
 // byte (bit p%8 of byte p, so that every bit position is hit); a payload
 // flip fails its record's checksum wherever it lands. Under the race
 // detector: one bit of every header byte, one of every 64th payload byte.
-func corruptFlipBits(spans []faultSpan) ([]int, string) {
-	if corruptLong() {
-		bits := make([]int, faultArenaSize*8)
+func corruptFlipBits(spans []msgSpan) ([]int, string) {
+	if longTier() {
+		bits := make([]int, smallArenaSize*8)
 		for i := range bits {
 			bits[i] = i
 		}
@@ -544,12 +490,12 @@ func corruptFlipBits(spans []faultSpan) ([]int, string) {
 	}
 	frameEvery, payloadEvery := 1, 1
 	tier := "every bit of the arena and record headers, one bit of every payload byte"
-	if testRaceEnabled {
+	if sampledTier() {
 		frameEvery, payloadEvery = 8, 64
-		tier = "race detector: one bit of every header byte, one bit of every 64th payload byte"
+		tier = "sampled (race detector or -short): one bit of every header byte, one bit of every 64th payload byte"
 	}
 	var bits []int
-	for p := range faultArenaSize {
+	for p := range smallArenaSize {
 		if corruptIsFrameByte(spans, p) {
 			for b := range 8 {
 				if (p*8+b)%frameEvery == p%frameEvery {
@@ -575,35 +521,35 @@ func corruptFlipBits(spans []faultSpan) ([]int, string) {
 // it is read, and so is every record of the second arena; in the crashed
 // one, exactly the records before the damaged one are read.
 func TestCorruptionBitFlips(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(11, 11)), 110, 560, 640)
-	spans := faultLayout(msgs)
-	byContent := faultMessageIndex(msgs)
+	msgs := randomMessages(rand.New(rand.NewPCG(11, 11)), 110, 560, 640)
+	spans := layoutOf(msgs)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
-	resume := corruptRecordAt(spans, faultDataSize) + 1 // the first record that starts in arena 1
+	resume := corruptRecordAt(spans, smallDataSize) + 1 // the first record that starts in arena 1
 	require.InDelta(t, 100, resume, 10, "arena 0 should hold about a hundred records")
-	require.Less(t, spans[resume-1].start, uint64(faultDataSize))
-	require.Greater(t, spans[resume-1].end, uint64(faultDataSize), "a record should span arenas 0 and 1")
+	require.Less(t, spans[resume-1].start, uint64(smallDataSize))
+	require.Greater(t, spans[resume-1].end, uint64(smallDataSize), "a record should span arenas 0 and 1")
 	bits, tier := corruptFlipBits(spans)
-	root := corruptFastRoot(t)
+	root := memDir(t)
 
 	for _, mode := range []struct {
 		name     string
 		template string
 		check    func(d int, events []int) error // d: the damaged record, -1 for the arena header
 	}{
-		{"closed", faultBuildQueue(t, msgs), func(d int, events []int) error {
-			if err := corruptSilentGap(events, 0); err != nil || d < 0 {
+		{"closed", buildQueue(t, msgs), func(d int, events []int) error {
+			if err := silentGap(events, 0); err != nil || d < 0 {
 				return err
 			}
-			if len(events) <= d || !slices.Equal(events[:d], faultRange(0, d)) || events[d] != corruptEvent {
-				return fmt.Errorf("want messages 0 to %d then ErrCorrupt; read %s", d-1, faultEventString(events))
+			if len(events) <= d || !slices.Equal(events[:d], intRange(0, d)) || events[d] != corruptEvent {
+				return fmt.Errorf("want messages 0 to %d then ErrCorrupt; read %s", d-1, eventString(events))
 			}
 			if slices.Contains(events, d) {
-				return fmt.Errorf("damaged message %d was read: %s", d, faultEventString(events))
+				return fmt.Errorf("damaged message %d was read: %s", d, eventString(events))
 			}
 			for j := resume; j < n; j++ {
 				if !slices.Contains(events, j) {
-					return fmt.Errorf("message %d, in the intact arena 1, was lost: %s", j, faultEventString(events))
+					return fmt.Errorf("message %d, in the intact arena 1, was lost: %s", j, eventString(events))
 				}
 			}
 			return nil
@@ -611,7 +557,7 @@ func TestCorruptionBitFlips(t *testing.T) {
 		{"unflushed", corruptBuildUnflushed(t, msgs), func(d int, events []int) error {
 			k, err := corruptPrefix(events)
 			if err == nil && d >= 0 && k != d {
-				err = fmt.Errorf("want exactly messages 0 to %d, the records before the damage; read %s", d-1, faultEventString(events))
+				err = fmt.Errorf("want exactly messages 0 to %d, the records before the damage; read %s", d-1, eventString(events))
 			}
 			return err
 		}},
@@ -619,7 +565,7 @@ func TestCorruptionBitFlips(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			files := corruptReadFiles(t, mode.template)
 			arena0 := files["arena-0.bq"]
-			require.Len(t, arena0, faultArenaSize)
+			require.Len(t, arena0, smallArenaSize)
 			var tally corruptTally
 			start := time.Now()
 			corruptSweep(t, root, files, len(bits), &tally, func(t *testing.T, f *corruptFixture, i int) error {
@@ -668,7 +614,7 @@ func TestCorruptionBitFlips(t *testing.T) {
 // counts messages a consumer read a second time.
 func TestCorruptionIndexBitFlips(t *testing.T) {
 	msgs, dir := corruptReadersQueue(t, 14)
-	byContent := faultMessageIndex(msgs)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
 	files := corruptReadFiles(t, dir)
 	index := files[indexFileName]
@@ -676,10 +622,10 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 	require.Equal(t, uint32(slotUsed), le32(index[indexHeaderSize+slotSize+slotStateOff:]))
 	require.Equal(t, uint32(slotFree), le32(index[used+slotStateOff:]))
 	starts := map[string]int{defaultConsumerKey: 50, "reader": 30}
-	sampled := testRaceEnabled && !corruptLong()
+	sampled := sampledTier()
 	tier := "every bit of the header and used slots, one bit of every byte of the free slots"
 	switch {
-	case corruptLong():
+	case longTier():
 		tier = "every bit"
 	case sampled:
 		tier = "race detector: one bit of every byte of the header and used slots, of every 8th byte of the free slots"
@@ -687,7 +633,7 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 	var bits []int
 	for p := range index {
 		switch {
-		case corruptLong() || (p < used && !sampled):
+		case longTier() || (p < used && !sampled):
 			for b := range 8 {
 				bits = append(bits, p*8+b)
 			}
@@ -698,7 +644,7 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 
 	var tally corruptTally
 	start := time.Now()
-	corruptSweep(t, corruptFastRoot(t), files, len(bits), &tally, func(t *testing.T, f *corruptFixture, i int) error {
+	corruptSweep(t, memDir(t), files, len(bits), &tally, func(t *testing.T, f *corruptFixture, i int) error {
 		bit := bits[i]
 		p := bit / 8
 		if err := f.patch(indexFileName, int64(p), []byte{index[p] ^ 1<<(bit%8)}); err != nil {
@@ -719,13 +665,11 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 // consumer read 50 of them and whose consumer "reader" read 30.
 func corruptReadersQueue(t *testing.T, seed uint64) ([][]byte, string) {
 	t.Helper()
-	msgs := faultMessages(rand.New(rand.NewPCG(seed, seed)), 110, 560, 640)
-	q, dir := openTestQueue(t, faultOptions()...)
+	msgs := randomMessages(rand.New(rand.NewPCG(seed, seed)), 110, 560, 640)
+	q, dir := openTestQueue(t, smallOptions()...)
 	reader, err := q.NewConsumer("reader")
 	require.NoError(t, err)
-	for _, m := range msgs {
-		require.NoError(t, q.Enqueue(m))
-	}
+	enqueueAll(t, q, msgs)
 	for i := range 50 {
 		if i < 30 {
 			_, err := reader.Dequeue()
@@ -752,7 +696,7 @@ func corruptReadersQueue(t *testing.T, seed uint64) ([][]byte, string) {
 // word.
 func TestCorruptionConsumerSlotDamage(t *testing.T) {
 	msgs, template := corruptReadersQueue(t, 15)
-	byContent := faultMessageIndex(msgs)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
 	starts := map[string]int{defaultConsumerKey: 50, "reader": 30}
 	// The order they were created in: "reader" first, the default
@@ -760,8 +704,8 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 	slots := map[string]int{"reader": 0, defaultConsumerKey: 1}
 	// Close reclaimed the arenas below the lowest position's; the oldest
 	// stored message is the first that starts in the arena left.
-	spans := faultLayout(msgs)
-	firstKept := spans[30].start / faultDataSize * faultDataSize
+	spans := layoutOf(msgs)
+	firstKept := spans[30].start / smallDataSize * smallDataSize
 	oldest := sort.Search(n, func(i int) bool { return spans[i].start >= firstKept })
 	restarts := map[string]int{defaultConsumerKey: oldest, "reader": oldest}
 
@@ -776,7 +720,7 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 			{"name", slotNameOff + 2},
 		} {
 			t.Run(consumer+"/"+field.name, func(t *testing.T) {
-				dir := faultCopyDir(t, template)
+				dir := copyQueueDir(t, template)
 				slot := indexHeaderSize + slots[consumer]*slotSize
 				index, err := os.ReadFile(filepath.Join(dir, indexFileName))
 				require.NoError(t, err)
@@ -805,13 +749,13 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 					require.NoError(t, err)
 					read = c.Dequeue
 				}
-				events := faultDrain(t, read, byContent, 2*n+8)
-				t.Logf("read %s", faultEventString(events))
+				events := requireDrain(t, read, byContent, 2*n+8)
+				t.Logf("read %s", eventString(events))
 				require.NotEmpty(t, events)
 				require.Equal(t, corruptEvent, events[0], "the consumer, created anew, must report the lost position first")
 				// Created anew, it starts at the oldest stored message.
 				require.Equal(t, restarts[consumer], events[1], "consumer %q, created anew, after its report", consumer)
-				require.Equal(t, faultRange(restarts[consumer], n), events[1:])
+				require.Equal(t, intRange(restarts[consumer], n), events[1:])
 				// The other consumer is untouched.
 				other := "reader"
 				read = q.Dequeue
@@ -822,7 +766,7 @@ func TestCorruptionConsumerSlotDamage(t *testing.T) {
 					require.NoError(t, err)
 					read = c.Dequeue
 				}
-				require.Equal(t, faultRange(starts[other], n), faultDrain(t, read, byContent, 2*n+8), "consumer %q", other)
+				require.Equal(t, intRange(starts[other], n), requireDrain(t, read, byContent, 2*n+8), "consumer %q", other)
 			})
 		}
 	}
@@ -847,55 +791,41 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 		dir    string
 		starts map[string]int // each consumer's next message
 	}
-	closed := faultMessages(rand.New(rand.NewPCG(16, 16)), 5, 20, 60)
-	crashed := faultMessages(rand.New(rand.NewPCG(17, 17)), 100, 1000, 1000)
+	closed := randomMessages(rand.New(rand.NewPCG(16, 16)), 5, 20, 60)
+	crashed := randomMessages(rand.New(rand.NewPCG(17, 17)), 100, 1000, 1000)
 	states := []state{
-		{"closed", closed, faultBuildQueue(t, closed), map[string]int{}},
+		{"closed", closed, buildQueue(t, closed), map[string]int{}},
 		{"crashed", crashed, func() string {
 			// Reads reclaim nothing: the consumers read past arena 0,
 			// a flush reclaims it, and the rest is written and read
 			// with no flush after.
-			spans := faultLayout(crashed)
-			past := sort.Search(len(spans), func(i int) bool { return spans[i].start >= faultDataSize })
+			past := firstInArena(crashed, 1)
 			require.Less(t, past, 70)
-			q, dir := openTestQueue(t, faultOptions()...)
+			q, dir := openTestQueue(t, smallOptions()...)
 			reader, err := q.NewConsumer("reader")
 			require.NoError(t, err)
-			for _, m := range crashed[:past+1] {
-				require.NoError(t, q.Enqueue(m))
-			}
-			read := func(from, to int) {
-				for i := from; i < to; i++ {
-					if i < 70 {
-						_, err := reader.Dequeue()
-						require.NoError(t, err)
-					}
-					_, err := q.Dequeue()
-					require.NoError(t, err)
-				}
-			}
+			enqueueAll(t, q, crashed[:past+1])
+			read := func(from, to int) { readBoth(t, q, reader, 70, from, to) }
 			read(0, past)
 			require.NoError(t, q.Flush())
 			require.EqualValues(t, 1, q.Stats().ArenasReclaimed)
-			for _, m := range crashed[past+1:] {
-				require.NoError(t, q.Enqueue(m))
-			}
+			enqueueAll(t, q, crashed[past+1:])
 			read(past, 80)
-			return faultCopyDir(t, dir)
+			return copyQueueDir(t, dir)
 		}(), map[string]int{defaultConsumerKey: 80, "reader": 70}},
 	}
 	for _, st := range states {
 		t.Run(st.name, func(t *testing.T) {
-			byContent := faultMessageIndex(st.msgs)
+			byContent := messageIndex(st.msgs)
 			n := len(st.msgs)
-			tail := faultLayout(st.msgs)[n-1].end
-			last := fmt.Sprintf("arena-%d.bq", (tail-1)/faultDataSize)
+			tail := layoutOf(st.msgs)[n-1].end
+			last := fmt.Sprintf("arena-%d.bq", (tail-1)/smallDataSize)
 			files := corruptReadFiles(t, st.dir)
 			require.Equal(t, []string{last}, slices.DeleteFunc(slices.Sorted(maps.Keys(files)), func(name string) bool {
 				return !strings.HasPrefix(name, "arena-")
 			}), "one arena, the tail's")
 			arena := files[last]
-			f := newCorruptFixture(t, corruptFastRoot(t), files)
+			f := newCorruptFixture(t, memDir(t), files)
 			var moved, backwards, lost, bricked, corrupt int
 			var bugs []string
 			bug := func(format string, args ...any) {
@@ -920,7 +850,7 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 					backwards++
 					bug("bit %d: tail sequence number %d, below the head's %d", bit, openedSeq, headSeq)
 				} else {
-					checkInvariants(t, q)
+					requireInvariants(t, q)
 				}
 				reader, err := q.NewConsumer("reader")
 				require.NoError(t, err)
@@ -929,14 +859,14 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 					if name != defaultConsumerKey {
 						read = reader.Dequeue
 					}
-					events := faultDrain(t, read, byContent, 2*n+8)
-					got := corruptDelivered(events)
-					corrupt += faultCount(events, corruptEvent)
-					if !slices.Equal(faultRange(st.starts[name], n), got) {
-						require.True(t, slices.Equal(faultRange(st.starts[name], st.starts[name]+len(got)), got),
-							"bit %d: consumer %q reads a prefix of its messages: %s", bit, name, faultEventString(events))
+					events := requireDrain(t, read, byContent, 2*n+8)
+					got := delivered(events)
+					corrupt += countEvents(events, corruptEvent)
+					if !slices.Equal(intRange(st.starts[name], n), got) {
+						require.True(t, slices.Equal(intRange(st.starts[name], st.starts[name]+len(got)), got),
+							"bit %d: consumer %q reads a prefix of its messages: %s", bit, name, eventString(events))
 						lost++
-						bug("bit %d: consumer %q read %s, want messages %d to %d, all intact", bit, name, faultEventString(events), st.starts[name], n-1)
+						bug("bit %d: consumer %q read %s, want messages %d to %d, all intact", bit, name, eventString(events), st.starts[name], n-1)
 					}
 				}
 				if err := corruptWorks(q); err != nil {
@@ -974,40 +904,26 @@ func TestCorruptionTailArenaHeader(t *testing.T) {
 // came back.)
 func TestCorruptionStaleAfterHeaderDamage(t *testing.T) {
 	const page = 4096
-	old := faultMessages(rand.New(rand.NewPCG(18, 18)), 50, 2000, 2000)
+	old := randomMessages(rand.New(rand.NewPCG(18, 18)), 50, 2000, 2000)
 	require.Equal(t, page, arenaHeaderSize+2*(recordHeaderSize+2000), "the third record must start a page")
-	byContent := faultMessageIndex(old)
-	q, dir := openTestQueue(t, faultOptions()...)
+	byContent := messageIndex(old)
+	q, dir := openTestQueue(t, smallOptions()...)
 	reader, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	// Reads reclaim nothing: the consumers read past arena 0 and a flush
 	// makes it a spare; the rest is written and read with no flush after.
-	spans := faultLayout(old)
-	past := sort.Search(len(spans), func(i int) bool { return spans[i].start >= faultDataSize })
+	past := firstInArena(old, 1)
 	require.Less(t, past, 40)
-	for _, m := range old[:past+1] {
-		require.NoError(t, q.Enqueue(m))
-	}
-	read := func(from, to int) {
-		for i := from; i < to; i++ {
-			if i < 40 {
-				_, err := reader.Dequeue()
-				require.NoError(t, err)
-			}
-			_, err := q.Dequeue()
-			require.NoError(t, err)
-		}
-	}
+	enqueueAll(t, q, old[:past+1])
+	read := func(from, to int) { readBoth(t, q, reader, 40, from, to) }
 	read(0, past)
 	require.NoError(t, q.Flush())
-	for _, m := range old[past+1:] {
-		require.NoError(t, q.Enqueue(m))
-	}
+	enqueueAll(t, q, old[past+1:])
 	read(past, 45)
-	crashed := faultCopyDir(t, dir) // not flushed since arena 0 became spare-1.bq
+	crashed := copyQueueDir(t, dir) // not flushed since arena 0 became spare-1.bq
 	require.FileExists(t, filepath.Join(crashed, "spare-1.bq"))
-	require.NoFileExists(t, faultArenaFile(crashed, 0))
-	header := faultArenaFile(crashed, 1)
+	require.NoFileExists(t, arenaPath(crashed, 0))
+	header := arenaPath(crashed, 1)
 	b, err := os.ReadFile(header)
 	require.NoError(t, err)
 	b[arenaFirstOff] ^= 1
@@ -1015,13 +931,13 @@ func TestCorruptionStaleAfterHeaderDamage(t *testing.T) {
 
 	// Not openTestQueueIn: its invariant check fails on the bug this test
 	// follows, when it is there.
-	q2, err := NewQueue(crashed, faultOptions()...)
+	q2, err := NewQueue(crashed, smallOptions()...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, q2.Close()) })
 	reader2, err := q2.NewConsumer("reader")
 	require.NoError(t, err)
-	faultDrain(t, q2.Dequeue, byContent, 2*len(old))
-	faultDrain(t, reader2.Dequeue, byContent, 2*len(old))
+	requireDrain(t, q2.Dequeue, byContent, 2*len(old))
+	requireDrain(t, reader2.Dequeue, byContent, 2*len(old))
 	require.NoError(t, q2.Flush())
 	// What each file holds before the fresh messages, by inode: the arena
 	// that receives them may be a spare renamed.
@@ -1043,19 +959,19 @@ func TestCorruptionStaleAfterHeaderDamage(t *testing.T) {
 	// The power loss: in the arena file that holds the first fresh record,
 	// the pages after the one it starts in keep their old content: the
 	// file's, or the spare's it was made from.
-	powerLoss := faultCopyDir(t, crashed)
-	name := fmt.Sprintf("arena-%d.bq", start/faultDataSize)
+	powerLoss := copyQueueDir(t, crashed)
+	name := fmt.Sprintf("arena-%d.bq", start/smallDataSize)
 	info, err := os.Stat(filepath.Join(crashed, name))
 	require.NoError(t, err)
 	prior, ok := before[corruptInode(info)]
 	require.True(t, ok, "%s was made from no file that was there: nothing old to come back", name)
 	cur, err := os.ReadFile(filepath.Join(powerLoss, name))
 	require.NoError(t, err)
-	keep := (arenaHeaderSize + int(start%faultDataSize)) / page * page
+	keep := (arenaHeaderSize + int(start%smallDataSize)) / page * page
 	copy(cur[keep+page:], prior[keep+page:])
 	require.NoError(t, os.WriteFile(filepath.Join(powerLoss, name), cur, 0o644))
 
-	q3, err := NewQueue(powerLoss, faultOptions()...)
+	q3, err := NewQueue(powerLoss, smallOptions()...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, q3.Close()) })
 	var got []string
@@ -1098,9 +1014,9 @@ func TestCorruptionStaleAfterHeaderDamage(t *testing.T) {
 // the tail (durably, before returning), the old records pass every check
 // and are delivered as if they were the new ones.
 func TestCorruptionStaleAfterIndexLoss(t *testing.T) {
-	old := faultMessages(rand.New(rand.NewPCG(19, 19)), 10, 500, 500)
-	byContent := faultMessageIndex(old)
-	q, dir := openTestQueue(t, faultOptions()...)
+	old := randomMessages(rand.New(rand.NewPCG(19, 19)), 10, 500, 500)
+	byContent := messageIndex(old)
+	q, dir := openTestQueue(t, smallOptions()...)
 	var flushedIndex []byte
 	for i, m := range old {
 		require.NoError(t, q.Enqueue(m))
@@ -1111,14 +1027,14 @@ func TestCorruptionStaleAfterIndexLoss(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	crashed := faultCopyDir(t, dir)
+	crashed := copyQueueDir(t, dir)
 	require.NoError(t, os.WriteFile(filepath.Join(crashed, indexFileName), flushedIndex, 0o644))
 
-	q2, err := NewQueue(crashed, faultOptions()...)
+	q2, err := NewQueue(crashed, smallOptions()...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, q2.Close()) })
 	require.Equal(t, int64(3), q2.Len(), "the tail is cut back to the checkpoint")
-	afterOpen, err := os.ReadFile(faultArenaFile(crashed, 0))
+	afterOpen, err := os.ReadFile(arenaPath(crashed, 0))
 	require.NoError(t, err)
 	fresh := make([]string, 7)
 	for i := range fresh {
@@ -1126,9 +1042,9 @@ func TestCorruptionStaleAfterIndexLoss(t *testing.T) {
 		require.NoError(t, q2.EnqueueString(fresh[i]))
 	}
 
-	powerLoss := faultCopyDir(t, crashed)
-	require.NoError(t, os.WriteFile(faultArenaFile(powerLoss, 0), afterOpen, 0o644))
-	q3, err := NewQueue(powerLoss, faultOptions()...)
+	powerLoss := copyQueueDir(t, crashed)
+	require.NoError(t, os.WriteFile(arenaPath(powerLoss, 0), afterOpen, 0o644))
+	q3, err := NewQueue(powerLoss, smallOptions()...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, q3.Close()) })
 	var got []string
@@ -1162,8 +1078,8 @@ func TestCorruptionStaleAfterIndexLoss(t *testing.T) {
 // consumer had read arena 0, so reopening reports no damage: the readers
 // go on from the tail, silently.
 func TestReclaimedCheckpointArena(t *testing.T) {
-	q, dir := openTestQueue(t, faultOptions()...)
-	msg := make([]byte, faultArenaSize/8)
+	q, dir := openTestQueue(t, smallOptions()...)
+	msg := make([]byte, smallArenaSize/8)
 	for range 3 {
 		require.NoError(t, q.Enqueue(msg))
 	}
@@ -1189,12 +1105,12 @@ func TestReclaimedCheckpointArena(t *testing.T) {
 		}
 	}
 	require.NoError(t, q.Flush())
-	_, err = os.Stat(faultArenaFile(dir, 0))
+	_, err = os.Stat(arenaPath(dir, 0))
 	require.ErrorIs(t, err, os.ErrNotExist, "arena 0 was reclaimed")
 
-	crashed := faultCopyDir(t, dir)
+	crashed := copyQueueDir(t, dir)
 	require.NoError(t, os.WriteFile(filepath.Join(crashed, indexFileName), flushedIndex, 0o644))
-	q2 := openTestQueueIn(t, crashed, faultOptions()...)
+	q2 := openTestQueueIn(t, crashed, smallOptions()...)
 	c2, err := q2.NewConsumer("c")
 	require.NoError(t, err)
 	readers := map[string]func() (string, error){"default": q2.DequeueString, "c": c2.DequeueString}
@@ -1215,16 +1131,14 @@ func TestReclaimedCheckpointArena(t *testing.T) {
 // Its messages are reported lost with ErrCorrupt, once, and reading goes
 // on with the next arena.
 func TestMissingMiddleArena(t *testing.T) {
-	q, dir := openTestQueue(t, faultOptions()...)
-	msgs := faultMessages(rand.New(rand.NewPCG(23, 23)), 24, faultArenaSize/8, faultArenaSize/8)
-	for _, m := range msgs {
-		require.NoError(t, q.Enqueue(m))
-	}
+	q, dir := openTestQueue(t, smallOptions()...)
+	msgs := randomMessages(rand.New(rand.NewPCG(23, 23)), 24, smallArenaSize/8, smallArenaSize/8)
+	enqueueAll(t, q, msgs)
 	require.NoError(t, q.Close())
-	require.NoError(t, os.Remove(faultArenaFile(dir, 1)))
+	require.NoError(t, os.Remove(arenaPath(dir, 1)))
 
-	q2 := openTestQueueIn(t, dir, faultOptions()...)
-	byContent := faultMessageIndex(msgs)
+	q2 := openTestQueueIn(t, dir, smallOptions()...)
+	byContent := messageIndex(msgs)
 	var got []int
 	corrupt := 0
 	for {
@@ -1254,7 +1168,7 @@ func TestMissingMiddleArena(t *testing.T) {
 // into an arena (clearCleanMark msyncs it, so that an index a power loss
 // brings back from after that write never claims a clean close).
 func TestCleanMark(t *testing.T) {
-	q, dir := openTestQueue(t, faultOptions()...)
+	q, dir := openTestQueue(t, smallOptions()...)
 	mark := func() uint64 {
 		b, err := os.ReadFile(filepath.Join(dir, indexFileName))
 		require.NoError(t, err)
@@ -1266,7 +1180,7 @@ func TestCleanMark(t *testing.T) {
 	require.NoError(t, q.Close())
 	require.Equal(t, uint64(cleanMark), mark(), "closed")
 
-	q, err := NewQueue(dir, faultOptions()...)
+	q, err := NewQueue(dir, smallOptions()...)
 	require.NoError(t, err)
 	msg, err := q.DequeueString()
 	require.NoError(t, err)
@@ -1275,13 +1189,13 @@ func TestCleanMark(t *testing.T) {
 	require.NoError(t, q.Close())
 	require.Equal(t, uint64(cleanMark), mark(), "closed after reading")
 
-	q, err = NewQueue(dir, faultOptions()...)
+	q, err = NewQueue(dir, smallOptions()...)
 	require.NoError(t, err)
 	require.NoError(t, q.EnqueueBatch([][]byte{[]byte("c")}))
 	require.Zero(t, mark(), "after the first write")
 	require.NoError(t, q.Close())
 	require.Equal(t, uint64(cleanMark), mark(), "closed after writing")
-	q, err = NewQueue(dir, faultOptions()...)
+	q, err = NewQueue(dir, smallOptions()...)
 	require.NoError(t, err)
 	for _, want := range []string{"b", "c"} {
 		msg, err := q.DequeueString()
@@ -1297,7 +1211,7 @@ func TestCleanMark(t *testing.T) {
 // frames), and every length within one byte of a boundary in bounds.
 func corruptTruncSizes(size int, every bool, head int, bounds []int) []int {
 	if every {
-		return faultRange(0, size+1)
+		return intRange(0, size+1)
 	}
 	set := make(map[int]bool)
 	for s := 0; s <= head; s++ {
@@ -1333,13 +1247,13 @@ func corruptTruncSizes(size int, every bool, head int, bounds []int) []int {
 // the last arena may cut the stream back silently, as a crash does, so it
 // must then read as an exact prefix.
 func TestCorruptionTruncation(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(12, 12)), 160, 700, 1300)
-	spans := faultLayout(msgs)
-	byContent := faultMessageIndex(msgs)
+	msgs := randomMessages(rand.New(rand.NewPCG(12, 12)), 160, 700, 1300)
+	spans := layoutOf(msgs)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
-	lastArena := int((spans[n-1].end - 1) / faultDataSize)
+	lastArena := int((spans[n-1].end - 1) / smallDataSize)
 	require.Equal(t, 2, lastArena, "the test wants three arenas")
-	root := corruptFastRoot(t)
+	root := memDir(t)
 
 	type cut struct {
 		file string
@@ -1351,7 +1265,7 @@ func TestCorruptionTruncation(t *testing.T) {
 		template string
 		closed   bool
 	}{
-		{"closed", faultBuildQueue(t, msgs), true},
+		{"closed", buildQueue(t, msgs), true},
 		{"unflushed", corruptBuildUnflushed(t, msgs), false},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
@@ -1362,12 +1276,12 @@ func TestCorruptionTruncation(t *testing.T) {
 				// Record boundaries as byte offsets of this arena's file.
 				var bounds []int
 				for _, s := range spans {
-					if s.start/faultDataSize == uint64(id) {
-						bounds = append(bounds, arenaHeaderSize+int(s.start%faultDataSize), arenaHeaderSize+int(s.start%faultDataSize)+recordHeaderSize)
+					if s.start/smallDataSize == uint64(id) {
+						bounds = append(bounds, arenaHeaderSize+int(s.start%smallDataSize), arenaHeaderSize+int(s.start%smallDataSize)+recordHeaderSize)
 					}
 				}
-				every := corruptLong() || (id == lastArena && mode.closed && !testRaceEnabled)
-				sizes := corruptTruncSizes(faultArenaSize, every, arenaHeaderSize, bounds)
+				every := longTier() || (id == lastArena && mode.closed && !sampledTier())
+				sizes := corruptTruncSizes(smallArenaSize, every, arenaHeaderSize, bounds)
 				for _, s := range sizes {
 					cuts = append(cuts, cut{fmt.Sprintf("arena-%d.bq", id), id, s})
 				}
@@ -1375,10 +1289,10 @@ func TestCorruptionTruncation(t *testing.T) {
 			}
 			index := files[indexFileName]
 			var idxSizes []int
-			if testRaceEnabled && !corruptLong() {
+			if sampledTier() {
 				idxSizes = corruptTruncSizes(len(index), false, indexHeaderSize, nil)
 			} else {
-				idxSizes = faultRange(0, len(index)+1)
+				idxSizes = intRange(0, len(index)+1)
 			}
 			for _, s := range idxSizes {
 				cuts = append(cuts, cut{indexFileName, -1, s})
@@ -1401,15 +1315,15 @@ func TestCorruptionTruncation(t *testing.T) {
 					if err != nil {
 						break
 					}
-					err = corruptSilentGap(events, 0)
+					err = silentGap(events, 0)
 					if err == nil && c.id == lastArena {
 						_, err = corruptPrefix(events)
 					}
 					if err == nil && mode.closed && c.id >= 0 && c.id < lastArena {
 						// Every record that starts in a later arena, all intact, is read.
-						for j := corruptRecordAt(spans, uint64(c.id+1)*faultDataSize) + 1; j < n; j++ {
+						for j := corruptRecordAt(spans, uint64(c.id+1)*smallDataSize) + 1; j < n; j++ {
 							if !slices.Contains(events, j) {
-								err = fmt.Errorf("message %d, in an intact later arena, was lost: %s", j, faultEventString(events))
+								err = fmt.Errorf("message %d, in an intact later arena, was lost: %s", j, eventString(events))
 								break
 							}
 						}
@@ -1439,12 +1353,12 @@ func TestCorruptionTruncation(t *testing.T) {
 // left to read. Under the race detector only the first two sectors of each
 // file and every 4th are hit.
 func TestCorruptionSectors(t *testing.T) {
-	seed := faultTestSeed(t)
+	seed := int64(testSeed(t))
 	const sector = 512
-	msgs := faultMessages(rand.New(rand.NewPCG(13, 13)), 300, 300, 1700)
-	byContent := faultMessageIndex(msgs)
+	msgs := randomMessages(rand.New(rand.NewPCG(13, 13)), 300, 300, 1700)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
-	root := corruptFastRoot(t)
+	root := memDir(t)
 	positions := map[string]int{defaultConsumerKey: 170, "slow": 140} // next message of each consumer
 
 	// build makes the small queue: two consumers part-way, the arenas they
@@ -1453,30 +1367,18 @@ func TestCorruptionSectors(t *testing.T) {
 	// leaves it, else the queue is closed and its spares put back as a
 	// crash inside Close leaves them.
 	build := func(t *testing.T, crash bool) string {
-		q, dir := openTestQueue(t, faultOptions()...)
+		q, dir := openTestQueue(t, smallOptions()...)
 		slow, err := q.NewConsumer("slow")
 		require.NoError(t, err)
-		for _, m := range msgs[:n-60] {
-			require.NoError(t, q.Enqueue(m))
-		}
-		for i := range 140 {
-			b, err := slow.Dequeue()
-			require.NoError(t, err)
-			require.Equal(t, msgs[i], b)
-		}
-		for i := range 170 {
-			b, err := q.Dequeue()
-			require.NoError(t, err)
-			require.Equal(t, msgs[i], b)
-		}
+		enqueueAll(t, q, msgs[:n-60])
+		requireReads(t, slow.Dequeue, msgs[:140])
+		requireReads(t, q.Dequeue, msgs[:170])
 		require.NoError(t, q.Flush())
-		for _, m := range msgs[n-60:] {
-			require.NoError(t, q.Enqueue(m))
-		}
+		enqueueAll(t, q, msgs[n-60:])
 		if crash {
-			return faultCopyDir(t, dir)
+			return copyQueueDir(t, dir)
 		}
-		faultCloseKeepSpares(t, q, dir)
+		closeKeepSpares(t, q, dir)
 		return dir
 	}
 
@@ -1504,7 +1406,7 @@ func TestCorruptionSectors(t *testing.T) {
 				random bool
 			}
 			var hits []hit
-			sampled := testRaceEnabled && !corruptLong()
+			sampled := sampledTier()
 			for _, name := range names {
 				for s := 0; s*sector < len(files[name]); s++ {
 					if sampled && s >= 2 && s%4 != 0 {
@@ -1542,7 +1444,7 @@ func TestCorruptionSectors(t *testing.T) {
 					}
 					return nil
 				}
-				checkInvariants(t, q)
+				requireInvariants(t, q)
 				readers := []string{defaultConsumerKey}
 				reads := []func() ([]byte, error){q.Dequeue}
 				for _, name := range q.Consumers() {
@@ -1555,29 +1457,21 @@ func TestCorruptionSectors(t *testing.T) {
 				}
 				var rep corruptReport
 				for r, read := range reads {
-					events := faultDrain(t, read, byContent, 2*n+8)
+					events := requireDrain(t, read, byContent, 2*n+8)
 					rep.events = append(rep.events, events)
 					first, known := positions[readers[r]]
-					fresh := 0
-					for _, e := range corruptDelivered(events) {
-						if e < first {
-							rep.again++
-						} else {
-							fresh++
-						}
-					}
-					rep.lost += n - first - fresh
+					rep.count(events, first, n)
 					if known && h.file != indexFileName {
 						// A damaged index may move a consumer silently; damaged
 						// records may not be skipped silently.
-						if err := corruptSilentGap(events, first); err != nil {
+						if err := silentGap(events, first); err != nil {
 							return fmt.Errorf("%s: consumer %q: %w", what, readers[r], err)
 						}
 					}
 				}
 				tally.add(rep)
-				checkInvariants(t, q)
-				faultRequireWorks(t, q, "after")
+				requireInvariants(t, q)
+				requireWorks(t, q, "after")
 				for r, read := range reads[1:] {
 					for j := range 3 {
 						b, err := read()
@@ -1591,7 +1485,7 @@ func TestCorruptionSectors(t *testing.T) {
 
 				q2, err := NewQueue(f.dir, corruptOpenOptions()...)
 				require.NoError(t, err, "%s: reopen after a clean close", what)
-				checkInvariants(t, q2)
+				requireInvariants(t, q2)
 				names := q2.Consumers()
 				require.Contains(t, names, defaultConsumerKey, what)
 				for _, name := range names {
@@ -1614,11 +1508,11 @@ func TestCorruptionSectors(t *testing.T) {
 // deletes the arena under it as reclaimed and moves the consumer on
 // without a word. Its first read must report ErrCorrupt, across a reopen.
 func TestCorruptionUnprovenConsumerKeepsArena(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(12, 12)), 160, 700, 1300)
-	dir := faultBuildQueue(t, msgs) // "reader" and the default consumer at 0
+	msgs := randomMessages(rand.New(rand.NewPCG(12, 12)), 160, 700, 1300)
+	dir := buildQueue(t, msgs) // "reader" and the default consumer at 0
 	// Damage arena 0's header and the first record's payload; the records
 	// after it are intact.
-	arena := faultArenaFile(dir, 0)
+	arena := arenaPath(dir, 0)
 	b, err := os.ReadFile(arena)
 	require.NoError(t, err)
 	b[arenaFirstOff] ^= 1

@@ -3,10 +3,8 @@ package bigqueue
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -43,12 +41,10 @@ import (
 // children are killed while recovering a queue that was itself killed, not
 // only one the parent closed cleanly.
 //
-// Knobs: -crashloop.seed or BIGQUEUE_SEED fix the seed (the kill moments
+// Knobs: BIGQUEUE_SEED fixes the seed (the kill moments
 // still vary from run to run); BIGQUEUE_LONG=1 runs 10,000 iterations
 // (with go test -timeout 2h: they take longer than the default 10 minutes);
 // BIGQUEUE_CRASHLOOP_ITERATIONS=n runs n.
-
-var crashSeedFlag = flag.Uint64("crashloop.seed", 0, "seed of TestCrashLoop; 0 takes BIGQUEUE_SEED or the clock")
 
 const (
 	crashPlanEnv       = "BIGQUEUE_CRASHLOOP_PLAN" // path of the child's plan (JSON); set only in the child
@@ -277,46 +273,6 @@ func parseCrashOp(s string) (crashOp, error) {
 	return op, nil
 }
 
-// crashPayload appends the payload of message seq of n bytes to dst: the
-// sequence number and the seed (8 bytes each, little-endian), then a PRNG
-// stream of (seed, seq), all cut to n bytes. Short messages keep the low
-// bytes of the sequence number; the checks tell equal short payloads apart
-// by position (Len), not by content.
-func crashPayload(dst []byte, seed, seq uint64, n int) []byte {
-	start := len(dst)
-	dst = slices.Grow(dst, n)[:start+n]
-	b := dst[start:]
-	var head [16]byte
-	binary.LittleEndian.PutUint64(head[0:], seq)
-	binary.LittleEndian.PutUint64(head[8:], seed)
-	copy(b, head[:])
-	if n <= len(head) {
-		return dst
-	}
-	pcg := rand.NewPCG(seed, seq)
-	var w [8]byte
-	for i := len(head); i < n; i += 8 {
-		binary.LittleEndian.PutUint64(w[:], pcg.Uint64())
-		copy(b[i:], w[:])
-	}
-	return dst
-}
-
-// crashDescribe names a payload for failure messages.
-func crashDescribe(seed uint64, b []byte) string {
-	if len(b) >= 16 && binary.LittleEndian.Uint64(b[8:]) == seed {
-		seq := binary.LittleEndian.Uint64(b)
-		if bytes.Equal(b, crashPayload(nil, seed, seq, len(b))) {
-			return fmt.Sprintf("message %d (%d bytes)", seq, len(b))
-		}
-		return fmt.Sprintf("a damaged message %d (%d bytes)", seq, len(b))
-	}
-	if len(b) > 16 {
-		return fmt.Sprintf("%d unknown bytes %x...", len(b), b[:16])
-	}
-	return fmt.Sprintf("%d bytes %x", len(b), b)
-}
-
 func crashDescribeMsg(m crashMsg) string {
 	return fmt.Sprintf("message %d (%d bytes)", m.Seq, m.Len)
 }
@@ -435,27 +391,27 @@ func (o *crashObservation) mismatch(seed uint64, m *crashModel) string {
 		err := o.nextErr[name]
 		if p == len(m.Msgs) {
 			if !errors.Is(err, ErrEmptyQueue) {
-				return fmt.Sprintf("consumer %q: Peek gave %s (error %v), want ErrEmptyQueue", name, crashDescribe(seed, o.next[name]), err)
+				return fmt.Sprintf("consumer %q: Peek gave %s (error %v), want ErrEmptyQueue", name, describeMessage(seed, o.next[name]), err)
 			}
 			continue
 		}
 		if err != nil {
 			return fmt.Sprintf("consumer %q: Peek: %v, want %s", name, err, crashDescribeMsg(m.Msgs[p]))
 		}
-		buf = crashPayload(buf[:0], seed, m.Msgs[p].Seq, m.Msgs[p].Len)
+		buf = appendMessage(buf[:0], seed, m.Msgs[p].Seq, m.Msgs[p].Len)
 		if !bytes.Equal(o.next[name], buf) {
-			return fmt.Sprintf("consumer %q: Peek gave %s, want %s", name, crashDescribe(seed, o.next[name]), crashDescribeMsg(m.Msgs[p]))
+			return fmt.Sprintf("consumer %q: Peek gave %s, want %s", name, describeMessage(seed, o.next[name]), crashDescribeMsg(m.Msgs[p]))
 		}
 	}
 	h := m.head()
 	for i, b := range o.all {
 		if h+i >= len(m.Msgs) {
-			return fmt.Sprintf("reading from the head: %s after the last acknowledged message", crashDescribe(seed, b))
+			return fmt.Sprintf("reading from the head: %s after the last acknowledged message", describeMessage(seed, b))
 		}
 		msg := m.Msgs[h+i]
-		buf = crashPayload(buf[:0], seed, msg.Seq, msg.Len)
+		buf = appendMessage(buf[:0], seed, msg.Seq, msg.Len)
 		if !bytes.Equal(b, buf) {
-			return fmt.Sprintf("reading from the head: read %d gave %s, want %s", i, crashDescribe(seed, b), crashDescribeMsg(msg))
+			return fmt.Sprintf("reading from the head: read %d gave %s, want %s", i, describeMessage(seed, b), crashDescribeMsg(msg))
 		}
 	}
 	if o.allErr != nil {
@@ -483,7 +439,7 @@ func (o *crashObservation) classify(seed uint64, m *crashModel) crashCounts {
 			pendingMsgs = done.Msgs[len(m.Msgs):]
 		}
 	}
-	key := func(msg crashMsg) string { return string(crashPayload(nil, seed, msg.Seq, msg.Len)) }
+	key := func(msg crashMsg) string { return string(appendMessage(nil, seed, msg.Seq, msg.Len)) }
 	h := m.head()
 	where := make(map[string][]int) // payload -> indexes into done.Msgs
 	for i := h; i < len(done.Msgs); i++ {
@@ -629,18 +585,6 @@ func crashReaderOf(q *Queue, name string) (crashReader, error) {
 	return crashReader{c.Dequeue, c.DequeueString, c.DequeueAppend, c.Peek, c.PeekString, c.Len}, nil
 }
 
-// crashTB turns a failed assertion of checkInvariants into a call of
-// fail: in the child a report to the parent, in the parent a failure with
-// the context of the iteration.
-type crashTB struct {
-	testing.TB
-	fail func(format string, args ...any)
-}
-
-func (c crashTB) Errorf(format string, args ...any) { c.fail("invariant: "+format, args...) }
-func (c crashTB) Fatalf(format string, args ...any) { c.fail("invariant: "+format, args...) }
-func (c crashTB) FailNow()                          { c.fail("invariant failed") }
-
 // TestCrashLoopChild is not a test: TestCrashLoop runs the test binary
 // again with only it selected, as the process it kills. It reports on
 // file descriptor 3, one line each, written before it goes on:
@@ -682,7 +626,11 @@ func TestCrashLoopChild(t *testing.T) {
 	if plan.Model.Pos == nil {
 		plan.Model.Pos = make(map[string]int)
 	}
-	tb := crashTB{TB: t, fail: fail}
+	invariants := func(q *Queue) {
+		if err := q.checkInvariants(); err != nil {
+			fail("%v", err)
+		}
+	}
 
 	send("S\n")
 	q, err := NewQueue(plan.Dir, plan.options()...)
@@ -690,7 +638,7 @@ func TestCrashLoopChild(t *testing.T) {
 		fail("open: %v", err)
 	}
 	send("O\n")
-	checkInvariants(tb, q)
+	invariants(q)
 	m, applied, problem, counts, err := crashResolve(q, plan.Seed, &plan.Model)
 	if err != nil {
 		fail("check: %v", err)
@@ -699,7 +647,7 @@ func TestCrashLoopChild(t *testing.T) {
 		send(fmt.Sprintf("C %d %d %d\n", counts.lost, counts.garbage, counts.duplicates))
 		fail("check: %s", problem)
 	}
-	checkInvariants(tb, q)
+	invariants(q)
 	if applied {
 		send("V 1\n")
 	} else {
@@ -724,7 +672,7 @@ func TestCrashLoopChild(t *testing.T) {
 		c.m.apply(op)
 		prefix = "A\n"
 	}
-	checkInvariants(tb, q)
+	invariants(q)
 	send(prefix + "Z\n")
 	// Wait to be killed; the end of stdin means the parent is gone.
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
@@ -860,7 +808,7 @@ func (c *crashChild) reader(name string) crashReader {
 func (c *crashChild) expect(op crashOp, p int, got []byte, err error) {
 	if p == len(c.m.Msgs) {
 		if !errors.Is(err, ErrEmptyQueue) {
-			c.fail("%s: got %s (error %v), want ErrEmptyQueue", op, crashDescribe(c.seed, got), err)
+			c.fail("%s: got %s (error %v), want ErrEmptyQueue", op, describeMessage(c.seed, got), err)
 		}
 		return
 	}
@@ -868,9 +816,9 @@ func (c *crashChild) expect(op crashOp, p int, got []byte, err error) {
 	if err != nil {
 		c.fail("%s: %v, want %s", op, err, crashDescribeMsg(want))
 	}
-	c.buf = crashPayload(c.buf[:0], c.seed, want.Seq, want.Len)
+	c.buf = appendMessage(c.buf[:0], c.seed, want.Seq, want.Len)
 	if !bytes.Equal(got, c.buf) {
-		c.fail("%s: got %s, want %s", op, crashDescribe(c.seed, got), crashDescribeMsg(want))
+		c.fail("%s: got %s, want %s", op, describeMessage(c.seed, got), crashDescribeMsg(want))
 	}
 }
 
@@ -893,7 +841,7 @@ func (c *crashChild) do(op crashOp) {
 	q, m := c.q, c.m
 	switch op.Kind {
 	case 'E':
-		c.buf = crashPayload(c.buf[:0], c.seed, op.Seq, op.Lens[0])
+		c.buf = appendMessage(c.buf[:0], c.seed, op.Seq, op.Lens[0])
 		var err error
 		if op.API == 0 {
 			err = q.Enqueue(c.buf)
@@ -906,7 +854,7 @@ func (c *crashChild) do(op crashOp) {
 	case 'B':
 		msgs := make([][]byte, len(op.Lens))
 		for i, n := range op.Lens {
-			msgs[i] = crashPayload(nil, c.seed, op.Seq+uint64(i), n)
+			msgs[i] = appendMessage(nil, c.seed, op.Seq+uint64(i), n)
 		}
 		if err := q.EnqueueBatch(msgs); err != nil {
 			c.fail("%s: %v", op, err)
@@ -1034,19 +982,11 @@ type crashRun struct {
 	out   string   // the current child's output, when it failed
 }
 
-// crashLoopSeed returns the seed of the run: the flag, BIGQUEUE_SEED or
-// the clock.
-func crashLoopSeed(t *testing.T) uint64 {
-	seed := testSeed(t, *crashSeedFlag)
-	t.Logf("crashloop: seed %d (rerun with BIGQUEUE_SEED=%d; kill moments differ between runs)", seed, seed)
-	return seed
-}
-
 // crashIterations returns how many children to kill.
 func crashIterations(t *testing.T) (iterations, maxOps int) {
 	iterations, maxOps = 300, 800
 	switch {
-	case os.Getenv("BIGQUEUE_LONG") == "1":
+	case longTier():
 		iterations = 10_000
 	case testRaceEnabled:
 		iterations, maxOps = 100, 300
@@ -1071,7 +1011,7 @@ func TestCrashLoop(t *testing.T) {
 		t.Skip("running as a child")
 	}
 	iterations, maxOps := crashIterations(t)
-	r := &crashRun{t: t, seed: crashLoopSeed(t), root: t.TempDir(), start: time.Now()}
+	r := &crashRun{t: t, seed: testSeed(t), root: t.TempDir(), start: time.Now()}
 	t.Cleanup(func() {
 		if r.q != nil {
 			if err := r.q.Close(); err != nil {
@@ -1121,7 +1061,7 @@ func TestCrashLoop(t *testing.T) {
 }
 
 func (r *crashRun) summary() {
-	r.t.Logf("crashloop: iterations=%d acked=%d lost=%d garbage=%d duplicates=%d open_failures=%d kills_during_open=%d seed=%d",
+	report(r.t, "iterations=%d acked=%d lost=%d garbage=%d duplicates=%d open_failures=%d kills_during_open=%d seed=%d",
 		r.iterations, r.acked, r.counts.lost, r.counts.garbage, r.counts.duplicates, r.openFailures, r.killsDuringOpen, r.seed)
 }
 
@@ -1267,8 +1207,9 @@ func (r *crashRun) check(rng *rand.Rand) {
 		r.fail("the parent's NewQueue: %v", err)
 	}
 	r.q = q
-	tb := crashTB{TB: t, fail: r.fail}
-	checkInvariants(tb, q)
+	if err := q.checkInvariants(); err != nil {
+		r.fail("%v", err)
+	}
 	m, applied, problem, counts, err := crashResolve(q, r.seed, r.model)
 	require.NoError(t, err, "check in the parent")
 	if problem != "" {
@@ -1277,7 +1218,9 @@ func (r *crashRun) check(rng *rand.Rand) {
 		r.counts.duplicates += counts.duplicates
 		r.fail("check in the parent: %s", problem)
 	}
-	checkInvariants(tb, q)
+	if err := q.checkInvariants(); err != nil {
+		r.fail("%v", err)
+	}
 	require.NoError(t, q.Close())
 	r.q = nil
 	r.resolved(r.model.Pending, applied) // before the model changes: a dequeue counts when it moved
@@ -1546,7 +1489,7 @@ func TestCrashFirstOpenInterrupted(t *testing.T) {
 func TestCrashLoopChecker(t *testing.T) {
 	const seed = 7
 	enqueue := func(t *testing.T, q *Queue, seq uint64, n int) {
-		require.NoError(t, q.Enqueue(crashPayload(nil, seed, seq, n)))
+		require.NoError(t, q.Enqueue(appendMessage(nil, seed, seq, n)))
 	}
 	// base is a queue holding messages 1 to 3 (3 is empty), one of them read
 	// by the default consumer, with a named consumer c1 at the start, and
@@ -1580,7 +1523,7 @@ func TestCrashLoopChecker(t *testing.T) {
 		{name: "enqueueNotDone", pending: &crashOp{Kind: 'E', Seq: 4, Lens: []int{20}}},
 		{name: "batchDone", pending: &crashOp{Kind: 'B', Seq: 4, Lens: []int{1, 0, 9000}},
 			act: func(t *testing.T, q *Queue, _ *crashModel) {
-				require.NoError(t, q.EnqueueBatch([][]byte{crashPayload(nil, seed, 4, 1), crashPayload(nil, seed, 5, 0), crashPayload(nil, seed, 6, 9000)}))
+				require.NoError(t, q.EnqueueBatch([][]byte{appendMessage(nil, seed, 4, 1), appendMessage(nil, seed, 5, 0), appendMessage(nil, seed, 6, 9000)}))
 			}, applied: true},
 		{name: "batchHalfDone", pending: &crashOp{Kind: 'B', Seq: 4, Lens: []int{1, 2}},
 			act:    func(t *testing.T, q *Queue, _ *crashModel) { enqueue(t, q, 4, 1) },

@@ -1,10 +1,12 @@
 package bigqueue
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -135,20 +137,28 @@ func TestArenaOfAnotherQueueRefused(t *testing.T) {
 	q, err := NewQueue(dirA, SetArenaSize(4096))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q.Close()) }()
-	var sawCorrupt bool
-	for i := 0; i < 200; i++ {
+	require.Positive(t, readTagged(t, q, "A", 200), "the foreign arena was not reported")
+}
+
+// readTagged reads q until ErrEmptyQueue, at most bound times, requires
+// every message it returns to be one of tag's, and returns how many reads
+// reported ErrCorrupt.
+func readTagged(t *testing.T, q *Queue, tag string, bound int) (corrupt int) {
+	t.Helper()
+	for range bound {
 		msg, err := q.Dequeue()
-		if err == ErrEmptyQueue {
-			break
+		if errors.Is(err, ErrEmptyQueue) {
+			return corrupt
 		}
 		if err != nil {
 			require.ErrorIs(t, err, ErrCorrupt)
-			sawCorrupt = true
+			corrupt++
 			continue
 		}
-		require.Contains(t, string(msg), "A-", "a record of queue B was delivered as A's")
+		require.True(t, strings.HasPrefix(string(msg), tag+"-"), "read %q, not a message of %s", msg, tag)
 	}
-	require.True(t, sawCorrupt, "the foreign arena was not reported")
+	require.FailNow(t, "consumer stuck", "no ErrEmptyQueue after %d reads", bound)
+	return corrupt
 }
 
 // A file at the name of the next arena, which this queue did not make,

@@ -2,12 +2,10 @@ package bigqueue
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -16,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Disk-full tests (issue 4, part 4): a real file system runs out of space
+// Disk-full tests: a real file system runs out of space
 // under the queue, on an ext4 loop image and on a small tmpfs. Enqueue
 // must fail with an error wrapping syscall.ENOSPC, never SIGBUS; a failed
 // Enqueue or EnqueueBatch stores nothing; everything acknowledged reads
@@ -30,116 +28,23 @@ const (
 	diskFullSecond    = "second" // the consumer read besides the default one
 )
 
-// diskFullFS says how to make and mount a file system of one type.
-type diskFullFS struct {
-	mkfs  []string // the command that formats the image, which is appended
-	mount string   // mount options besides loop
-	min   int      // smallest image mkfs accepts, in MiB
-}
-
-var diskFullFileSystems = map[string]diskFullFS{
-	// -m 0: no blocks reserved for root, who runs these tests.
-	"ext4": {mkfs: []string{"mkfs.ext4", "-q", "-F", "-m", "0"}, mount: "barrier=0"},
-	// ext2 has no fallocate: the queue reserves blocks by writing zeros.
-	"ext2": {mkfs: []string{"mkfs.ext2", "-q", "-F", "-m", "0"}},
-	// --mixed: data and metadata share chunks, so that a small image
-	// fills up as a big one does. btrfs is copy-on-write: the queue
-	// marks its files NOCOW.
-	"btrfs": {mkfs: []string{"mkfs.btrfs", "-q", "-f", "--mixed"}, mount: "nobarrier"},
-	"xfs":   {mkfs: []string{"mkfs.xfs", "-q", "-f"}, min: 300},
-}
-
-// diskFullMount makes an image of mib MiB of the file system fs, mounts
-// it on a loop device and returns the mount point. At cleanup it unmounts
-// the image (lazily when it is still busy) and removes it, always. It
-// skips the test, saying why, when the image cannot be made or mounted
-// (no root, no loop devices, no mkfs for fs: apt-get install btrfs-progs
-// xfsprogs).
-//
-// The image lives on a tmpfs when one can be mounted, and the file system
-// is mounted without write barriers where it has the option: the queue's
-// msyncs then cost memory copies instead of disk flushes, and the file
-// system still allocates, journals and runs out of space as it does on a
-// disk.
-func diskFullMount(t *testing.T, fs string, mib int) string {
-	t.Helper()
-	spec := diskFullFileSystems[fs]
-	mib = max(mib, spec.min)
-	run := func(name string, args ...string) error {
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s %v: %w: %s", name, args, err, out)
-		}
-		return nil
-	}
-	if _, err := exec.LookPath(spec.mkfs[0]); err != nil {
-		t.Skipf("no %s on this machine (apt-get install btrfs-progs xfsprogs): %v", spec.mkfs[0], err)
-	}
-	base := t.TempDir()
-	mnt := filepath.Join(base, "mnt")
-	require.NoError(t, os.Mkdir(mnt, 0o755))
-	store := filepath.Join(base, "store")
-	require.NoError(t, os.Mkdir(store, 0o755))
-	if err := run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", mib+1), "tmpfs", store); err != nil {
-		t.Logf("the %s image goes to the temporary directory: %v", fs, err)
-	} else {
-		t.Cleanup(func() { unmountTestDir(t, store) })
-	}
-	img := filepath.Join(store, fs+".img")
-	t.Cleanup(func() {
-		if err := os.Remove(img); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("remove %s image: %v", fs, err)
-		}
-	})
-	if err := run("truncate", "-s", fmt.Sprintf("%dM", mib), img); err != nil {
-		t.Skipf("cannot make a %s image: %v", fs, err)
-	}
-	if err := run(spec.mkfs[0], append(spec.mkfs[1:], img)...); err != nil {
-		t.Skipf("cannot make a %s image: %v", fs, err)
-	}
-	opts := "loop"
-	if spec.mount != "" {
-		opts += "," + spec.mount
-	}
-	if err := run("mount", "-o", opts, img, mnt); err != nil {
-		t.Skipf("cannot mount a %s loop image (needs root and loop devices): %v", fs, err)
-	}
-	t.Cleanup(func() { unmountTestDir(t, mnt) })
-	return mnt
-}
-
-// unmountTestDir unmounts dir, lazily when it is still busy (a failed test
-// may have left files open), so that no mount outlives the test. It fails
-// the test when dir was busy.
-func unmountTestDir(t *testing.T, dir string) {
-	t.Helper()
-	out, err := exec.Command("umount", dir).CombinedOutput()
-	if err == nil {
-		return
-	}
-	t.Errorf("umount %s: %v: %s", dir, err, out)
-	if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-		t.Errorf("umount -l %s: %v: %s", dir, err, out)
-	}
-}
-
 // diskFullTargets are the file systems the disk-full tests fill: each
 // mounts a new one and returns a directory on it.
 var diskFullTargets = []struct {
 	name  string
 	mount func(t *testing.T) string
 }{
-	{"ext4", func(t *testing.T) string { return diskFullMount(t, "ext4", 32) }},
-	{"tmpfs", func(t *testing.T) string { return faultMountTmpfs(t, "4m") }},
-	{"ext2", func(t *testing.T) string { return diskFullMount(t, "ext2", 16) }},
-	{"btrfs", func(t *testing.T) string { return diskFullMount(t, "btrfs", 32) }},
+	{"ext4", func(t *testing.T) string { return scratchFS(t, "ext4", 32) }},
+	{"tmpfs", func(t *testing.T) string { return scratchFS(t, "tmpfs", 4) }},
+	{"ext2", func(t *testing.T) string { return scratchFS(t, "ext2", 16) }},
+	{"btrfs", func(t *testing.T) string { return scratchFS(t, "btrfs", 32) }},
 	{"xfs", func(t *testing.T) string {
-		if !corruptLong() {
+		if !longTier() {
 			// mkfs.xfs makes nothing under 300 MiB, which takes half a
 			// minute to fill twenty times.
 			t.Skip("xfs runs in the long tier only (BIGQUEUE_LONG=1)")
 		}
-		return diskFullMount(t, "xfs", 300)
+		return scratchFS(t, "xfs", 300)
 	}},
 }
 
@@ -147,31 +52,6 @@ var diskFullTargets = []struct {
 // write through a mapping fault (ErrFault) instead of failing the
 // reservation with ENOSPC: see diskFullRun.faultOK.
 var diskFullMayFault = map[string]bool{"btrfs": true, "ext2": true}
-
-// diskFullPool is random bytes that messages are cut from.
-type diskFullPool []byte
-
-func newDiskFullPool(rng *rand.Rand) diskFullPool {
-	p := make([]byte, 4*diskFullArenaSize)
-	for i := 0; i+8 <= len(p); i += 8 {
-		binary.LittleEndian.PutUint64(p[i:], rng.Uint64())
-	}
-	return p
-}
-
-// message returns message number id of n bytes: bytes of the pool, with
-// id stamped at both ends when there is room, so that no two messages of
-// one run are alike and a message from elsewhere in the stream is caught.
-func (p diskFullPool) message(id uint64, n int) []byte {
-	start := int(id*7919) % (len(p) - n + 1)
-	b := make([]byte, n)
-	copy(b, p[start:])
-	if n >= 16 {
-		binary.LittleEndian.PutUint64(b, id)
-		binary.LittleEndian.PutUint64(b[n-8:], ^id)
-	}
-	return b
-}
 
 // diskFullMessageSize draws a message size: mostly small, some of a few KiB, some
 // of tens of KiB, and now and then larger than an arena (up to three).
@@ -227,7 +107,7 @@ type diskFullRun struct {
 	dir    string
 	opts   []Option
 	rng    *rand.Rand
-	pool   diskFullPool
+	seed   uint64 // of the messages
 	q      *Queue
 	second *Consumer
 	model  diskFullModel
@@ -252,11 +132,31 @@ func (r *diskFullRun) faulted(err error) bool {
 	if !errors.Is(err, ErrFault) {
 		return false
 	}
+	return r.failedClosed(err)
+}
+
+// flush flushes the queue. On the file systems that may fault, a full
+// disk may also fail the msync itself with ENOSPC (btrfs reserves
+// metadata for every page it writes back, even of a NOCOW file); the
+// queue then fails closed like on a fault, and is reopened.
+func (r *diskFullRun) flush(what string) {
+	r.t.Helper()
+	err := r.q.Flush()
+	if r.faulted(err) || (r.faultOK && errors.Is(err, syscall.ENOSPC) && r.failedClosed(err)) {
+		return
+	}
+	require.NoError(r.t, err, what)
+}
+
+// failedClosed counts a fault and reopens the queue, which must have
+// failed closed.
+func (r *diskFullRun) failedClosed(err error) bool {
+	r.t.Helper()
 	require.True(r.t, r.faultOK, "a fault on a file system that reserves blocks: %v", err)
 	r.faults++
 	q := r.q
 	r.q = nil
-	require.ErrorIs(r.t, q.Close(), ErrFault)
+	require.ErrorIs(r.t, q.Close(), err)
 	r.open()
 	return true
 }
@@ -270,7 +170,7 @@ func newDiskFullRun(t *testing.T, dir string, seed int64) *diskFullRun {
 		// must not fail for lack of space either.
 		opts:  []Option{SetArenaSize(diskFullArenaSize), SetPeriodicFlushOps(2000)},
 		rng:   rng,
-		pool:  newDiskFullPool(rng),
+		seed:  uint64(seed),
 		model: diskFullModel{pos: map[string]uint64{defaultConsumerKey: 0, diskFullSecond: 0}},
 	}
 	r.open()
@@ -319,7 +219,7 @@ func (r *diskFullRun) reopen(full bool) {
 func (r *diskFullRun) check() {
 	r.t.Helper()
 	require.Empty(r.t, staleArenaHeaders(r.t, r.q), "arenas left by a failed enqueue")
-	checkInvariants(r.t, r.q)
+	requireInvariants(r.t, r.q)
 }
 
 // enqueue stores one message or a batch of them and updates the model. A
@@ -339,7 +239,7 @@ func (r *diskFullRun) enqueue(small bool) error {
 		batch = make([][]byte, 1)
 	}
 	for i := range batch {
-		batch[i] = r.pool.message(r.nextID, size())
+		batch[i] = message(r.seed, r.nextID, size())
 		r.nextID++
 	}
 	tail := func() (uint64, uint64) {
@@ -395,7 +295,7 @@ func (r *diskFullRun) fill() {
 		return // reopened after a fault: opening may have freed spares
 	}
 	// Still full: the failed message was not half-committed.
-	m := r.pool.message(r.nextID, 300)
+	m := message(r.seed, r.nextID, 300)
 	r.nextID++
 	if err := r.q.Enqueue(m); !r.faulted(err) {
 		require.ErrorIs(r.t, err, syscall.ENOSPC)
@@ -465,7 +365,7 @@ func (r *diskFullRun) drain(leave map[string]uint64) {
 // ext4 and on tmpfs, and takes its free space away with a filler file
 // while the queue is open.
 func TestDiskFull(t *testing.T) {
-	seed := faultTestSeed(t)
+	seed := int64(testSeed(t))
 	for _, target := range diskFullTargets {
 		t.Run(target.name, func(t *testing.T) {
 			t.Run("cycles", func(t *testing.T) {
@@ -494,7 +394,11 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 	r := newDiskFullRun(t, dir, seed)
 	r.faultOK = diskFullMayFault[fsName]
 	var firstBytes int64
-	for cycle := range diskFullCycles {
+	cycles := diskFullCycles
+	if testing.Short() {
+		cycles = 4
+	}
+	for cycle := range cycles {
 		r.fill()
 		st := r.q.Stats()
 		if cycle == 0 {
@@ -507,7 +411,7 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 		}
 		t.Logf("cycle %d: full at %d bytes, %d messages stored, %d arenas, %d spares",
 			cycle, st.Bytes, st.Messages, st.ArenasOnDisk, st.SpareArenas)
-		require.NoError(t, r.q.Flush(), "flush on a full disk")
+		r.flush("flush on a full disk")
 		r.check()
 		if cycle%4 == 3 {
 			r.reopen(true)
@@ -521,7 +425,7 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 		r.drain(leave)
 		r.check()
 		// Reads reclaim nothing: the flush after them gives the space back.
-		require.NoError(t, r.q.Flush(), "flush after the drain")
+		r.flush("flush after the drain")
 		// Space is back: the queue works.
 		require.NoError(t, r.enqueue(true))
 	}
@@ -529,7 +433,7 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 	r.reopen(false)
 	r.drain(nil)
 	r.check()
-	t.Logf("diskfull(%s): cycles=%d acked=%d enospc=%d faults=%d lost=0 reopen_ok=%d", fsName, diskFullCycles, r.acked, r.enospc, r.faults, r.reopenedFull)
+	report(t, "%s: cycles=%d acked=%d enospc=%d faults=%d lost=0 reopen_ok=%d", fsName, cycles, r.acked, r.enospc, r.faults, r.reopenedFull)
 	t.Logf("diskfull(%s): %d of the ENOSPC failures were of batches", fsName, r.batchENOSPC)
 }
 
@@ -555,9 +459,7 @@ func diskFullFillerTest(t *testing.T, fsName, mnt string, seed int64) {
 
 	// What is left in the tail arena and the spares can still be used.
 	r.fill()
-	if err := r.q.Flush(); !r.faulted(err) {
-		require.NoError(t, err, "flush on a full disk")
-	}
+	r.flush("flush on a full disk")
 	r.check()
 	r.reopen(true)
 	r.fill() // still full
@@ -576,7 +478,7 @@ func diskFullFillerTest(t *testing.T, fsName, mnt string, seed int64) {
 	r.drain(nil)
 	r.reopen(false)
 	r.drain(nil)
-	t.Logf("diskfull(%s) filler: acked=%d enospc=%d faults=%d lost=0 reopen_ok=%d", fsName, r.acked, r.enospc, r.faults, r.reopenedFull)
+	report(t, "%s filler: acked=%d enospc=%d faults=%d lost=0 reopen_ok=%d", fsName, r.acked, r.enospc, r.faults, r.reopenedFull)
 }
 
 // staleArenaHeaders returns what is wrong with the arenas of q from the
@@ -734,7 +636,7 @@ func TestDiskFullFailedEnqueueLeavesStaleArenaHeader(t *testing.T) {
 			bad := staleArenaHeaders(t, q)
 			t.Logf("arenas after the failed enqueue: %v", bad)
 
-			crash := faultCopyDir(t, dir) // what kill -9 leaves
+			crash := copyQueueDir(t, dir) // what kill -9 leaves
 			q2, err := NewQueue(crash, SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 			require.NoError(t, err)
 			defer func() { require.NoError(t, q2.Close()) }()

@@ -90,13 +90,11 @@
 // messages went gets, on its next read, an error wrapping ErrDropped that
 // says how many; that read returns nothing and the next one reads the
 // oldest message left. Stats.Dropped counts them per consumer. The notice
-// survives Close and crashes until it is reported: the consumer's slot in
-// the index keeps its old position, below the reclaim watermark, until
-// that read. Seek and FromConsumer discard the notice of the consumer
-// they move (Stats keeps the count). Arena headers record when the arena
-// was started, by the wall clock; arenas written before that field
-// existed have none, and SetMaxAge removes no arena from the first of
-// them on.
+// survives Close and crashes until it is reported. Seek and FromConsumer
+// discard the notice of the consumer they move (Stats keeps the count).
+// Ages are per arena, by the wall clock (see SetMaxAge); arenas written
+// by a build without retention have no start time, and SetMaxAge removes
+// no arena from the first of them on.
 //
 // # Disk space
 //
@@ -119,8 +117,7 @@
 //  4. Released by a flush (explicit, periodic, or Close): once the
 //     flush has made durable the consumer positions of its start, the
 //     arenas wholly below the lowest of them go, oldest first, renamed or
-//     removed by the flusher while producers and consumers go on, after
-//     a durable watermark in the index says which. After
+//     removed by the flusher while producers and consumers go on. After
 //     a power loss the durable positions therefore always find their
 //     messages. The arena holding the newest record is always kept, and
 //     with no consumer nothing goes: the data waits for the next one.
@@ -129,10 +126,7 @@
 //  5. Kept as a spare, at most two and at most 64 MiB in all (so none
 //     with arenas over 32 MiB), or removed. A spare is reused as the next
 //     tail arena, where rewriting already allocated blocks is cheaper than
-//     faulting in fresh ones. Before anything is written into a spare, the
-//     rename that made it must be durable (a flush's directory fsync, or
-//     one done then), so that a power loss cannot leave new records under
-//     the old arena's name.
+//     faulting in fresh ones.
 //  6. Given back: a flush that finds nothing to do (an idle queue) and
 //     Close remove every spare (a Close after a failed sync leaves them),
 //     and NewQueue deletes spares a crash or such a Close left, since
@@ -173,9 +167,15 @@
 // the queue is open (removed, or replaced by a rename) make the next
 // Flush or Close fail with ErrCorrupt instead of reporting success for
 // data no later NewQueue would find. What a checkpoint covered and is
-// missing at the next open (arena files deleted, truncated or damaged)
-// is reported: every consumer that had not read it gets one ErrCorrupt
-// saying how many messages were lost, also after a reopen.
+// missing at the next open is reported: when the newest arena files were
+// deleted, truncated or damaged, every consumer that had not read them
+// gets one ErrCorrupt saying how many messages were lost, also after a
+// reopen; a gap or damage further down is reported by the read that
+// reaches it. When the oldest arena files are missing, every consumer
+// whose stored position lay in them gets one ErrCorrupt saying how many
+// messages it had not read were lost, then reads on from the oldest
+// message left (reclaiming removes an arena only once a flush made every
+// position past it durable, and retention records what it removes).
 //
 // File systems: disk blocks are reserved with fallocate; where there is
 // none (ext2, ext3, ramfs) the range is read and written back, which
@@ -189,7 +189,9 @@
 // wrapping ErrFault, instead of the crash Go makes of it by default, and
 // fails closed: nothing acknowledged is lost, and NewQueue recovers once
 // space is free (on a btrfs with no space left at all, NewQueue itself
-// fails with ErrFault). ext4, XFS and tmpfs report a full disk as ENOSPC
+// fails with ErrFault). For the same reason a Flush on a full btrfs can
+// fail with ENOSPC from msync; the queue then fails closed too, and a
+// reopen recovers it. ext4, XFS and tmpfs report a full disk as ENOSPC
 // from the reservation, before anything is written. Snapshots of a btrfs
 // subvolume make its files copy-on-write again.
 //
@@ -223,7 +225,8 @@
 //     check every record again, so a torn, zeroed or stale record is never
 //     delivered: the reading call returns an error wrapping ErrCorrupt that
 //     says where and how much it skipped, and the consumer moves on to the
-//     first record of the next intact arena, or to the tail.
+//     first record of the next intact arena, or to the tail. The rules
+//     recovery follows are in docs/FORMAT.md (see On-disk format).
 //  4. A full disk, too many mappings, I/O errors and faults in the mapped
 //     files (ErrFault, see above) are returned as errors.
 //     A failed msync or fsync is never retried into a false success: the
@@ -240,55 +243,30 @@
 //     it shows in Stats.LastFlushError at once, and the next explicit
 //     Flush or Close returns it once (the background flusher does not
 //     consume it).
-//   - A consumer slot of the index that fails its checksum loses that
-//     consumer's position. NewQueue opens anyway and marks the slot
-//     damaged (it persists across reopens). The next consumer created,
-//     preferably the one whose name the slot still holds readably (the
-//     default consumer re-created by a queue-level read included), takes
-//     the slot, starts at the oldest stored message like any new
-//     consumer, and its first read returns an error wrapping ErrCorrupt
-//     that says so, so that a restart at the oldest message (repeating or
-//     skipping messages) never goes unreported.
-//   - Opening verifies from the last checkpoint. When the checkpoint's
-//     arena was reclaimed, or a proven record boundary contradicts its
-//     sequence number (only a damaged index can hold such a checkpoint),
-//     it verifies from the lowest proven boundary instead: a consumer
-//     position whose record carries the sequence number stored with it and
-//     passes its checksum, or the first record the oldest arena's header
-//     names. Arenas past the recovered tail are deleted, not kept as
-//     spares, since their records carry sequence numbers that new records
-//     get. For the same reason, after a shutdown that was not a clean
-//     Close, or when recovery cut the tail, NewQueue zeroes the bytes of
-//     the tail's arena past the tail and msyncs them: with messages of
-//     equal sizes, an old record there would otherwise pass for the new
-//     one written at its offset if a second power loss kept the old page.
-//     That costs reading the rest of the tail arena once (at most the
-//     arena size) after a crash. The clean mark that lets a clean reopen
-//     skip it is cleared, with an msync of the index, before the first
-//     write into an arena after opening, so opening and closing a queue
+//   - A consumer whose stored position is damaged (its entry in the index
+//     fails its checksum) loses that position. NewQueue opens anyway. The
+//     next consumer created, preferably the one of that name (the default
+//     consumer re-created by a queue-level read included), starts at the
+//     oldest stored message like any new consumer, and its first read
+//     returns an error wrapping ErrCorrupt that says so, so that a
+//     restart at the oldest message (repeating or skipping messages)
+//     never goes unreported.
+//   - After a shutdown that was not a clean Close, opening reads the
+//     records written since the last flush and the rest of the newest
+//     arena file (at most the arena size), which it clears so that no
+//     stale record can pass for a new one. Opening and closing a queue
 //     that is only read syncs nothing.
 //   - Arena files without an index are damage: NewQueue refuses them with
 //     ErrCorrupt and deletes nothing. An index removed or replaced while
 //     the queue is open makes the next Flush or Close fail with ErrCorrupt
 //     (the queue fails closed): what they would sync is in no file the
 //     next NewQueue reads.
-//   - Before a flush removes the arenas it reclaims, it stores in the
-//     index, and msyncs, the oldest record left: a watermark. After a
-//     power loss, whatever combination of the removals survived (POSIX
-//     orders none of them), arena files below the watermark's arena were
-//     reclaimed and NewQueue deletes them. Arena files missing at the
-//     bottom above it (or all of them, when none is left) are taken as
-//     reclaimed too: consumers standing in them move on silently to the
-//     oldest record left, or to the tail. An arena file missing between
-//     two present ones cannot come from reclaiming: the read that reaches
-//     it returns an error wrapping ErrCorrupt and goes on with the next
-//     arena. When the recovered tail lies in an arena file that is gone,
-//     the next Enqueue creates it anew.
-//   - Messages removed by retention are reported as ErrDropped, not
-//     ErrCorrupt, and only when the index's retention mark says that
-//     retention removed them: a consumer position found below the
-//     watermark without it (only a damaged index holds one) moves on to
-//     the oldest message as before.
+//   - An arena file missing between two present ones is reported by the
+//     read that reaches it (ErrCorrupt), which goes on with the next
+//     arena. Missing oldest arena files are taken as reclaimed (see The
+//     directory, the lock and file systems).
+//   - Messages removed by retention are reported as ErrDropped, never as
+//     ErrCorrupt.
 //   - Seek accepts the sequence numbers stored and Stats().NextSeq (the
 //     end, where Position stands after the last message), so that
 //     c.Seek(c.Position()) works while that message is stored.
@@ -313,8 +291,13 @@
 //
 // Every file starts with a magic number and the format version; every
 // record carries a CRC32C, its length and a sequence number; lengths are
-// bounded before anything is allocated. The byte layout, frozen at format
-// version 1, is specified in format.go, next to its codecs. Retention
-// added two fields in bytes that were zero (an arena's start time, the
-// index's retention mark); older builds of version 1 ignore them.
+// bounded before anything is allocated. A directory of another format
+// version is refused with ErrIncompatibleVersion. Retention added two
+// fields in bytes version 1 kept zero (an arena's start time, the index's
+// retention mark), which older builds of version 1 ignore.
+//
+// The byte layout, frozen at format version 1, is drawn in format.go next
+// to its codecs; the order in which the queue writes and syncs it, and the
+// rules recovery follows after a crash, are in docs/FORMAT.md:
+// https://github.com/bigqueue-go/bigqueue/blob/main/docs/FORMAT.md
 package bigqueue

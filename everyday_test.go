@@ -25,16 +25,9 @@ type reader interface {
 	DequeueWait(context.Context) ([]byte, error)
 }
 
-// readers returns the default consumer's queue view and a named consumer.
-func readers(t *testing.T, q *Queue) map[string]reader {
-	c, err := q.NewConsumer("named")
-	require.NoError(t, err)
-	return map[string]reader{"queue": q, "consumer": c}
-}
-
 func TestEverydayOnEmpty(t *testing.T) {
 	q, _ := openTestQueue(t, SetArenaSize(4096))
-	for name, r := range readers(t, q) {
+	for name, r := range views[reader](t, q) {
 		t.Run(name, func(t *testing.T) {
 			require.Zero(t, r.Len())
 			_, err := r.Peek()
@@ -61,7 +54,7 @@ func TestEverydayOnEmpty(t *testing.T) {
 
 func TestEverydayOnClosed(t *testing.T) {
 	q, _ := openTestQueue(t, SetArenaSize(4096))
-	rs := readers(t, q)
+	rs := views[reader](t, q)
 	require.NoError(t, q.EnqueueString("x"))
 	require.NoError(t, q.Close())
 	for name, r := range rs {
@@ -92,13 +85,11 @@ func TestEverydayAcrossBoundaries(t *testing.T) {
 	sizes := sweepSizes(arenaSize)
 	var msgs [][]byte
 	for i, n := range sizes {
-		msgs = append(msgs, payload(uint64(i)+500, n))
+		msgs = append(msgs, message(0, uint64(i)+500, n))
 	}
 	// Half as single messages, half as batches of 7.
 	half := len(msgs) / 2
-	for _, m := range msgs[:half] {
-		require.NoError(t, q.Enqueue(m))
-	}
+	enqueueAll(t, q, msgs[:half])
 	for i := half; i < len(msgs); i += 7 {
 		require.NoError(t, q.EnqueueBatch(msgs[i:min(i+7, len(msgs))]))
 	}
@@ -183,7 +174,7 @@ func TestPeekStringIsACopy(t *testing.T) {
 // lowest consumer position and the tail's arena, and the oldest stored
 // record is then the first one starting in the oldest arena left.
 func TestLenModel(t *testing.T) {
-	seed := testSeed(t, 0)
+	seed := testSeed(t)
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))
 	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
@@ -213,14 +204,14 @@ func TestLenModel(t *testing.T) {
 	for step := 0; step < 2000; step++ {
 		switch op := r.IntN(10); {
 		case op < 4:
-			msg := payload(uint64(stored), r.IntN(3000))
+			msg := message(0, uint64(stored), r.IntN(3000))
 			require.NoError(t, q.Enqueue(msg))
 			add(msg)
 		case op < 5:
 			k := r.IntN(5)
 			batch := make([][]byte, k)
 			for j := range batch {
-				batch[j] = payload(uint64(stored)+uint64(j), r.IntN(500))
+				batch[j] = message(0, uint64(stored)+uint64(j), r.IntN(500))
 			}
 			require.NoError(t, q.EnqueueBatch(batch))
 			for _, msg := range batch {
@@ -289,7 +280,7 @@ func TestDequeueWaitManyWaiters(t *testing.T) {
 	for _, name := range []string{"queue", "consumer"} {
 		t.Run(name, func(t *testing.T) {
 			q, _ := openTestQueue(t, SetArenaSize(4096))
-			r := readers(t, q)[name]
+			r := views[reader](t, q)[name]
 			const waiters = 8
 			got := make(chan string, waiters)
 			errs := make(chan error, waiters)

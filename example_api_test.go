@@ -24,12 +24,17 @@ func exampleDir() (string, func()) {
 	return dir, func() { os.RemoveAll(dir) }
 }
 
+// check stops the example on an error.
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
 // mustEnqueue enqueues each of msgs.
 func mustEnqueue(q *bigqueue.Queue, msgs ...string) {
 	for _, m := range msgs {
-		if err := q.EnqueueString(m); err != nil {
-			log.Fatal(err)
-		}
+		check(q.EnqueueString(m))
 	}
 }
 
@@ -44,9 +49,7 @@ func ExampleNewQueue() {
 		log.Fatal(err)
 	}
 	mustEnqueue(q, "kept across Close")
-	if err := q.Close(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Close())
 
 	// Reopened: the arena size is stored, so it need not be given again.
 	q, err = bigqueue.NewQueue(dir)
@@ -70,9 +73,7 @@ func ExampleNewQueue_locked() {
 	}
 	_, err = bigqueue.NewQueue(dir)
 	fmt.Println("second open locked:", errors.Is(err, bigqueue.ErrLocked))
-	if err := q.Close(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Close())
 	q, err = bigqueue.NewQueue(dir)
 	fmt.Println("after Close:", err)
 	if err == nil {
@@ -107,9 +108,7 @@ func ExampleSetArenaSize() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := q.Close(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Close())
 	_, err = bigqueue.NewQueue(dir, bigqueue.SetArenaSize(2<<20))
 	fmt.Println(err == bigqueue.ErrInvalidArenaSize)
 	_, err = bigqueue.NewQueue(dir, bigqueue.SetArenaSize(100))
@@ -139,19 +138,11 @@ func ExampleSetMaxInMemArenas() {
 // With periodic flushing off, only Flush and Close sync: a power loss
 // keeps what the last of them covered.
 func ExampleSetPeriodicFlushOps() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10),
-		bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample(bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
+	defer closeQueue()
 	mustEnqueue(q, "a", "b")
 	fmt.Println("flushes:", q.Stats().Flushes)
-	if err := q.Flush(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Flush())
 	fmt.Println("flushes:", q.Stats().Flushes)
 	// Output:
 	// flushes: 0
@@ -161,14 +152,8 @@ func ExampleSetPeriodicFlushOps() {
 // A flush every 10 ms instead of every second: less lost on a power loss,
 // more syncs.
 func ExampleSetPeriodicFlushDuration() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10),
-		bigqueue.SetPeriodicFlushDuration(10*time.Millisecond))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample(bigqueue.SetPeriodicFlushDuration(10 * time.Millisecond))
+	defer closeQueue()
 	mustEnqueue(q, "synced soon")
 	fmt.Println(q.Len())
 	// Output: 1
@@ -178,14 +163,8 @@ func ExampleSetPeriodicFlushDuration() {
 // limit, the oldest arenas go at the next flush, and the consumer's next
 // read says how many messages it lost.
 func ExampleSetMaxBytes() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(4096), bigqueue.SetMaxBytes(8192),
-		bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample(bigqueue.SetArenaSize(4096), bigqueue.SetMaxBytes(8192), bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
+	defer closeQueue()
 	stalled, err := q.NewConsumer("stalled")
 	if err != nil {
 		log.Fatal(err)
@@ -193,9 +172,7 @@ func ExampleSetMaxBytes() {
 	for i := 1; i <= 100; i++ {
 		mustEnqueue(q, fmt.Sprintf("%03d %s", i, strings.Repeat(".", 100)))
 	}
-	if err := q.Flush(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Flush())
 	fmt.Println("stored bytes within the limit:", q.Stats().Bytes <= 8192)
 	_, err = stalled.Dequeue()
 	fmt.Println(errors.Is(err, bigqueue.ErrDropped), q.Stats().Dropped["stalled"], "dropped")
@@ -211,20 +188,12 @@ func ExampleSetMaxBytes() {
 // next one was started more than the limit ago. (A limit of a
 // nanosecond, for the example: every arena but the newest is old.)
 func ExampleSetMaxAge() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(4096), bigqueue.SetMaxAge(time.Nanosecond),
-		bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample(bigqueue.SetArenaSize(4096), bigqueue.SetMaxAge(time.Nanosecond), bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
+	defer closeQueue()
 	for i := 1; i <= 100; i++ {
 		mustEnqueue(q, fmt.Sprintf("%03d %s", i, strings.Repeat(".", 100)))
 	}
-	if err := q.Flush(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Flush())
 	s := q.Stats()
 	fmt.Println("arenas:", s.ArenasOnDisk, "oldest message:", s.OldestSeq, "removed:", s.RetentionRemoved)
 	// Output: arenas: 1 oldest message: 69 removed: 68
@@ -232,17 +201,10 @@ func ExampleSetMaxAge() {
 
 // Enqueue copies the message: the caller may reuse its buffer at once.
 func ExampleQueue_Enqueue() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	buf := []byte("first")
-	if err := q.Enqueue(buf); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Enqueue(buf))
 	copy(buf, "XXXXX")
 	if err := q.Enqueue(nil); err != nil { // an empty message is a message
 		log.Fatal(err)
@@ -254,16 +216,9 @@ func ExampleQueue_Enqueue() {
 }
 
 func ExampleQueue_EnqueueString() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
-	if err := q.EnqueueString("no conversion, no allocation"); err != nil {
-		log.Fatal(err)
-	}
+	q, closeQueue := openExample()
+	defer closeQueue()
+	check(q.EnqueueString("no conversion, no allocation"))
 	fmt.Println(q.DequeueString())
 	// Output: no conversion, no allocation <nil>
 }
@@ -271,13 +226,8 @@ func ExampleQueue_EnqueueString() {
 // FromConsumer creates a consumer at another one's position: here a
 // replay of what the auditor has not read yet.
 func ExampleQueue_FromConsumer() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "a", "b", "c")
 	audit, err := q.NewConsumer("audit")
 	if err != nil {
@@ -298,13 +248,8 @@ func ExampleQueue_FromConsumer() {
 // DeleteConsumer stops a consumer pinning data; its handles then return
 // ErrNoConsumer. Consumers lists the ones left.
 func ExampleQueue_DeleteConsumer() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	old, err := q.NewConsumer("old-service")
 	if err != nil {
 		log.Fatal(err)
@@ -313,9 +258,7 @@ func ExampleQueue_DeleteConsumer() {
 		log.Fatal(err)
 	}
 	fmt.Println(q.Consumers())
-	if err := q.DeleteConsumer("old-service"); err != nil {
-		log.Fatal(err)
-	}
+	check(q.DeleteConsumer("old-service"))
 	_, err = old.Dequeue()
 	fmt.Println(q.Consumers(), errors.Is(err, bigqueue.ErrNoConsumer))
 	err = q.DeleteConsumer("old-service")
@@ -329,13 +272,8 @@ func ExampleQueue_DeleteConsumer() {
 // Consumers lists the persisted consumers; the default one comes with the
 // first queue-level read.
 func ExampleQueue_Consumers() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	if _, err := q.NewConsumer("mailer"); err != nil {
 		log.Fatal(err)
 	}
@@ -350,14 +288,8 @@ func ExampleQueue_Consumers() {
 // Flush makes everything so far durable against power loss, and then
 // reclaims the arenas every consumer has read past.
 func ExampleQueue_Flush() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(4096),
-		bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample(bigqueue.SetArenaSize(4096), bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
+	defer closeQueue()
 	for i := 0; i < 100; i++ {
 		mustEnqueue(q, strings.Repeat("x", 100))
 	}
@@ -365,9 +297,7 @@ func ExampleQueue_Flush() {
 		q.Dequeue()
 	}
 	fmt.Println("arenas before:", q.Stats().ArenasOnDisk)
-	if err := q.Flush(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Flush())
 	fmt.Println("arenas after:", q.Stats().ArenasOnDisk)
 	// Output:
 	// arenas before: 3
@@ -387,9 +317,7 @@ func ExampleQueue_Dequeue_corrupt() {
 	for i := 1; i <= 60; i++ {
 		mustEnqueue(q, fmt.Sprintf("%02d %s", i, strings.Repeat(".", 100)))
 	}
-	if err := q.Close(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Close())
 	// Damage the first message's payload (after the 64-byte arena header
 	// and its 16-byte record header).
 	f, err := os.OpenFile(filepath.Join(dir, "arena-0.bq"), os.O_RDWR, 0)
@@ -435,13 +363,8 @@ func ExampleQueue_Dequeue_corrupt() {
 // the job is processed, and Dequeue commits it. A crash before the
 // commit delivers the job again.
 func ExampleQueue_PeekWait() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -468,13 +391,8 @@ func ExampleQueue_PeekWait() {
 // queue's ID it names the message, so that a forwarder can skip what it
 // forwarded before a crash.
 func ExampleQueue_Position() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "a", "b", "c")
 	forwarded := uint64(2) // stored by the receiver: messages up to 2 arrived
 	for !q.IsEmpty() {
@@ -500,23 +418,16 @@ func ExampleQueue_Position() {
 // Seek moves a consumer to a stored message; a number not stored is an
 // error wrapping ErrOutOfRange, and the consumer stays.
 func ExampleQueue_Seek() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "a", "b", "c", "d")
-	if err := q.Seek(3); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Seek(3))
 	fmt.Println(q.DequeueString())
 	if err := q.Seek(1); err != nil { // back: "a" is still stored
 		log.Fatal(err)
 	}
 	fmt.Println(q.DequeueString())
-	err = q.Seek(9)
+	err := q.Seek(9)
 	fmt.Println(errors.Is(err, bigqueue.ErrOutOfRange), q.Position())
 	// Output:
 	// c <nil>
@@ -527,26 +438,17 @@ func ExampleQueue_Seek() {
 // A new consumer that reads only what is enqueued from now on, and one
 // that starts over.
 func ExampleQueue_SeekNewest() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "old")
 	live, err := q.NewConsumer("live")
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := live.SeekNewest(); err != nil {
-		log.Fatal(err)
-	}
+	check(live.SeekNewest())
 	mustEnqueue(q, "new")
 	fmt.Println(live.DequeueString())
-	if err := live.SeekOldest(); err != nil {
-		log.Fatal(err)
-	}
+	check(live.SeekOldest())
 	fmt.Println(live.DequeueString())
 	// Output:
 	// new <nil>
@@ -556,13 +458,8 @@ func ExampleQueue_SeekNewest() {
 // All reads with range-over-func and commits each message when the body
 // asks for the next: a break leaves the last message for the next reader.
 func ExampleQueue_All() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "a", "b", "c")
 	for msg, err := range q.All(context.Background()) {
 		if err != nil {
@@ -607,9 +504,7 @@ func ExampleQueue_All_shutdown() {
 	}()
 	mustEnqueue(q, "1", "2", "3")
 	fmt.Println("worker:", <-stopped)
-	if err := q.Close(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Close())
 
 	q, err = bigqueue.NewQueue(dir)
 	if err != nil {
@@ -627,20 +522,13 @@ func ExampleQueue_All_shutdown() {
 // Stats in /debug/vars (served by net/http's DefaultServeMux when a
 // program imports expvar).
 func ExampleQueue_PublishExpvar() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
-	if err := q.PublishExpvar("jobs-queue"); err != nil {
-		log.Fatal(err)
-	}
+	q, closeQueue := openExample()
+	defer closeQueue()
+	check(q.PublishExpvar("jobs-queue"))
 	mustEnqueue(q, "a", "b")
 	v := expvar.Get("jobs-queue").String()
 	fmt.Println(strings.Contains(v, `"Messages":2`))
-	err = q.PublishExpvar("jobs-queue")
+	err := q.PublishExpvar("jobs-queue")
 	fmt.Println(errors.Is(err, bigqueue.ErrInvalidName))
 	// Output:
 	// true
@@ -649,13 +537,8 @@ func ExampleQueue_PublishExpvar() {
 
 // Each consumer has its own iterator, position and commits.
 func ExampleConsumer_All() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "a", "b")
 	audit, err := q.NewConsumer("audit")
 	if err != nil {
@@ -682,13 +565,8 @@ func ExampleConsumer_All() {
 }
 
 func ExampleConsumer_DequeueAppend() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "alpha", "beta")
 	c, err := q.NewConsumer("c")
 	if err != nil {
@@ -707,13 +585,8 @@ func ExampleConsumer_DequeueAppend() {
 }
 
 func ExampleConsumer_DequeueWait() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	c, err := q.NewConsumer("c")
 	if err != nil {
 		log.Fatal(err)
@@ -731,13 +604,8 @@ func ExampleConsumer_DequeueWait() {
 }
 
 func ExampleConsumer_PeekWait() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	c, err := q.NewConsumer("c")
 	if err != nil {
 		log.Fatal(err)
@@ -757,13 +625,8 @@ func ExampleConsumer_PeekWait() {
 
 // A consumer goes back to a message it read, by its sequence number.
 func ExampleConsumer_Seek() {
-	dir, cleanup := exampleDir()
-	defer cleanup()
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer q.Close()
+	q, closeQueue := openExample()
+	defer closeQueue()
 	mustEnqueue(q, "a", "b", "c")
 	c, err := q.NewConsumer("c")
 	if err != nil {
@@ -772,9 +635,7 @@ func ExampleConsumer_Seek() {
 	for !c.IsEmpty() {
 		c.Dequeue()
 	}
-	if err := c.Seek(2); err != nil {
-		log.Fatal(err)
-	}
+	check(c.Seek(2))
 	fmt.Println(c.DequeueString())
 	// Output: b <nil>
 }

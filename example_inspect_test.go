@@ -23,10 +23,22 @@ func inspectedQueue(msgs ...string) (string, func()) {
 	if _, err := w.Dequeue(); err != nil {
 		log.Fatal(err)
 	}
-	if err := q.Close(); err != nil {
+	check(q.Close())
+	return dir, cleanup
+}
+
+// openInspection inspects a queue made by inspectedQueue, and returns
+// the inspection with a function that closes it and removes the queue.
+func openInspection(msgs ...string) (*bigqueue.Inspection, func()) {
+	dir, cleanup := inspectedQueue(msgs...)
+	in, err := bigqueue.Inspect(dir)
+	if err != nil {
 		log.Fatal(err)
 	}
-	return dir, cleanup
+	return in, func() {
+		check(in.Close())
+		cleanup()
+	}
 }
 
 // Inspect looks at a closed queue without changing it: what is stored
@@ -53,14 +65,8 @@ func ExampleInspect() {
 // Verify checks every record's checksum; damage goes into the report,
 // not the error.
 func ExampleInspection_Verify() {
-	dir, cleanup := inspectedQueue("a", "b", "c")
+	in, cleanup := openInspection("a", "b", "c")
 	defer cleanup()
-
-	in, err := bigqueue.Inspect(dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer in.Close()
 	rep, err := in.Verify(nil) // nil: no progress reports
 	if err != nil {
 		log.Fatal(err)
@@ -71,14 +77,8 @@ func ExampleInspection_Verify() {
 
 // Messages shows what a consumer would read next, without moving it.
 func ExampleInspection_Messages() {
-	dir, cleanup := inspectedQueue("a", "b", "c")
+	in, cleanup := openInspection("a", "b", "c")
 	defer cleanup()
-
-	in, err := bigqueue.Inspect(dir)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer in.Close()
 	for msg, err := range in.Messages("worker") {
 		if err != nil {
 			log.Fatal(err)

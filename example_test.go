@@ -25,9 +25,7 @@ func Example() {
 	defer q.Close()
 
 	for _, s := range []string{"one", "two", "three"} {
-		if err := q.EnqueueString(s); err != nil {
-			log.Fatal(err)
-		}
+		check(q.EnqueueString(s))
 	}
 	for {
 		msg, err := q.DequeueString()
@@ -59,9 +57,7 @@ func ExampleQueue_NewConsumer() {
 		log.Fatal(err)
 	}
 	for _, s := range []string{"a", "b", "c"} {
-		if err := q.EnqueueString(s); err != nil {
-			log.Fatal(err)
-		}
+		check(q.EnqueueString(s))
 	}
 	audit, err := q.NewConsumer("audit")
 	if err != nil {
@@ -70,9 +66,7 @@ func ExampleQueue_NewConsumer() {
 	first, _ := audit.DequeueString()
 	fromQueue, _ := q.DequeueString()
 	fmt.Println(first, fromQueue)
-	if err := q.Close(); err != nil {
-		log.Fatal(err)
-	}
+	check(q.Close())
 
 	q, err = bigqueue.NewQueue(dir)
 	if err != nil {
@@ -90,21 +84,20 @@ func ExampleQueue_NewConsumer() {
 	// b [__default__ audit]
 }
 
-// openExample opens a queue in a new temporary directory and returns it
-// with a function that closes and removes it.
-func openExample() (*bigqueue.Queue, func()) {
+// openExample opens a queue with 64 KiB arenas and opts in a new
+// temporary directory, and returns it with a function that closes and
+// removes it.
+func openExample(opts ...bigqueue.Option) (*bigqueue.Queue, func()) {
 	dir, err := os.MkdirTemp("", "bigqueue-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	q, err := bigqueue.NewQueue(dir, bigqueue.SetArenaSize(64<<10))
+	q, err := bigqueue.NewQueue(dir, append([]bigqueue.Option{bigqueue.SetArenaSize(64 << 10)}, opts...)...)
 	if err != nil {
 		log.Fatal(err)
 	}
 	return q, func() {
-		if err := q.Close(); err != nil {
-			log.Fatal(err)
-		}
+		check(q.Close())
 		os.RemoveAll(dir)
 	}
 }
@@ -119,9 +112,7 @@ func ExampleQueue_Peek() {
 	q, done := openExample()
 	defer done()
 	for _, job := range []string{"resize photo", "send mail"} {
-		if err := q.EnqueueString(job); err != nil {
-			log.Fatal(err)
-		}
+		check(q.EnqueueString(job))
 	}
 	process := func(job []byte) error {
 		fmt.Printf("processing %q\n", job)
@@ -163,9 +154,7 @@ func ExampleQueue_DequeueWait() {
 		}
 		got <- string(msg)
 	}()
-	if err := q.EnqueueString("wake up"); err != nil {
-		log.Fatal(err)
-	}
+	check(q.EnqueueString("wake up"))
 	fmt.Println(<-got)
 	// Output: wake up
 }
@@ -176,9 +165,7 @@ func ExampleQueue_EnqueueBatch() {
 	q, done := openExample()
 	defer done()
 	batch := [][]byte{[]byte("debit A"), []byte("credit B")}
-	if err := q.EnqueueBatch(batch); err != nil {
-		log.Fatal(err)
-	}
+	check(q.EnqueueBatch(batch))
 	fmt.Println(q.Len())
 	// Output: 2
 }
@@ -188,9 +175,7 @@ func ExampleQueue_DequeueAppend() {
 	q, done := openExample()
 	defer done()
 	for _, s := range []string{"alpha", "beta"} {
-		if err := q.EnqueueString(s); err != nil {
-			log.Fatal(err)
-		}
+		check(q.EnqueueString(s))
 	}
 	buf := make([]byte, 0, 1024)
 	for !q.IsEmpty() {
@@ -213,9 +198,7 @@ func ExampleQueue_Stats() {
 		log.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if err := q.EnqueueString("event"); err != nil {
-			log.Fatal(err)
-		}
+		check(q.EnqueueString("event"))
 	}
 	if _, err := q.Dequeue(); err != nil {
 		log.Fatal(err)

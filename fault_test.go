@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -27,286 +26,6 @@ import (
 // They write the queue's files directly, using the frozen layout constants
 // of index.go.
 
-var faultSeed = flag.Int64("fault.seed", 0, "seed of the random fault tests; 0 takes one from the clock")
-
-// faultTestSeed returns the seed of a random test and logs it.
-func faultTestSeed(t *testing.T) int64 {
-	t.Helper()
-	seed := *faultSeed
-	if seed == 0 {
-		seed = time.Now().UnixNano()
-	}
-	t.Logf("seed %d (rerun with -fault.seed=%d)", seed, seed)
-	return seed
-}
-
-const (
-	faultArenaSize = 64 << 10
-	faultDataSize  = faultArenaSize - arenaHeaderSize // record bytes per arena
-)
-
-// faultOptions are small arenas and no background flush, so that the files
-// change only when the test says so.
-func faultOptions() []Option {
-	return []Option{SetArenaSize(faultArenaSize), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
-}
-
-// faultSpan is the logical extent [start, end) of one record, header included.
-type faultSpan struct{ start, end uint64 }
-
-// faultLayout returns where the records of msgs lie when enqueued into an
-// empty queue.
-func faultLayout(msgs [][]byte) []faultSpan {
-	spans := make([]faultSpan, len(msgs))
-	var off uint64
-	for i, m := range msgs {
-		spans[i] = faultSpan{off, off + recordHeaderSize + uint64(len(m))}
-		off = spans[i].end
-	}
-	return spans
-}
-
-// faultMessages returns n distinct messages of minLen to maxLen bytes with
-// no zero byte, so that zeroing any of their bytes damages the record.
-func faultMessages(rng *rand.Rand, n, minLen, maxLen int) [][]byte {
-	msgs := make([][]byte, n)
-	for i := range msgs {
-		b := make([]byte, minLen+rng.IntN(maxLen-minLen+1))
-		for j := range b {
-			b[j] = byte(1 + rng.IntN(255))
-		}
-		copy(b, fmt.Sprintf("#%06d/", i))
-		msgs[i] = b
-	}
-	return msgs
-}
-
-// faultMessageIndex maps the content of each message to its position.
-func faultMessageIndex(msgs [][]byte) map[string]int {
-	m := make(map[string]int, len(msgs))
-	for i, b := range msgs {
-		m[string(b)] = i
-	}
-	return m
-}
-
-// faultArenaFile is the path of arena id in dir.
-func faultArenaFile(dir string, id uint64) string {
-	return filepath.Join(dir, fmt.Sprintf("arena-%d.bq", id))
-}
-
-// faultBuildQueue enqueues msgs into a new queue in a new directory, with
-// the default consumer (slot 0, made by a first read) and one extra
-// consumer "reader" (slot 1), closes it, and returns the directory.
-func faultBuildQueue(t *testing.T, msgs [][]byte) string {
-	t.Helper()
-	q, dir := openTestQueue(t, faultOptions()...)
-	_, err := q.Peek()
-	require.ErrorIs(t, err, ErrEmptyQueue)
-	_, err = q.NewConsumer("reader")
-	require.NoError(t, err)
-	for _, m := range msgs {
-		require.NoError(t, q.Enqueue(m))
-	}
-	spans := faultLayout(msgs)
-	q.mu.Lock()
-	tail := q.tail
-	q.mu.Unlock()
-	require.Equal(t, spans[len(spans)-1].end, tail, "the test's record layout differs from the queue's")
-	checkInvariants(t, q)
-	require.NoError(t, q.Close())
-	return dir
-}
-
-// faultCloseKeepSpares closes q, whose directory is dir, and puts back the
-// spare files it held just before, as a crash inside Close leaves them:
-// Close removes the spares only after it has synced the index. It returns
-// how many there were. NewQueue deletes spares it finds, never reuses
-// them; a template that holds some tests that.
-func faultCloseKeepSpares(t *testing.T, q *Queue, dir string) int {
-	t.Helper()
-	spares, err := filepath.Glob(filepath.Join(dir, "spare-*.bq"))
-	require.NoError(t, err)
-	content := make(map[string][]byte, len(spares))
-	for _, p := range spares {
-		b, err := os.ReadFile(p)
-		require.NoError(t, err)
-		content[p] = b
-	}
-	require.NoError(t, q.Close())
-	for p, b := range content {
-		require.NoFileExists(t, p, "Close removes spares")
-		require.NoError(t, os.WriteFile(p, b, 0o644))
-	}
-	return len(spares)
-}
-
-// faultCopyDir copies the regular files of src, but the lock file, into a new
-// directory and returns it.
-func faultCopyDir(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(src)
-	require.NoError(t, err)
-	for _, e := range entries {
-		if !e.Type().IsRegular() || e.Name() == legacyLockFileName {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644))
-	}
-	return dst
-}
-
-// faultRewrite replaces each logical record byte in [from, to) of the
-// queue in dir (closed) with fn of it, across arena files.
-func faultRewrite(t *testing.T, dir string, from, to uint64, fn func(byte) byte) {
-	t.Helper()
-	for from < to {
-		id, pos := from/faultDataSize, from%faultDataSize
-		n := min(to-from, faultDataSize-pos)
-		f, err := os.OpenFile(faultArenaFile(dir, id), os.O_RDWR, 0)
-		require.NoError(t, err)
-		b := make([]byte, n)
-		_, err = f.ReadAt(b, int64(arenaHeaderSize+pos))
-		require.NoError(t, err)
-		for i := range b {
-			b[i] = fn(b[i])
-		}
-		_, err = f.WriteAt(b, int64(arenaHeaderSize+pos))
-		require.NoError(t, err)
-		require.NoError(t, f.Close())
-		from += n
-	}
-}
-
-// corruptEvent stands for a read that returned an error wrapping ErrCorrupt
-// in the list faultDrain returns.
-const corruptEvent = -1
-
-// faultDrain reads with next until ErrEmptyQueue. It returns what each
-// read gave: the position in the original messages of the message it
-// returned, or corruptEvent. It fails the test on a message that was never
-// enqueued (or not byte for byte), on one out of order, on any other error,
-// and on a consumer that has not reached ErrEmptyQueue after bound reads.
-func faultDrain(t *testing.T, next func() ([]byte, error), byContent map[string]int, bound int) []int {
-	t.Helper()
-	var events []int
-	last := -1
-	for range bound {
-		b, err := next()
-		switch {
-		case err == nil:
-			i, ok := byContent[string(b)]
-			require.True(t, ok, "read %d bytes that were never enqueued, after message %d (%q)", len(b), last, faultTrim(b))
-			require.Greater(t, i, last, "message %d read after message %d", i, last)
-			last = i
-			events = append(events, i)
-		case errors.Is(err, ErrEmptyQueue):
-			return events
-		case errors.Is(err, ErrCorrupt):
-			events = append(events, corruptEvent)
-		default:
-			require.NoError(t, err, "read after message %d", last)
-		}
-	}
-	require.FailNow(t, "consumer stuck", "no ErrEmptyQueue after %d reads; read %s", bound, faultEventString(events))
-	return nil
-}
-
-// faultEventString formats events compactly: runs of consecutive messages as
-// "from-to", ErrCorrupt as "X".
-func faultEventString(events []int) string {
-	var parts []string
-	for i := 0; i < len(events); {
-		e := events[i]
-		if e == corruptEvent {
-			parts = append(parts, "X")
-			i++
-			continue
-		}
-		j := i
-		for j+1 < len(events) && events[j+1] == events[j]+1 {
-			j++
-		}
-		if j == i {
-			parts = append(parts, fmt.Sprint(e))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", e, events[j]))
-		}
-		i = j + 1
-	}
-	return "[" + strings.Join(parts, " ") + "]"
-}
-
-func faultCount(events []int, e int) int {
-	n := 0
-	for _, v := range events {
-		if v == e {
-			n++
-		}
-	}
-	return n
-}
-
-func faultTrim(b []byte) []byte {
-	if len(b) > 24 {
-		return b[:24]
-	}
-	return b
-}
-
-// faultDequeueBytes adapts a DequeueString method to faultDrain.
-func faultDequeueBytes(f func() (string, error)) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		s, err := f()
-		return []byte(s), err
-	}
-}
-
-// faultRange returns the message positions [from, to).
-func faultRange(from, to int) []int {
-	s := make([]int, 0, max(to-from, 0))
-	for i := from; i < to; i++ {
-		s = append(s, i)
-	}
-	return s
-}
-
-// faultNoSilentGap asserts that messages were skipped only at the end of
-// the stream or right after a read that reported ErrCorrupt, never
-// silently at the start or in the middle.
-func faultNoSilentGap(t *testing.T, events []int) {
-	t.Helper()
-	prev, reported := -1, false
-	for _, e := range events {
-		if e == corruptEvent {
-			reported = true
-			continue
-		}
-		require.True(t, e == prev+1 || reported, "messages %d to %d were skipped without an ErrCorrupt; read %s", prev+1, e-1, faultEventString(events))
-		prev, reported = e, false
-	}
-}
-
-// faultRequireWorks enqueues a few new messages and reads them back through
-// Dequeue, which must have read everything before.
-func faultRequireWorks(t *testing.T, q *Queue, tag string) {
-	t.Helper()
-	for i := range 3 {
-		require.NoError(t, q.EnqueueString(fmt.Sprintf("%s-%d", tag, i)))
-	}
-	for i := range 3 {
-		s, err := q.DequeueString()
-		require.NoError(t, err)
-		require.Equal(t, fmt.Sprintf("%s-%d", tag, i), s)
-	}
-	_, err := q.Dequeue()
-	require.ErrorIs(t, err, ErrEmptyQueue)
-	require.True(t, q.IsEmpty())
-}
-
 // TestFaultFlippedByte damages one byte of one record (its checksum,
 // length, sequence number or payload) in a closed queue. Every read must
 // return intact records only, byte for byte and in order; the read that
@@ -316,13 +35,13 @@ func faultRequireWorks(t *testing.T, q *Queue, tag string) {
 // its own arena may be lost (the library resynchronises at the next arena
 // header), but never silently.
 func TestFaultFlippedByte(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(1, 1)), 100, 1000, 2500)
-	spans := faultLayout(msgs)
-	byContent := faultMessageIndex(msgs)
+	msgs := randomMessages(rand.New(rand.NewPCG(1, 1)), 100, 1000, 2500)
+	spans := layoutOf(msgs)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
-	lastArena := (spans[n-1].end - 1) / faultDataSize
+	lastArena := (spans[n-1].end - 1) / smallDataSize
 	require.GreaterOrEqual(t, lastArena, uint64(2), "the test wants at least three arenas")
-	template := faultBuildQueue(t, msgs)
+	template := buildQueue(t, msgs)
 
 	// firstFrom returns the first record that starts at or after off.
 	firstFrom := func(off uint64) int {
@@ -335,7 +54,7 @@ func TestFaultFlippedByte(t *testing.T) {
 	}
 	spanning := -1 // a record that crosses from arena 0 into arena 1
 	for j, s := range spans {
-		if s.start < faultDataSize && s.end > faultDataSize {
+		if s.start < smallDataSize && s.end > smallDataSize {
 			spanning = j
 		}
 	}
@@ -348,8 +67,8 @@ func TestFaultFlippedByte(t *testing.T) {
 		{"arena0", 5},
 		{"lastInArena0", spanning - 1},
 		{"spanning", spanning},
-		{"firstInArena1", firstFrom(faultDataSize)},
-		{"lastArena", firstFrom(lastArena*faultDataSize) + 1},
+		{"firstInArena1", firstFrom(smallDataSize)},
+		{"lastArena", firstFrom(lastArena*smallDataSize) + 1},
 		{"last", n - 1},
 	}
 	fields := []struct {
@@ -369,11 +88,11 @@ func TestFaultFlippedByte(t *testing.T) {
 		for _, field := range fields {
 			t.Run(target.name+"/"+field.name, func(t *testing.T) {
 				d := target.record
-				dir := faultCopyDir(t, template)
+				dir := copyQueueDir(t, template)
 				at := spans[d].start + uint64(field.off(len(msgs[d])))
-				faultRewrite(t, dir, at, at+1, func(b byte) byte { return b ^ 0x5a })
+				rewriteRecords(t, dir, at, at+1, func(b byte) byte { return b ^ 0x5a })
 
-				q := openTestQueueIn(t, dir, faultOptions()...)
+				q := openTestQueueIn(t, dir, smallOptions()...)
 				reader, err := q.NewConsumer("reader")
 				require.NoError(t, err)
 				bound := 2*n + 8
@@ -382,33 +101,33 @@ func TestFaultFlippedByte(t *testing.T) {
 					next func() ([]byte, error)
 				}{
 					{"Queue.Dequeue", q.Dequeue},
-					{"Consumer.DequeueString", faultDequeueBytes(reader.DequeueString)},
+					{"Consumer.DequeueString", stringReads(reader.DequeueString)},
 				} {
-					events := faultDrain(t, read.next, byContent, bound)
-					t.Logf("%s read %s", read.name, faultEventString(events))
-					require.Greater(t, len(events), d, "%s: %s", read.name, faultEventString(events))
-					require.Equal(t, faultRange(0, d), events[:d], "%s: the records before the damaged one", read.name)
+					events := requireDrain(t, read.next, byContent, bound)
+					t.Logf("%s read %s", read.name, eventString(events))
+					require.Greater(t, len(events), d, "%s: %s", read.name, eventString(events))
+					require.Equal(t, intRange(0, d), events[:d], "%s: the records before the damaged one", read.name)
 					require.Equal(t, corruptEvent, events[d], "%s: the read of the damaged record", read.name)
-					require.Equal(t, 1, faultCount(events, corruptEvent), "%s: one ErrCorrupt for one damaged record: %s", read.name, faultEventString(events))
+					require.Equal(t, 1, countEvents(events, corruptEvent), "%s: one ErrCorrupt for one damaged record: %s", read.name, eventString(events))
 					require.NotContains(t, events, d, "%s: the damaged record was read", read.name)
 					// The consumer resynchronises at the next arena at the latest.
-					resume := firstFrom((spans[d].start/faultDataSize + 1) * faultDataSize)
+					resume := firstFrom((spans[d].start/smallDataSize + 1) * smallDataSize)
 					for j := resume; j < n; j++ {
-						require.Contains(t, events, j, "%s: record %d, after the damage's arena, was lost: %s", read.name, j, faultEventString(events))
+						require.Contains(t, events, j, "%s: record %d, after the damage's arena, was lost: %s", read.name, j, eventString(events))
 					}
-					if spans[d].start < faultDataSize {
+					if spans[d].start < smallDataSize {
 						// Damage in the first arena: every record that starts in a later
 						// arena is still read.
-						for j := firstFrom(faultDataSize); j < n; j++ {
+						for j := firstFrom(smallDataSize); j < n; j++ {
 							if j != d {
 								require.Contains(t, events, j, "%s: record %d of a later arena was lost", read.name, j)
 							}
 						}
 					}
-					require.True(t, slices.IsSorted(events[d+1:]), "%s: %s", read.name, faultEventString(events))
+					require.True(t, slices.IsSorted(events[d+1:]), "%s: %s", read.name, eventString(events))
 				}
 				require.True(t, reader.IsEmpty())
-				faultRequireWorks(t, q, "after")
+				requireWorks(t, q, "after")
 			})
 		}
 	}
@@ -419,13 +138,13 @@ func TestFaultFlippedByte(t *testing.T) {
 // the queue must hold an exact prefix of what was enqueued, or opening
 // must fail with ErrCorrupt.
 func TestFaultZeroedTail(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(2, 2)), 250, 200, 1500)
-	spans := faultLayout(msgs)
-	byContent := faultMessageIndex(msgs)
+	msgs := randomMessages(rand.New(rand.NewPCG(2, 2)), 250, 200, 1500)
+	spans := layoutOf(msgs)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
 	tail := spans[n-1].end
-	lastArena := (tail - 1) / faultDataSize
-	inLastArena := tail - lastArena*faultDataSize
+	lastArena := (tail - 1) / smallDataSize
+	inLastArena := tail - lastArena*smallDataSize
 	require.GreaterOrEqual(t, lastArena, uint64(2), "the test wants at least three arenas")
 	half := n / 2
 	ckpt := spans[half-1].end
@@ -461,19 +180,19 @@ func TestFaultZeroedTail(t *testing.T) {
 
 	t.Run("closed", func(t *testing.T) {
 		// A clean Close made everything durable: the damage is found on read.
-		template := faultBuildQueue(t, msgs)
+		template := buildQueue(t, msgs)
 		for _, zeroed := range sweep(inLastArena) {
 			t.Run(fmt.Sprintf("zero=%d", zeroed), func(t *testing.T) {
-				dir := faultCopyDir(t, template)
-				faultRewrite(t, dir, tail-zeroed, tail, func(byte) byte { return 0 })
-				q := openTestQueueIn(t, dir, faultOptions()...)
-				events := faultDrain(t, q.Dequeue, byContent, 2*n+8)
+				dir := copyQueueDir(t, template)
+				rewriteRecords(t, dir, tail-zeroed, tail, func(byte) byte { return 0 })
+				q := openTestQueueIn(t, dir, smallOptions()...)
+				events := requireDrain(t, q.Dequeue, byContent, 2*n+8)
 				k := survivors(zeroed)
-				require.Equal(t, faultRange(0, k), slices.DeleteFunc(slices.Clone(events), func(e int) bool { return e == corruptEvent }), "an exact prefix")
+				require.Equal(t, intRange(0, k), slices.DeleteFunc(slices.Clone(events), func(e int) bool { return e == corruptEvent }), "an exact prefix")
 				if len(events) > k {
 					require.Equal(t, []int{corruptEvent}, events[k:], "at most one ErrCorrupt, at the end")
 				}
-				faultRequireWorks(t, q, "after")
+				requireWorks(t, q, "after")
 			})
 		}
 	})
@@ -481,56 +200,56 @@ func TestFaultZeroedTail(t *testing.T) {
 	t.Run("crashed", func(t *testing.T) {
 		// A crash after a Flush of the first half: the files as the page
 		// cache holds them, with the end of the unflushed records zeroed.
-		q, dir := openTestQueue(t, faultOptions()...)
+		q, dir := openTestQueue(t, smallOptions()...)
 		for i, m := range msgs {
 			require.NoError(t, q.Enqueue(m))
 			if i == half-1 {
 				require.NoError(t, q.Flush())
 			}
 		}
-		snapshot := faultCopyDir(t, dir)
+		snapshot := copyQueueDir(t, dir)
 		require.NoError(t, q.Close())
 		for _, zeroed := range sweep(min(inLastArena, tail-ckpt)) {
 			t.Run(fmt.Sprintf("zero=%d", zeroed), func(t *testing.T) {
-				dir := faultCopyDir(t, snapshot)
-				faultRewrite(t, dir, tail-zeroed, tail, func(byte) byte { return 0 })
-				q := openTestQueueIn(t, dir, faultOptions()...)
+				dir := copyQueueDir(t, snapshot)
+				rewriteRecords(t, dir, tail-zeroed, tail, func(byte) byte { return 0 })
+				q := openTestQueueIn(t, dir, smallOptions()...)
 				k := survivors(zeroed)
 				q.mu.Lock()
 				recovered := q.tail
 				q.mu.Unlock()
 				require.Equal(t, spans[k-1].end, recovered, "the tail is cut back to the last intact record")
-				events := faultDrain(t, q.Dequeue, byContent, 2*n+8)
-				require.Equal(t, faultRange(0, k), events, "an exact prefix, and no damaged record left to report")
-				faultRequireWorks(t, q, "after")
+				events := requireDrain(t, q.Dequeue, byContent, 2*n+8)
+				require.Equal(t, intRange(0, k), events, "an exact prefix, and no damaged record left to report")
+				requireWorks(t, q, "after")
 				require.NoError(t, q.EnqueueString("durable"))
 				require.NoError(t, q.Close())
 
-				q = openTestQueueIn(t, dir, faultOptions()...)
+				q = openTestQueueIn(t, dir, smallOptions()...)
 				s, err := q.DequeueString()
 				require.NoError(t, err)
 				require.Equal(t, "durable", s)
-				faultRequireWorks(t, q, "reopened")
+				requireWorks(t, q, "reopened")
 			})
 		}
 	})
 
-	template := faultBuildQueue(t, msgs)
+	template := buildQueue(t, msgs)
 
 	t.Run("truncatedIndex", func(t *testing.T) {
 		for _, size := range []int64{0, 1, idxVersionOff, idxTailOff, indexHeaderSize - 1, indexHeaderSize, initialIndexSize - slotSize, initialIndexSize - 1} {
 			t.Run(fmt.Sprintf("size=%d", size), func(t *testing.T) {
-				dir := faultCopyDir(t, template)
+				dir := copyQueueDir(t, template)
 				require.NoError(t, os.Truncate(filepath.Join(dir, indexFileName), size))
 				for range 2 { // a failed open leaves the directory unlocked
-					q, err := NewQueue(dir, faultOptions()...)
+					q, err := NewQueue(dir, smallOptions()...)
 					if err != nil {
 						require.ErrorIs(t, err, ErrCorrupt)
 						continue
 					}
-					checkInvariants(t, q)
-					events := faultDrain(t, q.Dequeue, byContent, 2*n+8)
-					require.Equal(t, faultRange(0, len(events)), events, "a clean prefix")
+					requireInvariants(t, q)
+					events := requireDrain(t, q.Dequeue, byContent, 2*n+8)
+					require.Equal(t, intRange(0, len(events)), events, "a clean prefix")
 					require.NoError(t, q.Close())
 				}
 			})
@@ -538,32 +257,32 @@ func TestFaultZeroedTail(t *testing.T) {
 	})
 
 	t.Run("truncatedArena", func(t *testing.T) {
-		sizes := []int64{0, 1, arenaHeaderSize - 1, arenaHeaderSize, arenaHeaderSize + recordHeaderSize + 1, 4096, faultArenaSize / 2, faultArenaSize - 1}
+		sizes := []int64{0, 1, arenaHeaderSize - 1, arenaHeaderSize, arenaHeaderSize + recordHeaderSize + 1, 4096, smallArenaSize / 2, smallArenaSize - 1}
 		for _, id := range []uint64{0, 1, lastArena} {
 			for _, size := range sizes {
 				t.Run(fmt.Sprintf("arena=%d/size=%d", id, size), func(t *testing.T) {
-					dir := faultCopyDir(t, template)
-					require.NoError(t, os.Truncate(faultArenaFile(dir, id), size))
-					q, err := NewQueue(dir, faultOptions()...)
+					dir := copyQueueDir(t, template)
+					require.NoError(t, os.Truncate(arenaPath(dir, id), size))
+					q, err := NewQueue(dir, smallOptions()...)
 					if err != nil {
 						require.ErrorIs(t, err, ErrCorrupt)
 						return
 					}
 					t.Cleanup(func() { require.NoError(t, q.Close()) })
-					checkInvariants(t, q)
-					events := faultDrain(t, q.Dequeue, byContent, 2*n+8)
-					checkInvariants(t, q)
-					faultRequireWorks(t, q, "after")
-					checkInvariants(t, q)
+					requireInvariants(t, q)
+					events := requireDrain(t, q.Dequeue, byContent, 2*n+8)
+					requireInvariants(t, q)
+					requireWorks(t, q, "after")
+					requireInvariants(t, q)
 					if id == lastArena {
 						// Only the last records can be lost, and the loss
 						// is reported: a clean Close's checkpoint covered
 						// them. One ErrCorrupt, from the first read.
 						require.Equal(t, corruptEvent, events[0], "the cut is reported first")
-						require.Equal(t, faultRange(0, len(events)-1), events[1:], "then a clean prefix")
+						require.Equal(t, intRange(0, len(events)-1), events[1:], "then a clean prefix")
 						return
 					}
-					faultNoSilentGap(t, events)
+					require.NoError(t, silentGap(events, 0))
 				})
 			}
 		}
@@ -616,34 +335,27 @@ func faultScribble(t *testing.T, path string, rng *rand.Rand, hot int64, words [
 // byte and in order, or ErrCorrupt, until ErrEmptyQueue; the queue must
 // then work.
 func TestFaultRandomBytes(t *testing.T) {
-	seed := faultTestSeed(t)
-	const seedsPerFile = 80
-	msgs := faultMessages(rand.New(rand.NewPCG(3, 3)), 300, 300, 1700)
-	byContent := faultMessageIndex(msgs)
+	seed := int64(testSeed(t))
+	seedsPerFile := 80
+	if testing.Short() {
+		seedsPerFile = 16
+	}
+	msgs := randomMessages(rand.New(rand.NewPCG(3, 3)), 300, 300, 1700)
+	byContent := messageIndex(msgs)
 	n := len(msgs)
-	tail := faultLayout(msgs)[n-1].end
+	tail := layoutOf(msgs)[n-1].end
 
 	// The template has two consumers part-way through, two arenas a flush
 	// reclaimed kept as spares (as a crash inside Close leaves them), and
 	// the arenas still read.
-	q, template := openTestQueue(t, faultOptions()...)
+	q, template := openTestQueue(t, smallOptions()...)
 	slow, err := q.NewConsumer("slow")
 	require.NoError(t, err)
-	for _, m := range msgs {
-		require.NoError(t, q.Enqueue(m))
-	}
-	for i := range 140 {
-		b, err := slow.Dequeue()
-		require.NoError(t, err)
-		require.Equal(t, msgs[i], b)
-	}
-	for i := range 170 {
-		b, err := q.Dequeue()
-		require.NoError(t, err)
-		require.Equal(t, msgs[i], b)
-	}
+	enqueueAll(t, q, msgs)
+	requireReads(t, slow.Dequeue, msgs[:140])
+	requireReads(t, q.Dequeue, msgs[:170])
 	require.NoError(t, q.Flush())
-	faultCloseKeepSpares(t, q, template)
+	closeKeepSpares(t, q, template)
 	entries, err := os.ReadDir(template)
 	require.NoError(t, err)
 	var files []string
@@ -665,7 +377,7 @@ func TestFaultRandomBytes(t *testing.T) {
 	}
 	// Enough new messages to fill two more arenas. NewQueue deleted the
 	// spares: they are new files.
-	post := faultMessages(rand.New(rand.NewPCG(4, 4)), 2*faultDataSize/1000+1, 1000, 1000)
+	post := randomMessages(rand.New(rand.NewPCG(4, 4)), 2*smallDataSize/1000+1, 1000, 1000)
 	for i := range post {
 		post[i][0] = '+' // distinct from every original message
 	}
@@ -678,9 +390,9 @@ func TestFaultRandomBytes(t *testing.T) {
 			s := seed + i
 			t.Run(fmt.Sprintf("%s/seed=%d", file, s), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(s), 0))
-				dir := faultCopyDir(t, template)
+				dir := copyQueueDir(t, template)
 				if file == indexFileName {
-					faultScribble(t, filepath.Join(dir, file), rng, indexHeaderSize+4*slotSize, indexWords, tail+faultDataSize)
+					faultScribble(t, filepath.Join(dir, file), rng, indexHeaderSize+4*slotSize, indexWords, tail+smallDataSize)
 				} else {
 					faultScribble(t, filepath.Join(dir, file), rng, arenaHeaderSize+256, nil, 0)
 				}
@@ -692,7 +404,7 @@ func TestFaultRandomBytes(t *testing.T) {
 					return
 				}
 				t.Cleanup(func() { require.NoError(t, q.Close()) })
-				checkInvariants(t, q)
+				requireInvariants(t, q)
 
 				// Every consumer that survived, in name order; the default one
 				// (which a damaged slot can remove) reads through Queue.Dequeue.
@@ -705,20 +417,18 @@ func TestFaultRandomBytes(t *testing.T) {
 				}
 				var events []int
 				for _, read := range reads {
-					events = append(events, faultDrain(t, read, byContent, 2*n+8)...)
+					events = append(events, requireDrain(t, read, byContent, 2*n+8)...)
 				}
 				if slices.Contains(events, corruptEvent) {
 					outcomes[file]["opened, ErrCorrupt read"]++
 				} else {
 					outcomes[file]["opened, clean reads"]++
 				}
-				checkInvariants(t, q)
+				requireInvariants(t, q)
 
 				// The queue works on: new messages, through two new arenas,
 				// reach every consumer exactly.
-				for _, m := range post {
-					require.NoError(t, q.Enqueue(m))
-				}
+				enqueueAll(t, q, post)
 				for r, read := range reads {
 					for j, m := range post {
 						b, err := read()
@@ -728,7 +438,7 @@ func TestFaultRandomBytes(t *testing.T) {
 					_, err := read()
 					require.ErrorIs(t, err, ErrEmptyQueue, "reader %d", r)
 				}
-				checkInvariants(t, q)
+				requireInvariants(t, q)
 			})
 		}
 		t.Logf("%s: %v", file, outcomes[file])
@@ -741,7 +451,7 @@ func TestFaultRandomBytes(t *testing.T) {
 // record-like frame inside a payload), allocate no more than the data
 // left, and reach ErrEmptyQueue.
 func TestFaultConsumerOffsetInsideRecord(t *testing.T) {
-	msgs := faultMessages(rand.New(rand.NewPCG(5, 5)), 20, 40, 120)
+	msgs := randomMessages(rand.New(rand.NewPCG(5, 5)), 20, 40, 120)
 	// Message 10 carries a well-formed record frame with a sequence number
 	// the queue uses; message 19 (the last) ends in a length word of 256 MiB.
 	inner := []byte("never enqueued")
@@ -752,10 +462,10 @@ func TestFaultConsumerOffsetInsideRecord(t *testing.T) {
 	binary.LittleEndian.PutUint32(frame[recordCRCOff:], crc32.Update(crc32.Update(0, castagnoli, frame[recordLenOff:recordHeaderSize]), castagnoli, inner))
 	msgs[10] = append([]byte("#000010/"), frame...)
 	msgs[19] = append(msgs[19], 0, 0, 0, 0x10)
-	spans := faultLayout(msgs)
-	byContent := faultMessageIndex(msgs)
+	spans := layoutOf(msgs)
+	byContent := messageIndex(msgs)
 	tail := spans[len(msgs)-1].end
-	template := faultBuildQueue(t, msgs)
+	template := buildQueue(t, msgs)
 
 	var offsets []uint64
 	for _, j := range []int{10, 18, 19} {
@@ -765,7 +475,7 @@ func TestFaultConsumerOffsetInsideRecord(t *testing.T) {
 	}
 	for _, off := range offsets {
 		t.Run(fmt.Sprintf("offset=%d", off), func(t *testing.T) {
-			dir := faultCopyDir(t, template)
+			dir := copyQueueDir(t, template)
 			f, err := os.OpenFile(filepath.Join(dir, indexFileName), os.O_RDWR, 0)
 			require.NoError(t, err)
 			// The default consumer has slot 0, the first a new queue fills.
@@ -779,7 +489,7 @@ func TestFaultConsumerOffsetInsideRecord(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, f.Close())
 
-			q := openTestQueueIn(t, dir, faultOptions()...)
+			q := openTestQueueIn(t, dir, smallOptions()...)
 			require.Equal(t, []string{defaultConsumerKey, "reader"}, q.Consumers())
 			var before, after runtime.MemStats
 			next := func() ([]byte, error) {
@@ -790,27 +500,10 @@ func TestFaultConsumerOffsetInsideRecord(t *testing.T) {
 					"one read allocated more than 64 KiB with %d bytes left in the queue", tail-off)
 				return b, err
 			}
-			faultDrain(t, next, byContent, 2*len(msgs)+8)
-			faultRequireWorks(t, q, "after")
+			requireDrain(t, next, byContent, 2*len(msgs)+8)
+			requireWorks(t, q, "after")
 		})
 	}
-}
-
-// faultMountTmpfs mounts a tmpfs of the given size (mount(8) syntax) on a new
-// directory and unmounts it at cleanup. It skips the test when mounting is
-// not allowed.
-func faultMountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root and mount(8)): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		out, err := exec.Command("umount", dir).CombinedOutput()
-		require.NoError(t, err, "umount %s: %s", dir, out)
-	})
-	return dir
 }
 
 // TestFaultDiskFull fills a small tmpfs: Enqueue must fail with ENOSPC,
@@ -826,7 +519,7 @@ func TestFaultDiskFull(t *testing.T) {
 		copy(b, fmt.Sprintf("%d/%d/", cycle, i))
 		return b
 	}
-	perArena := faultDataSize / (recordHeaderSize + msgSize)
+	perArena := smallDataSize / (recordHeaderSize + msgSize)
 
 	// fill enqueues until Enqueue fails, which must be with ENOSPC within
 	// limit messages, and returns the messages acknowledged.
@@ -858,8 +551,8 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 
 	t.Run("cycles", func(t *testing.T) {
-		dir := filepath.Join(faultMountTmpfs(t, "2m"), "q")
-		q := openTestQueueIn(t, dir, SetArenaSize(faultArenaSize))
+		dir := filepath.Join(scratchFS(t, "tmpfs", 2), "q")
+		q := openTestQueueIn(t, dir, SetArenaSize(smallArenaSize))
 		var first int
 		for cycle := range 4 {
 			acked := fill(t, q, cycle, 2<<20/msgSize)
@@ -870,15 +563,15 @@ func TestFaultDiskFull(t *testing.T) {
 			} else {
 				require.GreaterOrEqual(t, len(acked), first-2*perArena, "cycle %d: space leaked since cycle 0", cycle)
 			}
-			checkInvariants(t, q)
+			requireInvariants(t, q)
 			if cycle == 3 {
 				// Still full: a clean reopen keeps everything.
 				require.NoError(t, q.Close())
-				q = openTestQueueIn(t, dir, SetArenaSize(faultArenaSize))
+				q = openTestQueueIn(t, dir, SetArenaSize(smallArenaSize))
 			}
 			drainExactly(t, q, acked)
 			require.True(t, q.IsEmpty())
-			checkInvariants(t, q)
+			requireInvariants(t, q)
 			require.NoError(t, q.EnqueueString("after"))
 			s, err := q.DequeueString()
 			require.NoError(t, err)
@@ -888,8 +581,8 @@ func TestFaultDiskFull(t *testing.T) {
 	})
 
 	t.Run("filler", func(t *testing.T) {
-		mnt := faultMountTmpfs(t, "2m")
-		q := openTestQueueIn(t, filepath.Join(mnt, "q"), SetArenaSize(faultArenaSize))
+		mnt := scratchFS(t, "tmpfs", 2)
+		q := openTestQueueIn(t, filepath.Join(mnt, "q"), SetArenaSize(smallArenaSize))
 		var acked [][]byte
 		for i := range 10 {
 			m := message(0, i)
@@ -911,7 +604,7 @@ func TestFaultDiskFull(t *testing.T) {
 
 		// The open arena has room left; the next arena has none.
 		acked = append(acked, fill(t, q, 1, perArena+2)...)
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 
 		require.NoError(t, os.Remove(filler))
 		for i := range 3 * perArena {
@@ -1010,7 +703,7 @@ func newQueuePromptly(t *testing.T, dir string) (*Queue, error) {
 // closed the queue or died.
 func TestFaultLock(t *testing.T) {
 	t.Run("sameProcess", func(t *testing.T) {
-		q, dir := openTestQueue(t, SetArenaSize(faultArenaSize))
+		q, dir := openTestQueue(t, SetArenaSize(smallArenaSize))
 		require.NoError(t, q.EnqueueString("one"))
 		for range 2 {
 			q2, err := newQueuePromptly(t, dir)
@@ -1031,7 +724,7 @@ func TestFaultLock(t *testing.T) {
 	})
 
 	t.Run("otherProcessTries", func(t *testing.T) {
-		q, dir := openTestQueue(t, SetArenaSize(faultArenaSize))
+		q, dir := openTestQueue(t, SetArenaSize(smallArenaSize))
 		require.NoError(t, q.EnqueueString("kept"))
 		var stderr strings.Builder
 		cmd := lockHelper(dir, "try")
@@ -1057,7 +750,7 @@ func TestFaultLock(t *testing.T) {
 	})
 
 	t.Run("otherProcessHolds", func(t *testing.T) {
-		q, dir := openTestQueue(t, SetArenaSize(faultArenaSize))
+		q, dir := openTestQueue(t, SetArenaSize(smallArenaSize))
 		require.NoError(t, q.EnqueueString("kept"))
 		require.NoError(t, q.Close())
 
@@ -1091,7 +784,7 @@ func TestFaultLock(t *testing.T) {
 // goroutines are using.
 func TestFaultClosed(t *testing.T) {
 	t.Run("afterClose", func(t *testing.T) {
-		q, dir := openTestQueue(t, SetArenaSize(faultArenaSize))
+		q, dir := openTestQueue(t, SetArenaSize(smallArenaSize))
 		require.NoError(t, q.EnqueueString("kept"))
 		c, err := q.NewConsumer("c")
 		require.NoError(t, err)
@@ -1133,7 +826,7 @@ func TestFaultClosed(t *testing.T) {
 	})
 
 	t.Run("whileInUse", func(t *testing.T) {
-		q, _ := openTestQueue(t, SetArenaSize(faultArenaSize))
+		q, _ := openTestQueue(t, SetArenaSize(smallArenaSize))
 		c, err := q.NewConsumer("c")
 		require.NoError(t, err)
 		ops := []func() error{

@@ -7,18 +7,23 @@ package bigqueue
 // fields into bytes version 1 kept zero, which earlier builds neither
 // check nor write: the arena start time and the retention mark. A
 // directory written without them reads as one without retention.)
-// Nothing else in the package hard-codes an offset.
+// Nothing else in the package hard-codes an offset. The order in which
+// these fields are written and synced, and the rules by which NewQueue
+// reads them back after a crash, are in docs/FORMAT.md of the repository.
 //
 // All integers are little-endian. The format version is 1. A queue
 // directory holds:
 //
-//	lock            empty; flock'ed by the owner
 //	index.bq        the index: header, then consumer slots
+//	index.bq.tmp    an index being created, renamed to index.bq once
+//	                synced; creating an index deletes one a crash left
 //	arena-<n>.bq    arena number n, n in decimal, all of one size
 //	spare-<n>.bq    a consumed arena kept for reuse as a later arena;
 //	                NewQueue deletes the ones a crash left
 //	damaged-<n>.bq  an arena of the wrong size, set aside by NewQueue for
 //	                inspection; the queue never reads it again
+//	lock            made by earlier versions, ignored; the owner now
+//	                flocks the directory itself
 //
 // Records form one logical byte stream. Logical offset L lives in arena
 // L / D at byte 64 + L % D of its file, where D is the arena size minus the
@@ -50,7 +55,8 @@ package bigqueue
 //	           retention (SetMaxBytes, SetMaxAge) stored, 0 when none did.
 //	           A consumer position below both it and the watermark lost
 //	           messages to retention, and NewQueue reports that
-//	           (ErrDropped); below the watermark only, it is damage.
+//	           (ErrDropped); one below the watermark only (a damaged
+//	           index) moves on to the oldest record silently.
 //	           Written in the same sector, and msync, as the watermark.
 //	           (Zero before retention existed: older readers ignore it.)
 //	128   384  zero
@@ -150,7 +156,7 @@ const (
 	idxArenaSizeOff = 16  // uint64 arena size in bytes
 	idxQueueIDOff   = 24  // uint64 random id shared with every arena header
 	idxTailOff      = 32  // uint64 commit word: logical end of the last record
-	idxHeadOff      = 40  // uint64 logical offset of the oldest retained record
+	idxHeadOff      = 40  // uint64 reclaim watermark: an offset in the oldest arena kept
 	idxCkptOff      = 48  // two checkpoint slots of ckptSize bytes
 	idxCleanOff     = 112 // uint64 cleanMark after a clean Close; cleared, msynced, before the first arena write after opening
 	idxRetainedOff  = 120 // uint64 the highest watermark retention stored; 0 = none

@@ -142,19 +142,6 @@ func makeDir(path string) error {
 	return nil
 }
 
-// Deliberately broken variants of the library, for showing that the
-// power-loss simulator catches each kind of mistake. Only tests set
-// broken, before opening a queue; production never does.
-const (
-	brokenNone            = iota
-	brokenIndexBeforeData // Flush msyncs the index before the arenas
-	brokenNoDirSync       // directory fsyncs are skipped
-	brokenNoChecksum      // reads and recovery do not verify checksums
-	brokenEarlyReclaim    // arenas are reclaimed by the read that passes them, before a flush made the consumer positions durable
-)
-
-var broken = brokenNone
-
 // rewrite reads the bytes [from, to) of f and writes them back, which
 // reserves their blocks where there is no fallocate, without changing
 // them: the range may hold records already (a holey page below the

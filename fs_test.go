@@ -8,6 +8,15 @@ import (
 )
 
 // withFS makes a queue use fs for its file and sync calls.
+// withPlant switches on deliberately broken variants of the queue (plant,
+// options.go).
+func withPlant(p plant) Option {
+	return func(o *options) error {
+		o.plant = p
+		return nil
+	}
+}
+
 func withFS(fs fileSystem) Option {
 	return func(o *options) error {
 		o.fs = fs

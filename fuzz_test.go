@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Fuzz targets (issue 4): the record decoder, the index decoder, and a
+// Fuzz targets: the record decoder, the index decoder, and a
 // whole queue directory. The seed corpora under testdata/fuzz/<Name>/ are
 // files of real small queues (seed-*, TestWriteFuzzSeeds writes them) and
 // inputs the fuzzer found (regress-*, kept as regression guards). Fuzz one
@@ -30,7 +30,7 @@ import (
 // inputs for new ones; minimizing each for the default 60 s leaves little
 // time for fuzzing.)
 //
-// The harnesses build files from the layout drawn in doc.go with their
+// The harnesses build files from the layout of format.go with their
 // own encoders (fuzzCRC and friends), not with the library's, so that they
 // also check that the code reads what the format spec says.
 
@@ -66,7 +66,7 @@ func fuzzCRC(parts ...[]byte) uint32 {
 func fuzzPut32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func fuzzPut64(b []byte, v uint64) { binary.LittleEndian.PutUint64(b, v) }
 
-// fuzzFixIndex recomputes the checksums of an index image (doc.go: index
+// fuzzFixIndex recomputes the checksums of an index image (format.go: index
 // header, checkpoint slot, consumer slot): the header's, both checkpoint
 // slots', and those of the used consumer slots whose name length is in
 // range. The fuzzer can then reach what lies behind the checksums.
@@ -302,10 +302,10 @@ func fuzzTemplate(tb testing.TB, crash bool, extra int) map[string][]byte {
 	return files
 }
 
-// fuzzMessageIndex is faultMessageIndex of the template's messages and of
+// fuzzMessageIndex is messageIndex of the template's messages and of
 // the fuzzNew messages the harnesses add, which come after them.
 func fuzzMessageIndex() map[string]int {
-	byContent := faultMessageIndex(fuzzMessages())
+	byContent := messageIndex(fuzzMessages())
 	for i, m := range fuzzNew {
 		byContent[m] = len(byContent) + i
 	}
@@ -314,36 +314,6 @@ func fuzzMessageIndex() map[string]int {
 
 // fuzzNew are the messages a harness enqueues into a fuzzed queue.
 var fuzzNew = []string{"new/0", "new/1", "new/2"}
-
-// fuzzDrain reads with next until ErrEmptyQueue and fails the test on an
-// error other than ErrCorrupt, on a stuck consumer, and on a message that
-// is neither a known one (in order, at most once) nor, when forged is
-// set, one framed with a valid checksum in the input.
-func fuzzDrain(t *testing.T, name string, next func() ([]byte, error), byContent map[string]int, forged func([]byte) bool, bound int) (read []int) {
-	t.Helper()
-	last := -1
-	for range bound {
-		b, err := next()
-		switch {
-		case err == nil:
-			i, ok := byContent[string(b)]
-			if !ok {
-				require.True(t, forged != nil && forged(b), "consumer %q read %d bytes never enqueued nor framed in the input: %q", name, len(b), faultTrim(b))
-				continue
-			}
-			require.Greater(t, i, last, "consumer %q read message %d after %d", name, i, last)
-			last = i
-			read = append(read, i)
-		case errors.Is(err, ErrEmptyQueue):
-			return read
-		case errors.Is(err, ErrCorrupt):
-		default:
-			require.NoError(t, err, "consumer %q", name)
-		}
-	}
-	require.FailNow(t, "consumer stuck", "consumer %q: no ErrEmptyQueue after %d reads", name, bound)
-	return nil
-}
 
 // fuzzReaders returns a read function per consumer of q, the default one
 // (through Queue.Dequeue) first.
@@ -384,14 +354,15 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 		}
 	})
 	fuzzCheckRecovered(t, q, limit)
-	checkInvariants(t, q)
+	requireInvariants(t, q)
 	names, reads := fuzzReaders(t, q)
 	for i, read := range reads {
-		fuzzDrain(t, names[i], read, byContent, forged, 4*fuzzArenaSize)
+		_, err := drain(read, byContent, forged, 4*fuzzArenaSize)
+		require.NoError(t, err, "consumer %q", names[i])
 	}
 	runtime.ReadMemStats(&after)
 	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(fuzzMaxAlloc), "opening and draining allocated too much")
-	checkInvariants(t, q)
+	requireInvariants(t, q)
 	fuzzCheckRecovered(t, q, limit)
 	if arenaSize > fuzzMaxArenaSize {
 		closed = true
@@ -409,7 +380,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 	require.NoError(t, err, "reopen after a clean close")
 	closed = false
 	fuzzCheckRecovered(t, q, limit)
-	checkInvariants(t, q)
+	requireInvariants(t, q)
 	names2, reads := fuzzReaders(t, q)
 	require.Equal(t, names, names2, "consumers after the reopen")
 	for i, read := range reads {
@@ -421,7 +392,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 		_, err := read()
 		require.ErrorIs(t, err, ErrEmptyQueue, "consumer %q after the reopen", names[i])
 	}
-	checkInvariants(t, q)
+	requireInvariants(t, q)
 	closed = true
 	require.NoError(t, q.Close())
 }
@@ -429,7 +400,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 // fuzzIndexLimit reads the index file of the queue in dir, when it has a
 // header, and returns the highest logical offset it names a record
 // boundary at: its tail word, or the offset of its checkpoint (the valid
-// slot with the highest generation, doc.go), whichever is higher. Recovery
+// slot with the highest generation, docs/FORMAT.md), whichever is higher. Recovery
 // may cut the tail back below it, never move it past it.
 func fuzzIndexLimit(t *testing.T, dir string) uint64 {
 	b, err := os.ReadFile(filepath.Join(dir, indexFileName))
@@ -510,7 +481,7 @@ func fuzzRecordTemplate(tb testing.TB) (index, header []byte) {
 // takes and returns a new message.
 func FuzzRecordDecode(f *testing.F) {
 	index, header := fuzzRecordTemplate(f)
-	root := corruptFastRoot(f)
+	root := memDir(f)
 	f.Add([]byte{}, false, uint8(0), false)
 	f.Add(make([]byte, recordHeaderSize), true, uint8(0), true)
 
@@ -558,7 +529,7 @@ func FuzzRecordDecode(f *testing.F) {
 		q, err := NewQueue(dir, corruptOpenOptions()...)
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, q.Close()) })
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 		reader, err := q.NewConsumer("reader")
 		require.NoError(t, err)
 		// With a checkpoint past the chain's end, what it covers is lost:
@@ -587,11 +558,11 @@ func FuzzRecordDecode(f *testing.F) {
 			}
 			require.Equal(t, len(chain), len(got), "messages read")
 			for i := range chain {
-				require.True(t, bytes.Equal(chain[i], got[i]), "message %d: read %q, want %q", i, faultTrim(got[i]), faultTrim(chain[i]))
+				require.True(t, bytes.Equal(chain[i], got[i]), "message %d: read %q, want %q", i, trimForLog(got[i]), trimForLog(chain[i]))
 			}
 			require.Equal(t, wantCorrupt, corrupt, "ErrCorrupt reports")
 		}
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 		require.NoError(t, q.EnqueueString("new"))
 		for _, read := range []func() ([]byte, error){q.Dequeue, reader.Dequeue} {
 			b, err := read()
@@ -623,7 +594,7 @@ func fuzzNormalizeIndex(b []byte) []byte {
 func FuzzIndexDecode(f *testing.F) {
 	template := fuzzTemplate(f, false, 0)
 	byContent := fuzzMessageIndex()
-	root := corruptFastRoot(f)
+	root := memDir(f)
 	f.Add([]byte{}, false)
 	f.Add(make([]byte, initialIndexSize), true)
 
@@ -688,6 +659,26 @@ func fuzzSplit(data []byte, layout uint8) map[string][]byte {
 	return files
 }
 
+// fuzzAddSeeds adds the seeds of the directory fuzzers (FuzzOpenDirectory,
+// FuzzInspect) besides those in testdata: no file at all, and an empty
+// index with one empty arena.
+func fuzzAddSeeds(f *testing.F) {
+	f.Add([]byte{}, uint8(0))
+	f.Add(make([]byte, initialIndexSize+fuzzArenaSize), uint8(fuzzLayoutFix))
+}
+
+// fuzzStream returns the data of the arenas of files in number order,
+// where a forged record would be.
+func fuzzStream(files map[string][]byte) []byte {
+	var stream []byte
+	for _, name := range fuzzArenaNames(files) {
+		if b := files[name]; len(b) > arenaHeaderSize {
+			stream = append(stream, b[arenaHeaderSize:]...)
+		}
+	}
+	return stream
+}
+
 // fuzzArenaNames returns the names of the arena files among files, in
 // number order.
 func fuzzArenaNames(files map[string][]byte) []string {
@@ -735,20 +726,12 @@ func fuzzJoin(t *testing.T, files map[string][]byte) ([]byte, uint8) {
 // wrote into the input itself.
 func FuzzOpenDirectory(f *testing.F) {
 	byContent := fuzzMessageIndex()
-	root := corruptFastRoot(f)
-	f.Add([]byte{}, uint8(0))
-	f.Add(make([]byte, initialIndexSize+fuzzArenaSize), uint8(fuzzLayoutFix))
+	root := memDir(f)
+	fuzzAddSeeds(f)
 
 	f.Fuzz(func(t *testing.T, data []byte, layout uint8) {
 		files := fuzzSplit(data, layout)
-		// The data of the arenas in number order, where a forged record
-		// would be.
-		var stream []byte
-		for _, name := range fuzzArenaNames(files) {
-			if b := files[name]; len(b) > arenaHeaderSize {
-				stream = append(stream, b[arenaHeaderSize:]...)
-			}
-		}
+		stream := fuzzStream(files)
 		forged := func(msg []byte) bool { return fuzzHasFrame(stream, msg) }
 		dir := fuzzExecDir(t, root)
 		fuzzWriteFiles(t, dir, files)
@@ -798,7 +781,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	stream := func(sizes []int) []byte {
 		q, dir := openTestQueue(t, fuzzOptions()...)
 		for i, n := range sizes {
-			require.NoError(t, q.Enqueue(payload(uint64(i), n)))
+			require.NoError(t, q.Enqueue(message(0, uint64(i), n)))
 		}
 		q.mu.Lock()
 		tail := q.tail

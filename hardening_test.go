@@ -2,12 +2,14 @@ package bigqueue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -41,21 +43,34 @@ type waitResult struct {
 	err error
 }
 
+// startWait calls wait (a blocking read of q) in a new goroutine and
+// returns once it waits; its result arrives on the channel.
+func startWait(t *testing.T, q *Queue, wait func(context.Context) ([]byte, error)) <-chan waitResult {
+	t.Helper()
+	done := make(chan waitResult, 1)
+	go func() {
+		msg, err := wait(context.Background())
+		done <- waitResult{msg, err}
+	}()
+	waitForWaiter(t, q)
+	return done
+}
+
 func TestWaitersWokenByConsumerChanges(t *testing.T) {
-	t.Run("deleted consumer", func(t *testing.T) {
-		q, _ := openTestQueue(t)
-		c, err := q.NewConsumer("c")
-		require.NoError(t, err)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := c.DequeueWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
-		require.NoError(t, q.DeleteConsumer("c"))
-		r := <-done
-		require.ErrorIs(t, r.err, ErrNoConsumer)
-	})
+	for _, peek := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleted consumer/peek=%v", peek), func(t *testing.T) {
+			q, _ := openTestQueue(t)
+			c, err := q.NewConsumer("c")
+			require.NoError(t, err)
+			wait := c.DequeueWait
+			if peek {
+				wait = c.PeekWait
+			}
+			done := startWait(t, q, wait)
+			require.NoError(t, q.DeleteConsumer("c"))
+			require.ErrorIs(t, (<-done).err, ErrNoConsumer)
+		})
+	}
 	t.Run("FromConsumer", func(t *testing.T) {
 		q, _ := openTestQueue(t)
 		behind, err := q.NewConsumer("behind")
@@ -65,12 +80,7 @@ func TestWaitersWokenByConsumerChanges(t *testing.T) {
 		require.NoError(t, err)
 		_, err = ahead.Dequeue()
 		require.NoError(t, err)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := ahead.DequeueWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
+		done := startWait(t, q, ahead.DequeueWait)
 		_, err = q.FromConsumer("ahead", behind)
 		require.NoError(t, err)
 		r := <-done
@@ -85,12 +95,7 @@ func TestWaitersWokenByConsumerChanges(t *testing.T) {
 		got, err := q.DequeueString()
 		require.NoError(t, err)
 		require.Equal(t, "m", got)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := q.DequeueWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
+		done := startWait(t, q, q.DequeueWait)
 		// The next queue-level read re-creates the default consumer at
 		// the oldest stored message, which the waiter then gets.
 		require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
@@ -322,6 +327,25 @@ func TestTooManyConsumers(t *testing.T) {
 	require.Len(t, q.Consumers(), made)
 }
 
+// readerQueue makes a closed queue of 4 KiB arenas in a new directory,
+// holding the 400 messages "A-<i>", with a consumer "reader" that read the
+// first read of them, and returns the directory.
+func readerQueue(t *testing.T, read int) string {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 400)
+	for range read {
+		_, err := r.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Close())
+	return dir
+}
+
 // Records a checkpoint covered and that are gone are reported, never cut
 // silently: with the two newest arena files of a cleanly closed queue
 // deleted, the queue opens, and the first read of every consumer that
@@ -329,17 +353,7 @@ func TestTooManyConsumers(t *testing.T) {
 // how many messages were lost, also after a reopen before that read;
 // then the intact prefix follows.
 func TestCheckpointedArenasMissingReported(t *testing.T) {
-	dir := t.TempDir()
-	q, err := NewQueue(dir, SetArenaSize(4096))
-	require.NoError(t, err)
-	r, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	enqueueN(t, q, "A", 0, 400)
-	for i := 0; i < 10; i++ {
-		_, err := r.Dequeue()
-		require.NoError(t, err)
-	}
-	require.NoError(t, q.Close())
+	dir := readerQueue(t, 10)
 
 	var ids []int
 	entries, err := os.ReadDir(dir)
@@ -356,11 +370,11 @@ func TestCheckpointedArenasMissingReported(t *testing.T) {
 		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
 	}
 
-	q, err = NewQueue(dir, SetArenaSize(4096))
+	q, err := NewQueue(dir, SetArenaSize(4096))
 	require.NoError(t, err)
 	require.NoError(t, q.Close()) // a reopen before any read keeps the report
 	q = openTestQueueIn(t, dir, SetArenaSize(4096))
-	r, err = q.NewConsumer("reader")
+	r, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	for _, c := range []struct {
 		name string
@@ -437,17 +451,7 @@ func TestTruncatedUnderLiveQueue(t *testing.T) {
 				return
 			}
 			defer func() { require.NoError(t, q.Close()) }()
-			for i := 0; i < 100; i++ {
-				msg, err := q.Dequeue()
-				if err == ErrEmptyQueue {
-					break
-				}
-				if err != nil {
-					require.ErrorIs(t, err, ErrCorrupt)
-					continue
-				}
-				require.Contains(t, string(msg), "A-", "only intact messages of the queue")
-			}
+			readTagged(t, q, "A", 100) // only intact messages of the queue
 			require.NoError(t, q.EnqueueString("after"))
 		})
 	}
@@ -525,6 +529,84 @@ func TestArenaRemovedUnderLiveQueue(t *testing.T) {
 			}
 			require.Positive(t, reports, "the loss was not reported")
 			require.Less(t, got, 63)
+		})
+	}
+}
+
+// The oldest arena file removed by hand is a loss, not a reclaim: a
+// consumer's stored position lies in it, and a flush made that position
+// durable before anything could reclaim the arena. Every consumer that
+// stood in it gets one ErrCorrupt, then reads on from the oldest arena
+// left; so does it after a reopen before that read.
+func TestOldestArenaMissingReported(t *testing.T) {
+	dir := readerQueue(t, 5)
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	_, err = q.Peek() // makes the default consumer, at message 0
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, arenaName(0))))
+
+	q, err = NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	require.NoError(t, q.Close()) // a reopen before any read keeps the report
+	q = openTestQueueIn(t, dir, SetArenaSize(4096))
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	first := -1
+	for _, c := range []struct {
+		name string
+		read func() ([]byte, error)
+		from int
+	}{{"default", q.Dequeue, 0}, {"reader", r.Dequeue, 5}} {
+		_, err := c.read()
+		require.ErrorIs(t, err, ErrCorrupt, "%s: the loss is reported first", c.name)
+		require.Regexp(t, `\d+ messages`, err.Error())
+		msg, err := c.read()
+		require.NoError(t, err, "%s: one report only", c.name)
+		var n int
+		_, err = fmt.Sscanf(string(msg), "A-%d-", &n)
+		require.NoError(t, err)
+		require.Greater(t, n, c.from, "%s: arena 0 held messages it had not read", c.name)
+		if first >= 0 {
+			require.Equal(t, first, n, "both read on from the oldest arena left")
+		}
+		first = n
+	}
+	require.NoError(t, q.EnqueueString("after"))
+}
+
+// A damaged retention mark is damage, not a drop: with the watermark
+// moved up two arenas (as a scribble over the index can) and the mark
+// past it, a consumer stood in the arenas recovery then removes gets
+// ErrCorrupt, never ErrDropped, which only a mark retention itself
+// stored (in the watermark's arena or below it) gives.
+func TestRetentionMarkDamageIsCorrupt(t *testing.T) {
+	const ds = 4096 - arenaHeaderSize
+	for _, c := range []struct {
+		name     string
+		retained uint64
+		want     error
+	}{
+		{"mark past the watermark", 1 << 60, ErrCorrupt},
+		{"mark with the watermark", 2*ds + 8, ErrDropped},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := readerQueue(t, 5)
+			path := filepath.Join(dir, indexFileName)
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			binary.LittleEndian.PutUint64(b[idxHeadOff:], 2*ds)
+			binary.LittleEndian.PutUint64(b[idxRetainedOff:], c.retained)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			q := openTestQueueIn(t, dir, SetArenaSize(4096))
+			r, err := q.NewConsumer("reader")
+			require.NoError(t, err)
+			_, err = r.Dequeue()
+			require.ErrorIs(t, err, c.want)
+			msg, err := r.Dequeue()
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(string(msg), "A-"))
 		})
 	}
 }

@@ -85,8 +85,9 @@ type ConsumerInfo struct {
 	Offset uint64
 	// Unproven reports a position that is not a record boundary the
 	// records confirm: its next read reports ErrCorrupt and skips ahead.
-	// Lost reports a consumer that took the slot of a damaged one: its
-	// next read reports ErrCorrupt once.
+	// Lost reports a consumer whose next read reports ErrCorrupt once:
+	// it took the slot of a damaged one, or arena files holding messages
+	// it had not read are missing.
 	Unproven, Lost bool
 }
 
@@ -140,6 +141,8 @@ type Inspection struct {
 	slots             []consumerSlot
 	ckpt              checkpoint
 	limit             uint64 // the tail the index names (or its checkpoint, when later)
+	storedHead        uint64 // the index's reclaim watermark
+	retained          uint64 // the index's retention mark (retention.go)
 	clean             bool
 }
 
@@ -147,7 +150,8 @@ type Inspection struct {
 // would place it.
 type inspectedConsumer struct {
 	off, seq uint64 // seq is unknownSeq for a position that is no proven boundary
-	lost     bool
+	lost     bool   // it took the slot of a damaged one
+	missing  bool   // it stood in arena files found missing (Queue.reportMissing)
 }
 
 // Inspect opens the queue in dir read-only, for Info, Verify and Messages.
@@ -270,6 +274,7 @@ func (in *Inspection) load() error {
 	in.limit = max(idxTail, in.ckpt.offset)
 	in.slots, in.damaged = x.consumers()
 	in.info.DamagedSlots = len(in.damaged)
+	in.storedHead, in.retained = x.head(), x.retained()
 	if err := in.inventory(x.head()); err != nil {
 		return err
 	}
@@ -556,6 +561,9 @@ func (in *Inspection) placeConsumers() error {
 	}
 	for _, name := range below {
 		st := in.consumers[name]
+		// Retention's removals are no loss; anything else is.
+		dropped := st.off < in.storedHead && st.off < in.retained && in.retained/ds <= in.storedHead/ds && in.storedHead <= in.tail
+		st.missing = !dropped
 		st.off, st.seq = in.oldest, in.oldestSeq
 		in.consumers[name] = st
 	}
@@ -591,7 +599,7 @@ func (in *Inspection) fillInfo() {
 	in.info.Messages = in.lag(in.oldest, in.oldestSeq)
 	for name, st := range in.consumers {
 		in.info.Consumers = append(in.info.Consumers, ConsumerInfo{Name: name, Lag: in.lag(st.off, st.seq),
-			Offset: st.off, Unproven: st.seq == unknownSeq && st.off < in.tail, Lost: st.lost})
+			Offset: st.off, Unproven: st.seq == unknownSeq && st.off < in.tail, Lost: st.lost || st.missing})
 	}
 	slices.SortFunc(in.info.Consumers, func(a, b ConsumerInfo) int { return cmp.Compare(a.Name, b.Name) })
 	if in.tail > in.ckpt.offset {
@@ -780,7 +788,10 @@ func (in *Inspection) Messages(name string) iter.Seq2[[]byte, error] {
 			switch {
 			case ok:
 				pos, seq = st.off, st.seq
-				if st.lost && !yield(nil, fmt.Errorf("consumer %q: its slot in the index was damaged and its position lost; it starts at the oldest message, offset %d: %w", name, st.off, ErrCorrupt)) {
+				if st.missing && !yield(nil, fmt.Errorf("consumer %q: arena files holding messages it had not read are missing below the oldest arena left; it reads on from offset %d: %w", name, st.off, ErrCorrupt)) {
+					return
+				}
+				if st.lost && !st.missing && !yield(nil, fmt.Errorf("consumer %q: its slot in the index was damaged and its position lost; it starts at the oldest message, offset %d: %w", name, st.off, ErrCorrupt)) {
 					return
 				}
 			case in.damagedName(name):
@@ -1148,7 +1159,8 @@ func (in *Inspection) cutReported(name string) bool {
 	}
 	for _, c := range in.slots {
 		if c.name == name {
-			return c.offset < in.ckpt.offset && !in.consumers[name].lost
+			st := in.consumers[name]
+			return c.offset < in.ckpt.offset && !st.lost && !st.missing
 		}
 	}
 	return name == defaultConsumerKey && !in.damagedName(name)

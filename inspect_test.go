@@ -196,7 +196,7 @@ func inspectCompare(t *testing.T, dir string) Info {
 // directory, closed and as a crash would leave it (a copy of the files of
 // the open queue), against what a Queue finds there.
 func TestInspectMatchesQueue(t *testing.T) {
-	seed := testSeed(t, 0)
+	seed := testSeed(t)
 	t.Logf("seed %d (BIGQUEUE_SEED replays it)", seed)
 	for i := range 6 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -676,17 +676,11 @@ func TestInspectLargeMessage(t *testing.T) {
 // a record with a valid checksum in the input. Seeds: those of
 // FuzzOpenDirectory (same arguments).
 func FuzzInspect(f *testing.F) {
-	root := corruptFastRoot(f)
-	f.Add([]byte{}, uint8(0))
-	f.Add(make([]byte, initialIndexSize+fuzzArenaSize), uint8(fuzzLayoutFix))
+	root := memDir(f)
+	fuzzAddSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte, layout uint8) {
 		files := fuzzSplit(data, layout)
-		var stream []byte
-		for _, name := range fuzzArenaNames(files) {
-			if b := files[name]; len(b) > arenaHeaderSize {
-				stream = append(stream, b[arenaHeaderSize:]...)
-			}
-		}
+		stream := fuzzStream(files)
 		dir := fuzzExecDir(t, root)
 		fuzzWriteFiles(t, dir, files)
 		before := inspectFiles(t, dir)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"sync"
 	"syscall"
@@ -16,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// I/O error tests (issue 4, part 6): a fixed workload runs once to count
+// I/O error tests: a fixed workload runs once to count
 // the file system calls of each kind; then, for every kind and every n up
 // to that count, it runs again on a fresh directory with the n-th call of
 // that kind failing, once and from then on. Every failure must reach the
@@ -524,7 +523,7 @@ func (r *ioErrRun) verify() {
 	q, err := NewQueue(r.dir, SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	require.NoError(r.t, err, "%s: reopening with the real file system", r.c)
 	defer func() { require.NoError(r.t, q.Close()) }()
-	checkInvariants(r.t, q)
+	requireInvariants(r.t, q)
 	require.Equal(r.t, r.modelNames(), q.Consumers(), "%s: consumers after reopening", r.c)
 	for _, name := range r.modelNames() {
 		c, err := q.NewConsumer(name)
@@ -545,20 +544,6 @@ func (r *ioErrRun) verify() {
 	require.NoError(r.t, err)
 	require.Equal(r.t, "after", s)
 	require.NoError(r.t, q.Flush())
-}
-
-// ioErrBaseDir returns a directory for the cases' queues: on a tmpfs when
-// one can be mounted, where syncs cost nothing, else a temporary directory.
-func ioErrBaseDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Logf("cases run in %s, not on a tmpfs: %v: %s", dir, err, out)
-		return dir
-	}
-	t.Cleanup(func() { unmountTestDir(t, dir) })
-	return dir
 }
 
 // runIOErrCase runs the workload for one case on a fresh directory under
@@ -604,7 +589,7 @@ func runIOErrCase(t *testing.T, base string, c ioErrCase, ops []ioErrOp, opts []
 // the race detector, which makes every case several times slower.
 func ioErrNumbers(count int) []int {
 	step := 1
-	if testRaceEnabled {
+	if sampledTier() {
 		step = max(1, count/24)
 	}
 	var ns []int
@@ -619,11 +604,11 @@ func ioErrNumbers(count int) []int {
 
 // TestIOErrors fails every file system call of the workload in turn.
 func TestIOErrors(t *testing.T) {
-	seed := faultTestSeed(t)
+	seed := int64(testSeed(t))
 	arenaSize := os.Getpagesize()
 	opts := []Option{SetArenaSize(arenaSize), SetMaxInMemArenas(3), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}
 	ops := ioErrWorkload(seed, arenaSize)
-	base := ioErrBaseDir(t)
+	base := memDir(t)
 
 	// The counting run: nothing fails.
 	var counts map[fsCall]int
@@ -676,7 +661,7 @@ func TestIOErrors(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("ioerrors: kinds=%d cases=%d injected=%d surfaced=%d sticky_ok=%d reopen_ok=%d lost=0",
+	report(t, "kinds=%d cases=%d injected=%d surfaced=%d sticky_ok=%d reopen_ok=%d lost=0",
 		len(ioErrKinds), st.cases, st.injected, st.surfaced, st.stickyOK, st.reopenOK)
 	t.Logf("ioerrors: %d calls failed in all; %d of %d cases of failing syncs checked stickiness after healing; %d cases failed a NewQueue",
 		st.calls, st.stickyOK, st.stickyKind, st.openFailures)

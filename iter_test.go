@@ -60,12 +60,7 @@ func TestPeekWaitEnds(t *testing.T) {
 	t.Run("context", func(t *testing.T) {
 		q, _ := openTestQueue(t)
 		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan waitResult)
-		go func() {
-			msg, err := q.PeekWait(ctx)
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
+		done := startWait(t, q, func(context.Context) ([]byte, error) { return q.PeekWait(ctx) })
 		cancel()
 		r := <-done
 		require.ErrorIs(t, r.err, context.Canceled)
@@ -91,31 +86,13 @@ func TestPeekWaitEnds(t *testing.T) {
 			require.ErrorIs(t, (<-done).err, ErrClosed)
 		}
 	})
-	t.Run("consumer deleted while waiting", func(t *testing.T) {
-		q, _ := openTestQueue(t)
-		c, err := q.NewConsumer("c")
-		require.NoError(t, err)
-		done := make(chan waitResult)
-		go func() {
-			msg, err := c.PeekWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
-		require.NoError(t, q.DeleteConsumer("c"))
-		require.ErrorIs(t, (<-done).err, ErrNoConsumer)
-	})
 	t.Run("default consumer deleted while waiting", func(t *testing.T) {
 		q, _ := openTestQueue(t)
 		_, err := q.NewConsumer("pin")
 		require.NoError(t, err)
 		require.NoError(t, q.EnqueueString("m"))
 		require.NoError(t, q.SeekNewest())
-		done := make(chan waitResult)
-		go func() {
-			msg, err := q.PeekWait(context.Background())
-			done <- waitResult{msg, err}
-		}()
-		waitForWaiter(t, q)
+		done := startWait(t, q, q.PeekWait)
 		// Re-created at the oldest stored message, which the waiter gets.
 		require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
 		r := <-done
@@ -255,10 +232,7 @@ func TestAllErrors(t *testing.T) {
 		q, _ := openTestQueue(t, append(manualFlush, SetMaxBytes(6000))...)
 		c, err := q.NewConsumer("c")
 		require.NoError(t, err)
-		enqueueNumbered(t, q, 1, 100, 200)
-		require.NoError(t, q.Flush())
-		oldest := q.Stats().OldestSeq
-		require.Greater(t, oldest, uint64(1))
+		oldest := overflow(t, q)
 		var errs []error
 		var first uint64
 		for msg, err := range c.All(context.Background()) {

@@ -46,7 +46,7 @@ func TestLockRaceHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process of TestLockRace")
 	}
-	q, err := NewQueue(dir, SetArenaSize(faultArenaSize))
+	q, err := NewQueue(dir, SetArenaSize(smallArenaSize))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(exitFailed)
@@ -111,7 +111,7 @@ func TestLockRace(t *testing.T) {
 	took := make([]time.Duration, lockRaceTries)
 	for i := range lockRaceTries {
 		start := time.Now()
-		q, err := NewQueue(dir, SetArenaSize(faultArenaSize))
+		q, err := NewQueue(dir, SetArenaSize(smallArenaSize))
 		took[i] = time.Since(start)
 		if q != nil {
 			require.NoError(t, q.Close())
@@ -130,7 +130,7 @@ func TestLockRace(t *testing.T) {
 	last := <-acked
 	require.GreaterOrEqual(t, last, 0, "the holder acknowledged nothing")
 
-	q := openTestQueueIn(t, dir, SetArenaSize(faultArenaSize))
+	q := openTestQueueIn(t, dir, SetArenaSize(smallArenaSize))
 	n := 0
 	for ; ; n++ {
 		s, err := q.DequeueString()
@@ -143,6 +143,6 @@ func TestLockRace(t *testing.T) {
 	require.Greater(t, n, last, "acknowledged messages lost")
 	require.LessOrEqual(t, n, lockRaceMessages)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	t.Logf("lockrace: tries=%d locked=%d max_ms=%.3f p50_ms=%.3f p99_ms=%.3f acked=%d recovered=%d reopened=ok",
+	report(t, "tries=%d locked=%d max_ms=%.3f p50_ms=%.3f p99_ms=%.3f acked=%d recovered=%d reopened=ok",
 		lockRaceTries, locked, ms(worst), ms(took[len(took)/2]), ms(took[len(took)*99/100]), last+1, n)
 }

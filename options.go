@@ -34,7 +34,21 @@ type options struct {
 	maxBytes       int64            // retention: stored bytes above which the oldest arenas go; <= 0 = no limit
 	maxAge         time.Duration    // retention: age above which the oldest arenas go; <= 0 = no limit
 	now            func() time.Time // wall clock (arena start times, MaxAge); time.Now outside tests
+	plant          plant            // deliberately broken variants; zero outside tests
 }
+
+// plant selects deliberately broken variants of the queue. Only tests set
+// it (through an option defined in a test file), to show that the
+// power-loss simulator catches each kind of mistake; it is zero in every
+// queue a user opens. The fourth planted mistake, a missing directory
+// fsync, needs no switch here: the tests wrap the fileSystem.
+type plant uint8
+
+const (
+	plantIndexBeforeData plant = 1 << iota // Flush msyncs the index before the arenas
+	plantNoChecksum                        // reads and recovery do not verify checksums
+	plantEarlyReclaim                      // a read that passes an arena reclaims it before a flush made the consumer positions durable
+)
 
 func defaultOptions() options {
 	return options{

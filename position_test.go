@@ -1,12 +1,9 @@
 package bigqueue
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -16,20 +13,30 @@ import (
 // the queue's ID.
 
 // numbered returns the message with sequence number n in the tests
-// below: its number, padded to size bytes so that messages span arenas.
-func numbered(n uint64, size int) []byte {
-	s := strconv.FormatUint(n, 10) + ":"
-	return []byte(s + strings.Repeat("x", max(0, size-len(s))))
-}
+// below, of size bytes (at least messageHeadSize, which names it).
+func numbered(n uint64, size int) []byte { return message(0, n, max(size, messageHeadSize)) }
 
 // numberOf returns the number numbered put into msg.
 func numberOf(t *testing.T, msg []byte) uint64 {
 	t.Helper()
-	s, _, ok := strings.Cut(string(msg), ":")
-	require.True(t, ok, "message %.20q", msg)
-	n, err := strconv.ParseUint(s, 10, 64)
-	require.NoError(t, err)
+	n, whole := messageID(0, msg)
+	require.True(t, whole, "message %s", describeMessage(0, msg))
 	return n
+}
+
+// lastNumber reads c until ErrEmptyQueue, with no other error, and
+// returns the number of the last message it read.
+func lastNumber(t *testing.T, c *Consumer) uint64 {
+	t.Helper()
+	var last uint64
+	for {
+		msg, err := c.Dequeue()
+		if errors.Is(err, ErrEmptyQueue) {
+			return last
+		}
+		require.NoError(t, err)
+		last = numberOf(t, msg)
+	}
 }
 
 // enqueueNumbered enqueues the messages numbered from..to, of size bytes.
@@ -52,17 +59,11 @@ type positioned interface {
 	Len() int64
 }
 
-func positionedReaders(t *testing.T, q *Queue) map[string]positioned {
-	c, err := q.NewConsumer("named")
-	require.NoError(t, err)
-	return map[string]positioned{"queue": q, "consumer": c}
-}
-
 // The first message ever has 1, each next +1, and Position names the
 // message the next read returns: the one Peek returned.
 func TestPositionNumbersMessages(t *testing.T) {
 	q, _ := openTestQueue(t, SetArenaSize(4096))
-	for name, r := range positionedReaders(t, q) {
+	for name, r := range views[positioned](t, q) {
 		t.Run(name, func(t *testing.T) {
 			require.EqualValues(t, 1, r.Position(), "empty new queue: the first message gets 1")
 		})
@@ -71,7 +72,7 @@ func TestPositionNumbersMessages(t *testing.T) {
 	require.EqualValues(t, 1, s.OldestSeq)
 	require.EqualValues(t, 1, s.NextSeq)
 	enqueueNumbered(t, q, 1, 50, 300)
-	for name, r := range positionedReaders(t, q) {
+	for name, r := range views[positioned](t, q) {
 		t.Run(name, func(t *testing.T) {
 			for want := uint64(1); want <= 50; want++ {
 				require.Equal(t, want, r.Position())
@@ -138,7 +139,7 @@ func TestPositionAcrossReopenReclaimAndCrash(t *testing.T) {
 // Seek to every stored message, both ends, and past either end, over
 // messages of random sizes spanning arenas, with few arenas mapped.
 func TestSeekSweep(t *testing.T) {
-	seed := testSeed(t, 0)
+	seed := testSeed(t)
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
@@ -150,7 +151,7 @@ func TestSeekSweep(t *testing.T) {
 		}
 		require.NoError(t, q.Enqueue(numbered(i, size)))
 	}
-	for name, r := range positionedReaders(t, q) {
+	for name, r := range views[positioned](t, q) {
 		t.Run(name, func(t *testing.T) {
 			for _, seq := range rng.Perm(n) {
 				want := uint64(seq) + 1
@@ -216,12 +217,7 @@ func TestSeekPersisted(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, c.Seek(33))
 			require.NoError(t, q.Seek(12))
-			if crash {
-				abandonQueue(t, q)
-			} else {
-				require.NoError(t, q.Close())
-			}
-			q = openTestQueueIn(t, dir)
+			q = reopen(t, q, dir, crash)
 			c, err = q.NewConsumer("c")
 			require.NoError(t, err)
 			require.EqualValues(t, 33, c.Position())
@@ -257,12 +253,7 @@ func TestSeekWakesWaiters(t *testing.T) {
 	c, err := q.NewConsumer("c")
 	require.NoError(t, err)
 	require.NoError(t, c.SeekNewest())
-	done := make(chan waitResult)
-	go func() {
-		msg, err := c.PeekWait(context.Background())
-		done <- waitResult{msg, err}
-	}()
-	waitForWaiter(t, q)
+	done := startWait(t, q, c.PeekWait)
 	require.NoError(t, c.Seek(2))
 	r := <-done
 	require.NoError(t, r.err)

@@ -1,6 +1,6 @@
 package bigqueue
 
-// Power-loss simulator (issue 4, part 2).
+// Power-loss simulator.
 //
 // crashFS watches every file and sync call a queue makes and keeps, per
 // file, the content a power loss cannot take away: what the last msync or
@@ -27,7 +27,7 @@ package bigqueue
 //     synced); each 4 KiB page that differs from the current content is
 //     kept old, taken new, torn (each 512-byte sector old or new), filled
 //     with garbage where it changed (arena files only: the index relies on
-//     sector-atomic writes, see doc.go), or taken from a version the kernel
+//     sector-atomic writes, see docs/FORMAT.md), or taken from a version the kernel
 //     may have written back at an earlier snapshot;
 //   - a file that grew keeps its durable size or takes the new one (a page
 //     beyond the durable size that is not old forces the new size).
@@ -64,7 +64,7 @@ package bigqueue
 // plDirSamples random ones), four times
 // (BIGQUEUE_LONG=1 go test -timeout 0 -run 'TestPowerLoss$').
 // TestPowerLossBroken shows that the deliberately broken variants of the
-// library (fs.go) are caught. A library bug the simulator found is pinned
+// library (plVariant) are caught. A library bug the simulator found is pinned
 // by TestPowerLossCheckpointFallback and, while it reproduces, images of
 // its shape (recovery cannot start at the checkpoint) are counted apart
 // instead of failing TestPowerLoss. BIGQUEUE_POWERLOSS_ONLY and
@@ -72,9 +72,7 @@ package bigqueue
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -93,8 +91,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-var powerLossSeedFlag = flag.Uint64("powerloss.seed", 0, "seed of the power-loss simulator; 0 takes BIGQUEUE_SEED or the clock")
 
 // Environment of the simulator, besides BIGQUEUE_SEED and BIGQUEUE_LONG.
 const (
@@ -117,447 +113,6 @@ const (
 )
 
 var plPageSize = os.Getpagesize()
-
-// powerLossSeed returns the seed of a simulation and logs it.
-func powerLossSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := testSeed(t, *powerLossSeedFlag)
-	t.Logf("powerloss: seed=%d (rerun with -powerloss.seed=%d or BIGQUEUE_SEED=%d)", seed, seed, seed)
-	return seed
-}
-
-// plRand returns a generator determined by seed and the parts of a case,
-// so that every image can be rebuilt from the seed alone whatever the
-// scheduling of the workers.
-func plRand(seed uint64, parts ...uint64) *rand.Rand {
-	h := seed
-	for _, p := range parts {
-		h = (h ^ p) * 0x9E3779B97F4A7C15
-		h ^= h >> 29
-	}
-	return rand.New(rand.NewPCG(seed, h))
-}
-
-// ---------------------------------------------------------------------
-// The model of the disk.
-
-type plDirOpKind uint8
-
-const (
-	plCreate plDirOpKind = iota
-	plRename
-	plRemove
-)
-
-// plDirOp is one change of the directory: names are base names. Each
-// acts on one file, fid, wherever that file's name is in the image: so
-// that the operations since the last directory fsync can survive in any
-// subset, a rename or remove whose earlier create (or rename) was lost
-// still finds its file.
-type plDirOp struct {
-	kind     plDirOpKind
-	name, to string // to: the new name of a rename
-	fid      int    // the file created, renamed or removed
-}
-
-// apply changes list, a directory (name → file id), by op. A remove takes
-// the file's entry away, wherever it is; a rename puts the file under its
-// new name and nowhere else; a create or rename replaces what its target
-// name held (a file whose own remove did not survive loses its name here).
-func (op plDirOp) apply(list map[string]int) {
-	if op.kind != plCreate {
-		maps.DeleteFunc(list, func(_ string, fid int) bool { return fid == op.fid })
-	}
-	switch op.kind {
-	case plCreate:
-		list[op.name] = op.fid
-	case plRename:
-		list[op.to] = op.fid
-	}
-}
-
-func (op plDirOp) String() string {
-	switch op.kind {
-	case plCreate:
-		return "create " + op.name
-	case plRename:
-		return "rename " + op.name + " " + op.to
-	}
-	return "remove " + op.name
-}
-
-// plSnapshot is the state of the disk at one crash point. Every field is
-// read-only once taken; byte slices are shared between snapshots.
-type plSnapshot struct {
-	label   string
-	opIndex int            // workload op being run: -1 while opening, len(ops) from the end on
-	durList map[string]int // the durable directory: name → file id
-	pending []plDirOp      // directory operations since the last directory fsync
-	cur     map[int][]byte // file id → content now, for every file some listing of the snapshot names
-	dur     map[int][]byte // file id → durable content; absent: never synced
-	durAt   map[int]int    // file id → index of the snapshot taken just before its last sync
-	isIndex map[int]bool   // files that are or were named index.bq*: no garbage pages
-	model   plModel
-}
-
-// plDirSet says which pending directory operations survived a power loss:
-// operation i did when i < len(set) and set[i]. nil: none.
-type plDirSet []bool
-
-// plAllDirs returns the set of all n operations.
-func plAllDirs(n int) plDirSet {
-	set := make(plDirSet, n)
-	for i := range set {
-		set[i] = true
-	}
-	return set
-}
-
-func (set plDirSet) has(i int) bool { return i < len(set) && set[i] }
-
-// listing returns the durable directory with the pending operations of
-// set applied, in their order.
-func (s *plSnapshot) listing(set plDirSet) map[string]int {
-	list := maps.Clone(s.durList)
-	for i, op := range s.pending {
-		if set.has(i) {
-			op.apply(list)
-		}
-	}
-	return list
-}
-
-// crashFS is a fileSystem that passes every call to osFS and records, in
-// snapshots, what a power loss could leave of the queue directory dir.
-// It serves one workload at a time.
-type crashFS struct {
-	mu  sync.Mutex
-	dir string
-
-	fids     map[uint64]int   // inode of a live file → file id; a removed inode is forgotten, so reuse gets a new id
-	nextFid  int              // last file id given out
-	ops      []plDirOp        // every create, rename and remove, in order; append-only
-	durList  map[string]int   // the directory as of the last directory fsync; replaced, never modified
-	durOps   int              // ops[:durOps] are in durList
-	dur      map[int][]byte   // file id → durable content; values never modified
-	durAt    map[int]int      // file id → snapshot taken just before its last sync
-	unlinked map[int][]byte   // content of a removed or replaced file, read just before
-	last     map[int][]byte   // content of each file at the previous snapshot, to share unchanged bytes
-	snaps    []*plSnapshot    // every snapshot, in order
-	opIndex  int              // the workload op running, for labels
-	phase    string           // what the workload is doing, for labels
-	model    *plModel         // the workload's knowledge, copied into each snapshot
-	isIndex  map[int]bool     // file ids ever named index.bq*
-	err      error            // the first inconsistency between this model and the real directory
-	observed map[string]int64 // calls by kind, for the summary
-}
-
-func newCrashFS(dir string, model *plModel) *crashFS {
-	return &crashFS{
-		dir:      dir,
-		fids:     make(map[uint64]int),
-		durList:  make(map[string]int),
-		dur:      make(map[int][]byte),
-		durAt:    make(map[int]int),
-		unlinked: make(map[int][]byte),
-		last:     make(map[int][]byte),
-		isIndex:  make(map[int]bool),
-		model:    model,
-		opIndex:  -1,
-		phase:    "open",
-		observed: make(map[string]int64),
-	}
-}
-
-// setPhase names what the workload does next.
-func (c *crashFS) setPhase(opIndex int, phase string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.opIndex, c.phase = opIndex, phase
-}
-
-// fail records the first inconsistency; the workload reports it.
-func (c *crashFS) fail(format string, args ...any) {
-	if c.err == nil {
-		c.err = fmt.Errorf("crashFS: "+format, args...)
-	}
-}
-
-func plInode(fi os.FileInfo) (uint64, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return uint64(st.Ino), true
-}
-
-// fidOf returns the file id of the file at path. Needs mu.
-func (c *crashFS) fidOf(path string) (int, bool) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, false
-	}
-	ino, ok := plInode(fi)
-	if !ok {
-		return 0, false
-	}
-	fid, ok := c.fids[ino]
-	return fid, ok
-}
-
-func (c *crashFS) noteName(name string, fid int) {
-	if strings.HasPrefix(name, indexFileName) {
-		c.isIndex[fid] = true
-	}
-}
-
-func (c *crashFS) create(d *queueDir, name string) (*os.File, error) {
-	path := d.join(name)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.observed["create"]++
-	_, statErr := os.Stat(path)
-	f, err := osFS{}.create(d, name)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, errors.Join(err, f.Close())
-	}
-	ino, ok := plInode(fi)
-	if !ok {
-		c.fail("no inode for %s", path)
-		return f, nil
-	}
-	if statErr == nil {
-		// O_TRUNC of an existing file: same inode, new content.
-		if _, known := c.fids[ino]; !known {
-			c.fail("create truncated %s, which the model does not know", path)
-		}
-		return f, nil
-	}
-	c.nextFid++
-	c.fids[ino] = c.nextFid
-	c.noteName(name, c.nextFid)
-	c.ops = append(c.ops, plDirOp{kind: plCreate, name: name, fid: c.nextFid})
-	return f, nil
-}
-
-func (c *crashFS) open(d *queueDir, name string) (*os.File, error) { return osFS{}.open(d, name) }
-
-func (c *crashFS) allocate(f *os.File, from, to int64) error { return osFS{}.allocate(f, from, to) }
-
-func (c *crashFS) mmap(f *os.File, size int) ([]byte, error) { return osFS{}.mmap(f, size) }
-
-func (c *crashFS) syncFile(f *os.File) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.observed["fsync"]++
-	c.snapshot("fsync " + filepath.Base(f.Name()))
-	if err := (osFS{}).syncFile(f); err != nil {
-		return err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		c.fail("stat %s: %v", f.Name(), err)
-		return nil
-	}
-	ino, _ := plInode(fi)
-	fid, ok := c.fids[ino]
-	if !ok {
-		c.fail("fsync of unknown file %s", f.Name())
-		return nil
-	}
-	b := make([]byte, fi.Size())
-	if _, err := f.ReadAt(b, 0); err != nil {
-		c.fail("read %s: %v", f.Name(), err)
-		return nil
-	}
-	c.dur[fid] = b
-	c.durAt[fid] = len(c.snaps) - 1
-	return nil
-}
-
-func (c *crashFS) syncMapping(d *queueDir, name string, b []byte) error {
-	path := d.join(name)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.observed["msync"]++
-	c.snapshot("msync " + filepath.Base(path))
-	if err := (osFS{}).syncMapping(d, name, b); err != nil {
-		return err
-	}
-	fid, ok := c.fidOf(path)
-	if !ok {
-		c.fail("msync of unknown file %s", path)
-		return nil
-	}
-	now, err := os.ReadFile(path)
-	if err != nil {
-		c.fail("read %s: %v", path, err)
-		return nil
-	}
-	if len(b) < len(now) {
-		// Only the mapped range became durable; the rest stays as it was.
-		old := plPad(c.dur[fid], len(b), len(now))
-		copy(now[len(b):], old)
-	}
-	c.dur[fid] = now
-	c.durAt[fid] = len(c.snaps) - 1
-	return nil
-}
-
-func (c *crashFS) syncDir(d *queueDir) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.observed["syncdir"]++
-	c.snapshot("fsync directory")
-	if err := (osFS{}).syncDir(d); err != nil {
-		return err
-	}
-	list := maps.Clone(c.durList)
-	for _, op := range c.ops[c.durOps:] {
-		op.apply(list)
-	}
-	c.durList, c.durOps = list, len(c.ops)
-	return nil
-}
-
-func (c *crashFS) rename(d *queueDir, fromName, toName string) error {
-	from, to := d.join(fromName), d.join(toName)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.observed["rename"]++
-	fid, ok := c.fidOf(from)
-	if !ok {
-		c.fail("rename of unknown file %s", from)
-	}
-	var replaced []byte
-	var replacedIno uint64
-	fi, statErr := os.Stat(to)
-	if statErr == nil {
-		replacedIno, _ = plInode(fi)
-		var err error
-		if replaced, err = os.ReadFile(to); err != nil {
-			c.fail("read %s: %v", to, err)
-		}
-	}
-	if err := (osFS{}).rename(d, fromName, toName); err != nil {
-		return err
-	}
-	if statErr == nil {
-		if rfid, ok := c.fids[replacedIno]; ok {
-			c.unlinked[rfid] = replaced
-			delete(c.fids, replacedIno)
-		}
-	}
-	c.noteName(filepath.Base(to), fid)
-	c.ops = append(c.ops, plDirOp{kind: plRename, name: filepath.Base(from), to: filepath.Base(to), fid: fid})
-	return nil
-}
-
-func (c *crashFS) remove(d *queueDir, name string) error {
-	path := d.join(name)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.observed["remove"]++
-	fi, statErr := os.Stat(path)
-	var content []byte
-	if statErr == nil {
-		var err error
-		if content, err = os.ReadFile(path); err != nil {
-			c.fail("read %s: %v", path, err)
-		}
-	}
-	if err := (osFS{}).remove(d, name); err != nil {
-		return err
-	}
-	fid := 0
-	if statErr == nil {
-		ino, _ := plInode(fi)
-		var ok bool
-		if fid, ok = c.fids[ino]; ok {
-			c.unlinked[fid] = content
-			delete(c.fids, ino)
-		} else {
-			c.fail("remove of unknown file %s", path)
-		}
-	}
-	c.ops = append(c.ops, plDirOp{kind: plRemove, name: filepath.Base(path), fid: fid})
-	return nil
-}
-
-// snapshot records a crash point labelled what. Needs mu.
-func (c *crashFS) snapshot(what string) {
-	s := &plSnapshot{
-		label:   fmt.Sprintf("%s: %s", c.phase, what),
-		opIndex: c.opIndex,
-		durList: c.durList,
-		pending: c.ops[c.durOps:len(c.ops):len(c.ops)],
-		cur:     make(map[int][]byte),
-		dur:     maps.Clone(c.dur),
-		durAt:   maps.Clone(c.durAt),
-		isIndex: c.isIndex,
-		model:   c.model.clone(),
-	}
-	c.isIndex = maps.Clone(c.isIndex)
-
-	// The files any listing names, and the live ones by current name.
-	now := maps.Clone(c.durList)
-	refs := make(map[int]bool)
-	for _, fid := range now {
-		refs[fid] = true
-	}
-	for _, op := range s.pending {
-		op.apply(now)
-		if op.kind == plCreate {
-			refs[op.fid] = true
-		}
-	}
-	live := make(map[int]string, len(now))
-	for name, fid := range now {
-		live[fid] = name
-	}
-
-	// The model's directory must be the real one.
-	entries, err := os.ReadDir(c.dir)
-	if err != nil {
-		c.fail("list %s: %v", c.dir, err)
-		return
-	}
-	seen := 0
-	for _, e := range entries {
-		if e.Name() == legacyLockFileName {
-			continue
-		}
-		seen++
-		fid, ok := c.fidOf(filepath.Join(c.dir, e.Name()))
-		if !ok || now[e.Name()] != fid {
-			c.fail("%s: directory has %s (file %d), model has file %d", s.label, e.Name(), fid, now[e.Name()])
-		}
-	}
-	if seen != len(now) {
-		c.fail("%s: directory has %d files, model %d", s.label, seen, len(now))
-	}
-
-	for fid := range refs {
-		var b []byte
-		if name, ok := live[fid]; ok {
-			if b, err = os.ReadFile(filepath.Join(c.dir, name)); err != nil {
-				c.fail("read %s: %v", name, err)
-			}
-		} else if b, ok = c.unlinked[fid]; !ok {
-			c.fail("%s: no content for file %d", s.label, fid)
-		}
-		if prev, ok := c.last[fid]; ok && bytes.Equal(prev, b) {
-			b = prev
-		}
-		c.last[fid] = b
-		s.cur[fid] = b
-	}
-	c.snaps = append(c.snaps, s)
-}
 
 // ---------------------------------------------------------------------
 // Workloads and what they know.
@@ -652,6 +207,30 @@ type plWorkload struct {
 	// crashFrom: snapshots taken before op crashFrom are not crash points,
 	// as a shorter workload covers them.
 	crashFrom int
+	variant   plVariant // a deliberately broken library, or the real one
+}
+
+// plVariant is a deliberately broken variant of the library, for showing
+// that the simulator catches each kind of mistake (TestPowerLossBroken);
+// the zero value is the library as shipped.
+type plVariant struct {
+	name      string
+	plant     plant // the mistakes switched on by a test-only option
+	noDirSync bool  // directory fsyncs are dropped by a fileSystem wrapper
+}
+
+// noDirSyncFS is a fileSystem that drops directory fsyncs.
+type noDirSyncFS struct{ fileSystem }
+
+func (noDirSyncFS) syncDir(*queueDir) error { return nil }
+
+// fs returns the fileSystem the recording runs on: cfs, wrapped when the
+// variant drops directory fsyncs.
+func (w *plWorkload) fs(cfs *crashFS) fileSystem {
+	if w.variant.noDirSync {
+		return noDirSyncFS{cfs}
+	}
+	return cfs
 }
 
 func (w *plWorkload) String() string {
@@ -673,23 +252,7 @@ func (w *plWorkload) String() string {
 // eviction and Close sync.
 func (w *plWorkload) options(extra ...Option) []Option {
 	return append([]Option{SetArenaSize(w.arenaSize), SetMaxInMemArenas(w.maxMapped),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0)}, extra...)
-}
-
-// plMessage returns message number i of n bytes: distinct for n >= 8.
-func plMessage(i, n int) []byte {
-	b := make([]byte, n)
-	x := uint64(i)*0x9E3779B97F4A7C15 | 1
-	for j := range b {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b[j] = byte(x)
-	}
-	if n >= 8 {
-		binary.LittleEndian.PutUint64(b, uint64(i)+1)
-	}
-	return b
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withPlant(w.variant.plant)}, extra...)
 }
 
 // plMarker is the message an image gets after its check, to show that the
@@ -713,7 +276,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 	}
 	cfs := newCrashFS(dir, model)
 	rec := &plRecording{w: w}
-	q, err := NewQueue(dir, w.options(withFS(cfs))...)
+	q, err := NewQueue(dir, w.options(withFS(w.fs(cfs)))...)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
@@ -767,7 +330,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 		case plEnqueue, plBatch:
 			batch := make([][]byte, len(op.sizes))
 			for j, n := range op.sizes {
-				batch[j] = plMessage(len(rec.msgs), n)
+				batch[j] = message(0, uint64(len(rec.msgs)), n)
 				rec.msgs = append(rec.msgs, batch[j])
 			}
 			model.started += len(batch)
@@ -804,7 +367,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 			if err := closeQueue(); err != nil {
 				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
 			}
-			if q, err = NewQueue(dir, w.options(withFS(cfs))...); err != nil {
+			if q, err = NewQueue(dir, w.options(withFS(w.fs(cfs)))...); err != nil {
 				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
 			}
 			if read, err = readers(); err != nil {
@@ -1197,7 +760,7 @@ const (
 	plHole = "unflushed_holes"
 	// plCorruptTail: the queue kept records past the checkpoint that fail
 	// their checks (a reader skipped them with ErrCorrupt to the tail),
-	// where doc.go says recovery cuts the tail back to the last valid one.
+	// where docs/FORMAT.md says recovery cuts the tail back to the last valid one.
 	plCorruptTail = "corrupt_tail"
 	// plFalseAlarm: a read returned ErrCorrupt from an image whose pages
 	// are each a version their file had: nothing was damaged.
@@ -1219,61 +782,6 @@ type plVerdict struct {
 	opened  bool
 	corrupt bool   // some read returned ErrCorrupt
 	report  string // the first such error
-}
-
-// plFailNow is the panic value plTB uses to stop a failed check.
-type plFailNow struct{}
-
-// plTB collects the failures of a require-based check instead of failing
-// the test, so that checkInvariants can judge an image.
-type plTB struct {
-	testing.TB
-	msgs []string
-}
-
-func (t *plTB) Helper() {}
-
-// Errorf keeps what a require assertion says, without its trace.
-func (t *plTB) Errorf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	for _, field := range []string{"Messages:", "Error:"} {
-		if _, after, ok := strings.Cut(msg, field); ok {
-			msg = after
-			break
-		}
-	}
-	t.msgs = append(t.msgs, strings.Join(strings.Fields(msg), " "))
-}
-
-func (t *plTB) Error(args ...any) { t.msgs = append(t.msgs, fmt.Sprint(args...)) }
-
-func (t *plTB) Fatalf(format string, args ...any) {
-	t.Errorf(format, args...)
-	t.FailNow()
-}
-
-func (t *plTB) Fatal(args ...any) {
-	t.Error(args...)
-	t.FailNow()
-}
-
-func (t *plTB) Fail()        { t.msgs = append(t.msgs, "failed") }
-func (t *plTB) FailNow()     { panic(plFailNow{}) }
-func (t *plTB) Failed() bool { return len(t.msgs) > 0 }
-
-// plInvariants runs checkInvariants on q and returns its complaint, if any.
-func plInvariants(tb testing.TB, q *Queue) (complaint string) {
-	t := &plTB{TB: tb}
-	defer func() {
-		if p := recover(); p != nil {
-			if _, ok := p.(plFailNow); !ok {
-				panic(p)
-			}
-		}
-		complaint = strings.Join(t.msgs, "; ")
-	}()
-	checkInvariants(t, q)
-	return ""
 }
 
 // check opens the image in dir with the real code and judges it against
@@ -1302,8 +810,8 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 		v.class, v.detail = class, fmt.Sprintf(format, args...)
 		return v
 	}
-	if c := plInvariants(tb, q); c != "" {
-		return fail(plInvariant, "after open: %s", c)
+	if err := q.checkInvariants(); err != nil {
+		return fail(plInvariant, "after open: %v", err)
 	}
 	q.mu.Lock()
 	tail := q.tailSeq // messages the queue holds, counted from the first one ever
@@ -1400,8 +908,8 @@ func (r *plRecording) check(tb testing.TB, dir string, s *plSnapshot) (v plVerdi
 			return fail(plUnusable, "consumer %q after recovery: %v after the new message, want ErrEmptyQueue", m.cons[i].name, err)
 		}
 	}
-	if c := plInvariants(tb, q); c != "" {
-		return fail(plInvariant, "after reading: %s", c)
+	if err := q.checkInvariants(); err != nil {
+		return fail(plInvariant, "after reading: %v", err)
 	}
 	open = false
 	if err := q.Close(); err != nil {
@@ -1644,6 +1152,7 @@ type plConfig struct {
 	longImages    int  // random images per long workload
 	maxExamples   int  // violations described in the log, per class
 	progressEvery int  // log the counts every this many images; 0: never
+	variant       plVariant
 }
 
 // plStats sums the outcomes of a simulation.
@@ -1821,13 +1330,13 @@ type plJob struct {
 // its statistics.
 func simulatePowerLoss(t *testing.T, seed uint64, cfg plConfig, tolerated map[string]bool) *plStats {
 	t.Helper()
-	root := plRoot(t)
+	root := memDir(t)
 	only := regexp.MustCompile(os.Getenv(powerLossOnlyEnv))
 	// Long workloads first: they take longest.
 	var jobs []plJob
 	small := plSmallWorkloads()
 	for i := range cfg.longWorkloads {
-		rng := plRand(seed, 1, uint64(i))
+		rng := seededRand(seed, 1, uint64(i))
 		jobs = append(jobs, plJob{w: plLongWorkload(rng, i, cfg.longOps), index: len(small) + i, images: cfg.longImages})
 	}
 	for i, w := range plExplicitWorkloads() {
@@ -1837,6 +1346,9 @@ func simulatePowerLoss(t *testing.T, seed uint64, cfg plConfig, tolerated map[st
 		jobs = append(jobs, plJob{w: w, index: i})
 	}
 	jobs = slices.DeleteFunc(jobs, func(j plJob) bool { return !only.MatchString(j.w.name) })
+	for _, j := range jobs {
+		j.w.variant = cfg.variant
+	}
 
 	st := &plStats{violations: make(map[string]int), tolerated: tolerated, known: make(map[string]int), calls: make(map[string]int64)}
 	keep := os.Getenv(powerLossKeepEnv)
@@ -1892,7 +1404,7 @@ func plRunJob(t *testing.T, seed uint64, root string, worker int, job plJob, cfg
 		}
 		return points[snap]
 	}
-	rng := plRand(seed, 2, uint64(job.index))
+	rng := seededRand(seed, 2, uint64(job.index))
 	switch {
 	case job.images > 0:
 		for range job.images {
@@ -2052,31 +1564,16 @@ func plCheckpointArenaUnusable(dir string) bool {
 	return false
 }
 
-// plRoot returns a scratch directory for workloads and images: on tmpfs
-// when there is one, where fsync costs nothing, else the test's TempDir.
-func plRoot(t *testing.T) string {
-	t.Helper()
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if dir, err := os.MkdirTemp("/dev/shm", "bigqueue-powerloss-"); err == nil {
-			t.Cleanup(func() {
-				if err := os.RemoveAll(dir); err != nil {
-					t.Errorf("remove %s: %v", dir, err)
-				}
-			})
-			return dir
-		}
-	}
-	return t.TempDir()
-}
-
 // plTier returns the configuration of the default run (about 20,000
 // images), of the long one with BIGQUEUE_LONG=1 (about 2,000,000, of
 // which 1,100,000 from the small workloads), or of a run under the race
 // detector, which is ten times slower.
 func plTier() (plConfig, string) {
 	switch {
-	case os.Getenv("BIGQUEUE_LONG") == "1":
+	case longTier():
 		return plConfig{smallMasks: true, smallEvery: true, longWorkloads: 530, longOps: 600, longImages: 1500, maxExamples: 3, progressEvery: 50000}, "long"
+	case testing.Short():
+		return plConfig{smallPerPoint: 1, longWorkloads: 2, longOps: 150, longImages: 50, maxExamples: 3}, "short"
 	case testRaceEnabled:
 		return plConfig{smallPerPoint: 1, longWorkloads: 4, longOps: 200, longImages: 100, maxExamples: 3}, "race"
 	}
@@ -2087,13 +1584,13 @@ func plTier() (plConfig, string) {
 // workloads and at random ones of long workloads, and requires the
 // durability contract of doc.go to hold for every image.
 func TestPowerLoss(t *testing.T) {
-	seed := powerLossSeed(t)
+	seed := testSeed(t)
 	cfg, tier := plTier()
 	tolerated := plKnownBugs(t)
 	start, cpu := time.Now(), plCPUTime()
 	st := simulatePowerLoss(t, seed, cfg, tolerated)
 	elapsed := time.Since(start)
-	t.Logf("powerloss tier=%s: %s cpu=%s", tier, st.summary(seed, elapsed), (plCPUTime() - cpu).Round(time.Millisecond))
+	report(t, "tier=%s: %s cpu=%s", tier, st.summary(seed, elapsed), (plCPUTime() - cpu).Round(time.Millisecond))
 	t.Logf("powerloss: sync and directory calls of the workloads: %v; snapshots=%d", st.calls, st.snapshots)
 	for _, ex := range st.examples {
 		if strings.HasPrefix(ex.class, "known bug") {
@@ -2106,31 +1603,26 @@ func TestPowerLoss(t *testing.T) {
 }
 
 // TestPowerLossBroken shows that the simulator has teeth: each
-// deliberately broken variant of the library (fs.go) gives violations.
+// deliberately broken variant of the library (plVariant: a test-only option or a fileSystem wrapper) gives violations.
 func TestPowerLossBroken(t *testing.T) {
-	seed := powerLossSeed(t)
+	seed := testSeed(t)
 	tolerated := plKnownBugs(t)
 	cfg := plConfig{smallPerPoint: 1, longWorkloads: 4, longOps: 200, longImages: 200, maxExamples: 1}
-	if testRaceEnabled {
+	if sampledTier() {
 		cfg = plConfig{smallPerPoint: 1, longWorkloads: 2, longOps: 150, longImages: 50, maxExamples: 1}
 	}
-	for _, variant := range []struct {
-		name   string
-		broken int
-	}{
-		{"index-before-data", brokenIndexBeforeData},
-		{"no-dir-sync", brokenNoDirSync},
-		{"no-checksum", brokenNoChecksum},
-		{"early-reclaim", brokenEarlyReclaim},
+	for _, variant := range []plVariant{
+		{name: "index-before-data", plant: plantIndexBeforeData},
+		{name: "no-dir-sync", noDirSync: true},
+		{name: "no-checksum", plant: plantNoChecksum},
+		{name: "early-reclaim", plant: plantEarlyReclaim},
 	} {
 		t.Run(variant.name, func(t *testing.T) {
-			// No queue is open here and none of these tests runs in
-			// parallel, so the switch changes under no one.
-			broken = variant.broken
-			defer func() { broken = brokenNone }()
+			cfg := cfg
+			cfg.variant = variant
 			start := time.Now()
 			st := simulatePowerLoss(t, seed, cfg, tolerated)
-			t.Logf("powerloss broken=%s: %s", variant.name, st.summary(seed, time.Since(start)))
+			report(t, "broken=%s: %s", variant.name, st.summary(seed, time.Since(start)))
 			for _, ex := range st.examples {
 				t.Logf("powerloss broken=%s: %s: %s", variant.name, ex.class, ex.text)
 			}
@@ -2248,7 +1740,7 @@ func plFallbackRepro(t *testing.T, ops []int, damage string, zero int) plReproRe
 				old[name] = b
 			}
 		default:
-			msgs = append(msgs, plMessage(len(msgs), op))
+			msgs = append(msgs, message(0, uint64(len(msgs)), op))
 			require.NoError(t, q.Enqueue(msgs[len(msgs)-1]))
 		}
 	}
@@ -2279,8 +1771,8 @@ func plFallbackRepro(t *testing.T, ops []int, damage string, zero int) plReproRe
 	require.NoError(t, err, "the image must open")
 	defer func() { require.NoError(t, q.Close()) }()
 	r := plReproResult{held: q.Len()}
-	if c := plInvariants(t, q); c != "" {
-		r.class, r.got = plInvariant, c
+	if err := q.checkInvariants(); err != nil {
+		r.class, r.got = plInvariant, err.Error()
 		return r
 	}
 	var got []string
@@ -2384,9 +1876,9 @@ func TestPowerLossCrashFS(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(img, "b"))
 	require.NoError(t, err)
 	require.Equal(t, []byte("two"), got)
-	require.Len(t, p.maskImages(plRand(1), plDirsOne), 2, "two subsets")
-	require.Len(t, p.maskImages(plRand(1), plDirsEdges), 6, "two subsets, three directories")
-	require.Len(t, p.maskImages(plRand(1), plDirsEvery), 16, "two subsets, two directories, four variants")
+	require.Len(t, p.maskImages(seededRand(1), plDirsOne), 2, "two subsets")
+	require.Len(t, p.maskImages(seededRand(1), plDirsEdges), 6, "two subsets, three directories")
+	require.Len(t, p.maskImages(seededRand(1), plDirsEvery), 16, "two subsets, two directories, four variants")
 }
 
 // TestPowerLossDirSubsets checks the directory of an image for subsets of
@@ -2427,14 +1919,14 @@ func TestPowerLossDirSubsets(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, s.listing(tc.dirs), "%v", tc.dirs)
 	}
-	sets := plDirSets(plRand(1), 3)
+	sets := plDirSets(seededRand(1), 3)
 	require.Len(t, sets, 8)
 	seen := make(map[string]bool)
 	for _, set := range sets {
 		seen[fmt.Sprint(set)] = true
 	}
 	require.Len(t, seen, 8, "every subset once")
-	require.Len(t, plDirSets(plRand(1), plMaxDirsEvery+1), plDirSamples+2)
+	require.Len(t, plDirSets(seededRand(1), plMaxDirsEvery+1), plDirSamples+2)
 }
 
 // TestPowerLossJudge checks plJudge on the bug report of the explicit
@@ -2443,7 +1935,7 @@ func TestPowerLossDirSubsets(t *testing.T) {
 func TestPowerLossJudge(t *testing.T) {
 	msgs := make([][]byte, 100)
 	for i := range msgs {
-		msgs[i] = plMessage(i, 200)
+		msgs[i] = message(0, uint64(i), 200)
 	}
 	m := plModel{started: 100, acked: 100, flushed: 100,
 		cons: []plConsumer{{name: defaultConsumerKey, exists: true, durable: true, read: 100, readStarted: 100}}}

@@ -214,6 +214,7 @@ func (q *Queue) open() error {
 	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
 	q.am.now = q.opts.now
+	q.am.noChecksum = q.opts.plant&plantNoChecksum != 0
 	return q.recover()
 }
 
@@ -608,7 +609,7 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 	if err := q.am.readAt(st.off+recordHeaderSize, dst[start:]); err != nil {
 		return dst[:start], 0, q.readFailed(st, err)
 	}
-	if crc := crc32.Update(recordHeaderSum(h), castagnoli, dst[start:]); crc != rh.crc && broken != brokenNoChecksum {
+	if crc := crc32.Update(recordHeaderSum(h), castagnoli, dst[start:]); crc != rh.crc && q.opts.plant&plantNoChecksum == 0 {
 		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, rh.crc))
 	}
 	return dst, st.off + rh.size(), nil
@@ -672,9 +673,9 @@ func (q *Queue) moveConsumer(st *consumerState, off, seq uint64) {
 	default:
 		q.advanceHead()
 	}
-	if broken == brokenEarlyReclaim {
+	if q.opts.plant&plantEarlyReclaim != 0 {
 		// Deliberately wrong: the read reclaims before any flush made
-		// the positions durable; see fs.go.
+		// the positions durable; see plant in options.go.
 		q.reclaimTo(q.reclaimLimit(), false, false)
 	}
 }
@@ -853,9 +854,9 @@ func (q *Queue) flush(explicit bool) error {
 	q.mu.Unlock()
 
 	var err error
-	if broken == brokenIndexBeforeData {
+	if q.opts.plant&plantIndexBeforeData != 0 {
 		// Deliberately wrong: the checkpoint is made durable before the
-		// data it covers; see fs.go.
+		// data it covers; see plant in options.go.
 		q.mu.Lock()
 		q.idx.setCheckpoint(target)
 		idxData := q.idx.data

@@ -15,16 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// payload returns n deterministic bytes that differ for every (seed, n).
-func payload(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, uint64(n)))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // sweepSizes are message sizes around every boundary of an arena of size
 // arenaSize: the header sizes, the data area per arena ± 16 bytes, and
 // multiples of the arena, some larger than three arenas.
@@ -49,22 +39,22 @@ func TestRoundTripSweep(t *testing.T) {
 			sizes := sweepSizes(arenaSize)
 			// One message at a time, so each size starts at a new offset.
 			for i, n := range sizes {
-				msg := payload(uint64(i), n)
+				msg := message(0, uint64(i), n)
 				require.NoError(t, q.Enqueue(msg))
 				got, err := q.Dequeue()
 				require.NoError(t, err, "size %d", n)
 				require.Equal(t, msg, got, "size %d", n)
 				require.True(t, q.IsEmpty())
-				checkInvariants(t, q)
+				requireInvariants(t, q)
 			}
 			// All at once, through the string API.
 			for i, n := range sizes {
-				require.NoError(t, q.EnqueueString(string(payload(uint64(i), n))))
+				require.NoError(t, q.EnqueueString(string(message(0, uint64(i), n))))
 			}
 			for i, n := range sizes {
 				got, err := q.DequeueString()
 				require.NoError(t, err, "size %d", n)
-				require.Equal(t, string(payload(uint64(i), n)), got, "size %d", n)
+				require.Equal(t, string(message(0, uint64(i), n)), got, "size %d", n)
 			}
 			_, err := q.Dequeue()
 			require.ErrorIs(t, err, ErrEmptyQueue)
@@ -82,25 +72,25 @@ func TestReopenSweep(t *testing.T) {
 	for i, n := range sizes {
 		q, err := NewQueue(dir, opts...)
 		require.NoError(t, err)
-		require.NoError(t, q.Enqueue(payload(uint64(i), n)))
-		require.NoError(t, q.Enqueue(payload(uint64(i)+1000, 3)))
+		require.NoError(t, q.Enqueue(message(0, uint64(i), n)))
+		require.NoError(t, q.Enqueue(message(0, uint64(i)+1000, 3)))
 		require.NoError(t, q.Close())
 
 		q, err = NewQueue(dir, opts...)
 		require.NoError(t, err)
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 		got, err := q.Dequeue()
 		require.NoError(t, err, "size %d", n)
-		require.Equal(t, payload(uint64(i), n), got, "size %d", n)
+		require.Equal(t, message(0, uint64(i), n), got, "size %d", n)
 		require.NoError(t, q.Close())
 
 		q, err = NewQueue(dir, opts...)
 		require.NoError(t, err)
 		got, err = q.Dequeue()
 		require.NoError(t, err)
-		require.Equal(t, payload(uint64(i)+1000, 3), got)
+		require.Equal(t, message(0, uint64(i)+1000, 3), got)
 		require.True(t, q.IsEmpty())
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 		require.NoError(t, q.Close())
 	}
 }
@@ -116,23 +106,23 @@ func TestBacklogAcrossReopen(t *testing.T) {
 	var wrote, read uint64
 	for round := 0; round < 20; round++ {
 		for i := r.IntN(50); i > 0; i-- {
-			require.NoError(t, q.Enqueue(payload(wrote, r.IntN(20000))))
+			require.NoError(t, q.Enqueue(message(0, wrote, r.IntN(20000))))
 			wrote++
 		}
 		for i := r.IntN(50); i > 0 && read < wrote; i-- {
 			got, err := q.Dequeue()
 			require.NoError(t, err)
-			require.Equal(t, payload(read, len(got)), got)
+			require.Equal(t, message(0, read, len(got)), got)
 			read++
 		}
-		checkInvariants(t, q)
+		requireInvariants(t, q)
 		require.NoError(t, q.Close())
 		q = openTestQueueIn(t, dir, opts...)
 	}
 	for ; read < wrote; read++ {
 		got, err := q.Dequeue()
 		require.NoError(t, err)
-		require.Equal(t, payload(read, len(got)), got)
+		require.Equal(t, message(0, read, len(got)), got)
 	}
 	require.True(t, q.IsEmpty())
 }
@@ -141,7 +131,7 @@ func TestMappedArenasBounded(t *testing.T) {
 	for _, limit := range []int{3, 5, 0} {
 		t.Run(fmt.Sprintf("mem=%d", limit), func(t *testing.T) {
 			q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(limit))
-			big := payload(1, 10*4096) // spans more arenas than the limit
+			big := message(0, 1, 10*4096) // spans more arenas than the limit
 			for i := 0; i < 3; i++ {
 				require.NoError(t, q.Enqueue(big))
 				q.mu.Lock()
@@ -167,7 +157,7 @@ func TestMappedArenasBounded(t *testing.T) {
 func TestEvictionSyncsDirtyArena(t *testing.T) {
 	q, dir := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
 		SetPeriodicFlushDuration(0), SetPeriodicFlushOps(0))
-	msg := payload(7, 4000)
+	msg := message(0, 7, 4000)
 	for i := 0; i < 8; i++ {
 		require.NoError(t, q.Enqueue(msg))
 	}
@@ -183,7 +173,7 @@ func TestEvictionSyncsDirtyArena(t *testing.T) {
 func TestReclaimsConsumedArenas(t *testing.T) {
 	const arenaSize = 4096
 	q, dir := openTestQueue(t, SetArenaSize(arenaSize))
-	msg := payload(3, 100)
+	msg := message(0, 3, 100)
 	// 1,000 arenas' worth of messages, read as they are written.
 	total := 1000*(arenaSize-arenaHeaderSize)/(recordHeaderSize+len(msg)) + 1
 	for i := 0; i < total; i++ {
@@ -240,7 +230,7 @@ func TestConsumerPinsData(t *testing.T) {
 	q, dir := openTestQueue(t, SetArenaSize(4096))
 	slow, err := q.NewConsumer("slow")
 	require.NoError(t, err)
-	msg := payload(4, 1000)
+	msg := message(0, 4, 1000)
 	for i := 0; i < 100; i++ {
 		require.NoError(t, q.Enqueue(msg))
 	}
@@ -520,7 +510,7 @@ func TestFlushAndPeriodicFlush(t *testing.T) {
 
 func TestAllocations(t *testing.T) {
 	q, _ := openTestQueue(t, SetArenaSize(64<<10))
-	msg := payload(1, 128)
+	msg := message(0, 1, 128)
 	s := string(msg)
 	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = q.Enqueue(msg) }), "Enqueue")
 	require.Zero(t, testing.AllocsPerRun(1000, func() { _ = q.EnqueueString(s) }), "EnqueueString")

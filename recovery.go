@@ -25,6 +25,10 @@ type recovered struct {
 	storedTail        uint64 // the index's tail and head words as read, to
 	storedHead        uint64 // tell whether the index must be rewritten
 	retained          uint64 // the index's retention mark (retention.go)
+	// missing are the consumers that stood in arenas found missing below
+	// the oldest one left, which neither reclaiming nor retention removed:
+	// the loss install reports to each.
+	missing []*consumerState
 }
 
 // recover rebuilds the queue's state from the index and the arena files
@@ -57,6 +61,7 @@ func (q *Queue) recover() error {
 		return err
 	}
 	q.install(r, list)
+	q.reportMissing(r, list)
 	q.cleanOnDisk = clean
 	if tail < ckpt.offset {
 		return q.reportCut(ckpt, list)
@@ -222,12 +227,45 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 		}
 	}
 	for _, st := range below {
-		if st.off < r.storedHead && st.off < r.retained && r.storedHead <= tail {
+		// Retention stores its mark with the watermark, which only
+		// grows after (Close may store the start of the mark's arena): a
+		// mark in a later arena than the watermark's is damage, no drop.
+		if st.off < r.storedHead && st.off < r.retained && r.retained/ds <= r.storedHead/ds && r.storedHead <= tail {
 			r.noteDrop(st) // retention removed what it had not read
+		} else {
+			// Reclaiming removes an arena only once a flush made every
+			// consumer's position past it durable: this consumer's
+			// stored position is in a file that went missing.
+			r.missing = append(r.missing, st)
 		}
 		st.off, st.seq = r.oldest, r.oldestSeq
 	}
 	return nil
+}
+
+// reportMissing marks each consumer of r.missing lost, with the count of
+// messages it had not read when its stored position says, so that its
+// next read returns ErrCorrupt instead of moving on silently. The mark
+// is in the index, so a reopen before that read keeps it. Needs mu or
+// exclusive access.
+func (q *Queue) reportMissing(r *recovered, list []consumerSlot) {
+	for _, st := range r.missing {
+		var seq uint64
+		for _, c := range list {
+			if c.name == st.name {
+				seq = c.seqHint
+			}
+		}
+		n, what := uint64(0), "messages"
+		if seq < r.oldestSeq && r.oldestSeq <= maxOffset {
+			n = r.oldestSeq - seq
+			what = fmt.Sprintf("%d messages (sequence numbers %d to %d)", n, seq, r.oldestSeq-1)
+		}
+		st.lost = true
+		st.lostWhy = fmt.Sprintf("recovery found the arena files holding %s it had not read missing below the oldest arena left; it reads on from there", what)
+		q.idx.markLost(st.slot, n)
+		q.changed = true
+	}
 }
 
 // install puts the recovered state r in place and writes into the index
@@ -581,7 +619,7 @@ func (m *arenaManager) checkRecord(off, seq, limit uint64, sum bool) (uint64, bo
 		}
 		return 0, false, err
 	}
-	return n, crc == rh.crc || broken == brokenNoChecksum, nil
+	return n, crc == rh.crc || m.noChecksum, nil
 }
 
 // seqAt returns the sequence number of the record at off, which lies in

@@ -126,16 +126,7 @@ func TestRetentionKeepsNewest(t *testing.T) {
 			require.EqualValues(t, 61, s.NextSeq)
 			require.LessOrEqual(t, s.ArenasOnDisk, 1+(size+recordHeaderSize)/(4096-arenaHeaderSize)+1)
 			requireDropped(t, c, s.OldestSeq-1)
-			var last uint64
-			for {
-				msg, err := c.Dequeue()
-				if errors.Is(err, ErrEmptyQueue) {
-					break
-				}
-				require.NoError(t, err)
-				last = numberOf(t, msg)
-			}
-			require.EqualValues(t, 60, last)
+			require.EqualValues(t, 60, lastNumber(t, c))
 
 			// Unflushed arenas stay until a flush covers them.
 			enqueueNumbered(t, q, 61, 120, size)
@@ -147,6 +138,18 @@ func TestRetentionKeepsNewest(t *testing.T) {
 }
 
 // The drop is reported once, also by a NewQueue after a Close or a crash
+// overflow enqueues messages 1 to 100 of 200 bytes into q, opened with
+// SetMaxBytes(6000), flushes, and returns the oldest message retention
+// left, which is past the first.
+func overflow(t *testing.T, q *Queue) uint64 {
+	t.Helper()
+	enqueueNumbered(t, q, 1, 100, 200)
+	require.NoError(t, q.Flush())
+	oldest := q.Stats().OldestSeq
+	require.Greater(t, oldest, uint64(1))
+	return oldest
+}
+
 // in between, and not again after it was reported.
 func TestRetentionNoticeSurvivesReopen(t *testing.T) {
 	for _, crash := range []bool{false, true} {
@@ -155,17 +158,9 @@ func TestRetentionNoticeSurvivesReopen(t *testing.T) {
 			q, dir := openTestQueue(t, opts...)
 			slow, err := q.NewConsumer("slow")
 			require.NoError(t, err)
-			enqueueNumbered(t, q, 1, 100, 200)
-			require.NoError(t, q.Flush())
-			oldest := q.Stats().OldestSeq
-			require.Greater(t, oldest, uint64(1))
+			oldest := overflow(t, q)
 			require.True(t, slow.st.drop.pending)
-			if crash {
-				abandonQueue(t, q)
-			} else {
-				require.NoError(t, q.Close())
-			}
-			q = openTestQueueIn(t, dir, opts...)
+			q = reopen(t, q, dir, crash, opts...)
 			slow, err = q.NewConsumer("slow")
 			require.NoError(t, err)
 			require.Equal(t, oldest, slow.Position())
@@ -275,16 +270,7 @@ func TestRetentionMaxAge(t *testing.T) {
 	msg, err := c.Dequeue()
 	require.ErrorIs(t, err, ErrDropped)
 	require.Nil(t, msg)
-	var last uint64
-	for {
-		msg, err := c.Dequeue()
-		if errors.Is(err, ErrEmptyQueue) {
-			break
-		}
-		require.NoError(t, err)
-		last = numberOf(t, msg)
-	}
-	require.EqualValues(t, 56, last)
+	require.EqualValues(t, 56, lastNumber(t, c))
 }
 
 // Close applies retention too.
@@ -312,7 +298,7 @@ func TestRetentionAtClose(t *testing.T) {
 // the gap; nothing is skipped silently, and the newest message always
 // arrives.
 func TestRetentionRacesReaders(t *testing.T) {
-	seed := testSeed(t, 0)
+	seed := testSeed(t)
 	t.Logf("seed %d", seed)
 	const n = 3000
 	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxBytes(8000), SetPeriodicFlushOps(50), SetPeriodicFlushDuration(time.Millisecond))
@@ -410,8 +396,7 @@ func TestRetentionRacesReaders(t *testing.T) {
 
 // numberOfMsg is numberOf for goroutines: 0 for a malformed message.
 func numberOfMsg(msg []byte) uint64 {
-	s, _, _ := strings.Cut(string(msg), ":")
-	n, _ := strconv.ParseUint(s, 10, 64)
+	n, _ := messageID(0, msg)
 	return n
 }
 
