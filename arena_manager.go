@@ -420,17 +420,20 @@ func (m *arenaManager) discard(f *os.File, name string, cause error) error {
 // makeRoom unmaps least recently used arenas until one more can be mapped.
 func (m *arenaManager) makeRoom() error {
 	for m.maxMapped > 0 && len(m.mapped) >= m.maxMapped {
-		m.pinMu.Lock()
+		// The least recently used arena goes, pinned or not: the pin (a
+		// flush's msync, the prefaulter's populate) drops without mu.
+		// Choosing another one instead would make which arenas stay
+		// mapped, and so which files are opened again later, depend on
+		// the timing of the background goroutines.
 		var victim *arena
 		for _, a := range m.mapped {
-			if a.pins == 0 && (victim == nil || a.lastUse < victim.lastUse) {
+			if victim == nil || a.lastUse < victim.lastUse {
 				victim = a
 			}
 		}
-		if victim == nil {
+		m.pinMu.Lock()
+		for victim.pins > 0 {
 			m.pinCond.Wait()
-			m.pinMu.Unlock()
-			continue
 		}
 		m.pinMu.Unlock()
 		if err := m.evict(victim, true); err != nil {
