@@ -263,8 +263,9 @@
 //     next NewQueue reads.
 //   - An arena file missing between two present ones is reported by the
 //     read that reaches it (ErrCorrupt), which goes on with the next
-//     arena. Missing oldest arena files are taken as reclaimed (see The
-//     directory, the lock and file systems).
+//     arena. Missing oldest arena files are reported too, to every
+//     consumer that stood in them (see The directory, the lock and file
+//     systems).
 //   - Messages removed by retention are reported as ErrDropped, never as
 //     ErrCorrupt.
 //   - Seek accepts the sequence numbers stored and Stats().NextSeq (the

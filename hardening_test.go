@@ -355,17 +355,8 @@ func readerQueue(t *testing.T, read int) string {
 func TestCheckpointedArenasMissingReported(t *testing.T) {
 	dir := readerQueue(t, 10)
 
-	var ids []int
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		var id int
-		if _, err := fmt.Sscanf(e.Name(), "arena-%d.bq", &id); err == nil {
-			ids = append(ids, id)
-		}
-	}
+	ids := arenaIDs(t, dir)
 	require.GreaterOrEqual(t, len(ids), 3)
-	slices.Sort(ids)
 	for _, id := range ids[len(ids)-2:] {
 		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
 	}
@@ -609,4 +600,40 @@ func TestRetentionMarkDamageIsCorrupt(t *testing.T) {
 			require.True(t, strings.HasPrefix(string(msg), "A-"))
 		})
 	}
+}
+
+// A consumer that lost the oldest arenas and the newest ones a
+// checkpoint covered gets one report naming both losses, with their sum.
+func TestMissingAndCutReportedTogether(t *testing.T) {
+	dir := readerQueue(t, 5)
+	ids := arenaIDs(t, dir)
+	for _, id := range []int{ids[0], ids[len(ids)-1], ids[len(ids)-2]} {
+		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
+	}
+	q := openTestQueueIn(t, dir, SetArenaSize(4096))
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	_, err = r.Dequeue()
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), "below the oldest arena left", "the bottom loss")
+	require.Contains(t, err.Error(), "cut the queue back", "the top loss")
+	msg, err := r.Dequeue()
+	require.NoError(t, err, "one report")
+	require.True(t, strings.HasPrefix(string(msg), "A-"))
+}
+
+// arenaIDs returns the numbers of the arena files in dir, in order.
+func arenaIDs(t *testing.T, dir string) []int {
+	t.Helper()
+	var ids []int
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		var id int
+		if _, err := fmt.Sscanf(e.Name(), "arena-%d.bq", &id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }

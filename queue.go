@@ -73,13 +73,14 @@ type Queue struct {
 // consumerState is the in-memory twin of a consumer slot of the index.
 // Guarded by Queue.mu.
 type consumerState struct {
-	name    string
-	slot    int    // slot number in the index
-	off     uint64 // next record to read; head <= off <= tail; equals the slot's offset
-	seq     uint64 // sequence number of the record at off
-	deleted bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
-	lost    bool   // made in place of a damaged slot, or data it had not read was lost: the next read reports ErrCorrupt
-	lostWhy string // what was lost, when this process found it; else the report is generic
+	name      string
+	slot      int    // slot number in the index
+	off       uint64 // next record to read; head <= off <= tail; equals the slot's offset
+	seq       uint64 // sequence number of the record at off
+	deleted   bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
+	lost      bool   // made in place of a damaged slot, or data it had not read was lost: the next read reports ErrCorrupt
+	lostWhy   string // what was lost, when this process found it; else the report is generic
+	lostCount uint64 // the messages lost, when lostWhy says; 0 when unknown
 
 	// peeked is the record at off when peekedValid: what Peek returned,
 	// handed out again by the next Peek or Dequeue without a second read.
@@ -1027,7 +1028,9 @@ func (q *Queue) closeFiles() []error {
 			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.ckpt.offset))); err != nil {
 				errs = append(errs, err)
 			} else if len(jobs) > 0 {
-				q.idx.setHead(q.am.first * q.am.dataSize)
+				// Not below the retention mark, which lies past the
+				// detached arenas when one message spans them.
+				q.idx.setHead(max(q.am.first*q.am.dataSize, q.oldest))
 				if err := q.idx.sync(); err != nil {
 					errs = append(errs, err)
 				} else {

@@ -85,7 +85,18 @@ func (q *Queue) reportCut(ckpt checkpoint, list []consumerSlot) error {
 	why := fmt.Sprintf("recovery found %s at offsets %d to %d missing or damaged although a flush had made them durable, "+
 		"and cut the queue back to its last intact message", what, q.tail, ckpt.offset)
 	mark := func(st *consumerState, n uint64) {
-		st.lost, st.lostWhy = true, why
+		text := why
+		if st.lost && st.lostWhy != "" {
+			// It lost the oldest arenas too (reportMissing): both
+			// losses, in one report.
+			text = st.lostWhy + ", and " + why
+			if n > 0 && st.lostCount > 0 {
+				n += st.lostCount
+			} else {
+				n = 0 // one of them is unknown
+			}
+		}
+		st.lost, st.lostWhy = true, text
 		q.idx.markLost(st.slot, n)
 		q.changed = true
 	}
@@ -262,7 +273,8 @@ func (q *Queue) reportMissing(r *recovered, list []consumerSlot) {
 			what = fmt.Sprintf("%d messages (sequence numbers %d to %d)", n, seq, r.oldestSeq-1)
 		}
 		st.lost = true
-		st.lostWhy = fmt.Sprintf("recovery found the arena files holding %s it had not read missing below the oldest arena left; it reads on from there", what)
+		st.lostWhy = fmt.Sprintf("recovery found the arena files holding %s it had not read missing below the oldest arena left", what)
+		st.lostCount = n
 		q.idx.markLost(st.slot, n)
 		q.changed = true
 	}
