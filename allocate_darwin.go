@@ -1,6 +1,9 @@
 package bigqueue
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // fullAllocation is true: darwin has no fallocate that reserves a prefix
 // of a file without writing it, so arena files are allocated in full when
@@ -15,3 +18,7 @@ func allocate(f *os.File, from, to int64) error { return rewrite(f, from, to) }
 
 // noCOW does nothing on darwin: APFS clones only on request.
 func noCOW(*os.File) {}
+
+// prefault is not available on darwin: the writer takes its own page
+// faults.
+func prefault([]byte) error { return errors.ErrUnsupported }

@@ -15,6 +15,12 @@ type arena struct {
 	// have disk blocks (0 when unknown: a file mapped after opening). No
 	// byte at or past it is written before arenaManager.reserve moves it.
 	reserved int
+	// faulted is how many bytes from the start of the mapping the
+	// prefaulter has populated (prefault.go); faulted <= reserved.
+	faulted int
+	// prefaultAt is the end of a write past which writeAt asks the
+	// prefaulter for more pages.
+	prefaultAt int
 	// file is the arena's file, kept open while it is the one the writer
 	// reserves blocks in (arenaManager.writing), so that reserving a step
 	// is one fallocate; nil otherwise.

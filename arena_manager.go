@@ -26,12 +26,15 @@ const (
 // Disk blocks of an arena file are reserved ahead of the writer in steps:
 // reserveStepMin bytes when the file is created, then a quarter of what is
 // reserved (at least reserveStepMin, at most reserveStepMax) each time the
-// writer reaches the end of the reserved range. The file itself has its
+// writer comes within reserveLead of the end of the reserved range (an
+// eighth of it, at most prefaultWindow: room for the prefaulter). The file itself has its
 // full size from the start (sparse), so that the mapping covers it; no
 // byte past the reserved range is ever written, so a full disk is an
 // ENOSPC from the reservation, never a SIGBUS. Disk used grows with the
 // data: a queue holding one small message uses one 4 KiB block of arena,
-// and a queue of any size at most a quarter more than its data.
+// and a queue of any size at most about 40% more than its data (a
+// quarter ahead, plus the lead), and at most reserveStepMax plus
+// prefaultWindow more per arena.
 const (
 	reserveStepMin = 4 << 10
 	reserveStepMax = 16 << 20
@@ -97,7 +100,12 @@ type arenaManager struct {
 	dirDurable  uint64          // the dirSeq the last successful directory fsync covered
 	reclaimed   uint64          // arenas reclaimed since open
 	syncErr     error           // first failed msync of an eviction; the queue fails closed on it
-	choreErr    error           // an error of housekeeping the caller did not see; the next Flush returns it
+	// prefaultReq (capacity 1) asks the prefaulter (prefault.go) for
+	// pages ahead of the tail; prefaultOff is set when populating failed
+	// once, and the writer then takes its own faults.
+	prefaultReq chan struct{}
+	prefaultOff bool
+	choreErr    error // an error of housekeeping the caller did not see; the next Flush returns it
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
 	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
@@ -116,6 +124,8 @@ func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64
 		maxMapped: maxMapped,
 		mapped:    make(map[uint64]*arena),
 		present:   make(map[uint64]bool),
+
+		prefaultReq: make(chan struct{}, 1),
 	}
 	m.pinCond = sync.NewCond(&m.pinMu)
 	return m
@@ -410,17 +420,20 @@ func (m *arenaManager) discard(f *os.File, name string, cause error) error {
 // makeRoom unmaps least recently used arenas until one more can be mapped.
 func (m *arenaManager) makeRoom() error {
 	for m.maxMapped > 0 && len(m.mapped) >= m.maxMapped {
-		m.pinMu.Lock()
+		// The least recently used arena goes, pinned or not: the pin (a
+		// flush's msync, the prefaulter's populate) drops without mu.
+		// Choosing another one instead would make which arenas stay
+		// mapped, and so which files are opened again later, depend on
+		// the timing of the background goroutines.
 		var victim *arena
 		for _, a := range m.mapped {
-			if a.pins == 0 && (victim == nil || a.lastUse < victim.lastUse) {
+			if victim == nil || a.lastUse < victim.lastUse {
 				victim = a
 			}
 		}
-		if victim == nil {
+		m.pinMu.Lock()
+		for victim.pins > 0 {
 			m.pinCond.Wait()
-			m.pinMu.Unlock()
-			continue
 		}
 		m.pinMu.Unlock()
 		if err := m.evict(victim, true); err != nil {
@@ -453,13 +466,6 @@ func (m *arenaManager) evict(a *arena, keep bool) error {
 	return ferr
 }
 
-// pinned reports whether a flush is syncing a.
-func (m *arenaManager) pinned(a *arena) bool {
-	m.pinMu.Lock()
-	defer m.pinMu.Unlock()
-	return a.pins > 0
-}
-
 // writeAt copies p to the logical offset off, creating the next arena when
 // the write reaches it. span is the record p belongs to.
 func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
@@ -487,15 +493,59 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 			return err
 		}
 		n := min(uint64(len(p)), m.dataSize-pos)
-		if err := m.reserve(a, arenaHeaderSize+int(pos+n)); err != nil {
-			return err
+		if end, lead := arenaHeaderSize+int(pos+n), m.reserveLead(a); end+lead > a.reserved {
+			err := m.reserve(a, min(end+lead, m.arenaSize))
+			if lead > 0 && errors.Is(err, syscall.ENOSPC) {
+				// The lead only serves the prefaulter: a disk too full
+				// for it may still hold this write, and a full disk is
+				// reported by the write that needs the blocks.
+				err = m.reserve(a, end)
+			}
+			if err != nil {
+				return err
+			}
 		}
 		copy(a.data[arenaHeaderSize+pos:], p[:n])
 		a.dirty = true
+		if arenaHeaderSize+int(pos+n) >= a.prefaultAt {
+			m.askPrefault(a)
+		}
 		p = p[n:]
 		off += uint64(n)
 	}
 	return nil
+}
+
+// reserveLead returns how far ahead of a write into a the reserved range
+// must reach: an eighth of what is reserved (once that is 1 MiB), at
+// most prefaultWindow, so
+// that the prefaulter, which populates only reserved pages, can keep a
+// window of pages ready ahead of the writer; nothing when it does not
+// run.
+func (m *arenaManager) reserveLead(a *arena) int {
+	if m.prefaultOff || a.reserved < prefaultMinReserved {
+		return 0
+	}
+	return min(a.reserved/8, prefaultWindow)
+}
+
+// prefaultMinReserved is the reserved range below which no lead is
+// reserved: the first megabyte of an arena is reserved as the writer
+// reaches it, and small arenas are never reserved ahead of it.
+const prefaultMinReserved = 1 << 20
+
+// askPrefault asks the prefaulter for the pages ahead of the writer in
+// a, without waiting, and not again before the writer has passed the end
+// of a's reserved range (or the prefaulter sets a nearer mark).
+func (m *arenaManager) askPrefault(a *arena) {
+	a.prefaultAt = a.reserved + 1
+	if m.prefaultOff {
+		return
+	}
+	select {
+	case m.prefaultReq <- struct{}{}:
+	default:
+	}
 }
 
 // readAt copies the logical bytes at off into p.
@@ -548,9 +598,13 @@ func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 			continue
 		}
 		if a := m.mapped[m.first]; a != nil {
-			if m.pinned(a) {
-				break // a flush is syncing it; a later reclaim takes it
+			// A flush syncing it, or the prefaulter populating it, drops
+			// the pin without needing mu.
+			m.pinMu.Lock()
+			for a.pins > 0 {
+				m.pinCond.Wait()
 			}
+			m.pinMu.Unlock()
 			if err := m.evict(a, false); err != nil {
 				return jobs, fmt.Errorf("reclaim: %w", err)
 			}
@@ -626,7 +680,14 @@ func (m *arenaManager) dropSpares() error {
 
 // pinDirty marks the dirty arenas clean and pins them for a flush, which
 // then msyncs them without mu and calls unpin.
-func (m *arenaManager) pinDirty() []pinnedArena {
+//
+// The arena holding tail, the logical end of the committed records, is
+// synced only up to the end of the page holding tail: no committed byte
+// lies past it, and msync write-protects every page it cleans, so that
+// syncing the pages ahead of the writer, which the prefaulter has made
+// writable (prefault.go), would make the writer fault on each of them
+// again. Bytes past tail are never part of what a flush promises.
+func (m *arenaManager) pinDirty(tail uint64) []pinnedArena {
 	var list []pinnedArena
 	m.pinMu.Lock()
 	defer m.pinMu.Unlock()
@@ -634,11 +695,20 @@ func (m *arenaManager) pinDirty() []pinnedArena {
 		if a.dirty {
 			a.dirty = false
 			a.pins++
-			list = append(list, pinnedArena{a: a, name: arenaName(a.id), data: a.data})
+			data := a.data
+			if a.id == tail/m.dataSize {
+				end := arenaHeaderSize + int(tail%m.dataSize)
+				end = (end + pageSize - 1) / pageSize * pageSize
+				data = data[:min(end, len(data))]
+			}
+			list = append(list, pinnedArena{a: a, name: arenaName(a.id), data: data})
 		}
 	}
 	return list
 }
+
+// pageSize is the size of the pages of a mapping.
+var pageSize = os.Getpagesize()
 
 // unpin releases what pinDirty pinned. It needs only pinMu, not mu.
 func (m *arenaManager) unpin(list []pinnedArena) {

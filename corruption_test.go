@@ -628,7 +628,7 @@ func TestCorruptionIndexBitFlips(t *testing.T) {
 	case longTier():
 		tier = "every bit"
 	case sampled:
-		tier = "race detector: one bit of every byte of the header and used slots, of every 8th byte of the free slots"
+		tier = "sampled (race detector or -short): one bit of every byte of the header and used slots, of every 8th byte of the free slots"
 	}
 	var bits []int
 	for p := range index {

@@ -104,7 +104,10 @@
 //  1. Created by the write that reaches it, with its full size but sparse:
 //     only its first 4 KiB get disk blocks (fallocate).
 //  2. Written, with blocks reserved ahead of the writer in steps of a
-//     quarter of what is reserved (4 KiB to 16 MiB). Nothing is written
+//     quarter of what is reserved (4 KiB to 16 MiB), once the writer is
+//     within an eighth of the reserved range's end (at most 2 MiB: the
+//     pages a background goroutine makes writable ahead of the writer,
+//     so that Enqueue rarely takes a page fault). Nothing is written
 //     past the reserved range, so a full disk makes Enqueue return an
 //     error wrapping syscall.ENOSPC, never a SIGBUS, and the queue works
 //     again once space is freed. (On darwin, which has no such
@@ -260,8 +263,9 @@
 //     next NewQueue reads.
 //   - An arena file missing between two present ones is reported by the
 //     read that reaches it (ErrCorrupt), which goes on with the next
-//     arena. Missing oldest arena files are taken as reclaimed (see The
-//     directory, the lock and file systems).
+//     arena. Missing oldest arena files are reported too, to every
+//     consumer that stood in them (see The directory, the lock and file
+//     systems).
 //   - Messages removed by retention are reported as ErrDropped, never as
 //     ErrCorrupt.
 //   - Seek accepts the sequence numbers stored and Stats().NextSeq (the

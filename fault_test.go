@@ -506,23 +506,6 @@ func TestFaultConsumerOffsetInsideRecord(t *testing.T) {
 	}
 }
 
-// faultMountTmpfs mounts a tmpfs of the given size (mount(8) syntax) on a new
-// directory and unmounts it at cleanup. It skips the test when mounting is
-// not allowed.
-func faultMountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root and mount(8)): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		out, err := exec.Command("umount", dir).CombinedOutput()
-		require.NoError(t, err, "umount %s: %s", dir, out)
-	})
-	return dir
-}
-
 // TestFaultDiskFull fills a small tmpfs: Enqueue must fail with ENOSPC,
 // never SIGBUS, keep everything acknowledged, and work again once space is
 // freed, by reading (arenas are reclaimed) or by removing another file.

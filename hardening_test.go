@@ -2,12 +2,14 @@ package bigqueue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -325,6 +327,25 @@ func TestTooManyConsumers(t *testing.T) {
 	require.Len(t, q.Consumers(), made)
 }
 
+// readerQueue makes a closed queue of 4 KiB arenas in a new directory,
+// holding the 400 messages "A-<i>", with a consumer "reader" that read the
+// first read of them, and returns the directory.
+func readerQueue(t *testing.T, read int) string {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 400)
+	for range read {
+		_, err := r.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Close())
+	return dir
+}
+
 // Records a checkpoint covered and that are gone are reported, never cut
 // silently: with the two newest arena files of a cleanly closed queue
 // deleted, the queue opens, and the first read of every consumer that
@@ -332,38 +353,19 @@ func TestTooManyConsumers(t *testing.T) {
 // how many messages were lost, also after a reopen before that read;
 // then the intact prefix follows.
 func TestCheckpointedArenasMissingReported(t *testing.T) {
-	dir := t.TempDir()
-	q, err := NewQueue(dir, SetArenaSize(4096))
-	require.NoError(t, err)
-	r, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	enqueueN(t, q, "A", 0, 400)
-	for i := 0; i < 10; i++ {
-		_, err := r.Dequeue()
-		require.NoError(t, err)
-	}
-	require.NoError(t, q.Close())
+	dir := readerQueue(t, 10)
 
-	var ids []int
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		var id int
-		if _, err := fmt.Sscanf(e.Name(), "arena-%d.bq", &id); err == nil {
-			ids = append(ids, id)
-		}
-	}
+	ids := arenaIDs(t, dir)
 	require.GreaterOrEqual(t, len(ids), 3)
-	slices.Sort(ids)
 	for _, id := range ids[len(ids)-2:] {
 		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
 	}
 
-	q, err = NewQueue(dir, SetArenaSize(4096))
+	q, err := NewQueue(dir, SetArenaSize(4096))
 	require.NoError(t, err)
 	require.NoError(t, q.Close()) // a reopen before any read keeps the report
 	q = openTestQueueIn(t, dir, SetArenaSize(4096))
-	r, err = q.NewConsumer("reader")
+	r, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	for _, c := range []struct {
 		name string
@@ -528,16 +530,9 @@ func TestArenaRemovedUnderLiveQueue(t *testing.T) {
 // stood in it gets one ErrCorrupt, then reads on from the oldest arena
 // left; so does it after a reopen before that read.
 func TestOldestArenaMissingReported(t *testing.T) {
-	dir := t.TempDir()
+	dir := readerQueue(t, 5)
 	q, err := NewQueue(dir, SetArenaSize(4096))
 	require.NoError(t, err)
-	r, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	enqueueN(t, q, "A", 0, 400)
-	for range 5 {
-		_, err := r.Dequeue()
-		require.NoError(t, err)
-	}
 	_, err = q.Peek() // makes the default consumer, at message 0
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
@@ -547,7 +542,7 @@ func TestOldestArenaMissingReported(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, q.Close()) // a reopen before any read keeps the report
 	q = openTestQueueIn(t, dir, SetArenaSize(4096))
-	r, err = q.NewConsumer("reader")
+	r, err := q.NewConsumer("reader")
 	require.NoError(t, err)
 	first := -1
 	for _, c := range []struct {
@@ -570,4 +565,75 @@ func TestOldestArenaMissingReported(t *testing.T) {
 		first = n
 	}
 	require.NoError(t, q.EnqueueString("after"))
+}
+
+// A damaged retention mark is damage, not a drop: with the watermark
+// moved up two arenas (as a scribble over the index can) and the mark
+// past it, a consumer stood in the arenas recovery then removes gets
+// ErrCorrupt, never ErrDropped, which only a mark retention itself
+// stored (in the watermark's arena or below it) gives.
+func TestRetentionMarkDamageIsCorrupt(t *testing.T) {
+	const ds = 4096 - arenaHeaderSize
+	for _, c := range []struct {
+		name     string
+		retained uint64
+		want     error
+	}{
+		{"mark past the watermark", 1 << 60, ErrCorrupt},
+		{"mark with the watermark", 2*ds + 8, ErrDropped},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := readerQueue(t, 5)
+			path := filepath.Join(dir, indexFileName)
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			binary.LittleEndian.PutUint64(b[idxHeadOff:], 2*ds)
+			binary.LittleEndian.PutUint64(b[idxRetainedOff:], c.retained)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			q := openTestQueueIn(t, dir, SetArenaSize(4096))
+			r, err := q.NewConsumer("reader")
+			require.NoError(t, err)
+			_, err = r.Dequeue()
+			require.ErrorIs(t, err, c.want)
+			msg, err := r.Dequeue()
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(string(msg), "A-"))
+		})
+	}
+}
+
+// A consumer that lost the oldest arenas and the newest ones a
+// checkpoint covered gets one report naming both losses, with their sum.
+func TestMissingAndCutReportedTogether(t *testing.T) {
+	dir := readerQueue(t, 5)
+	ids := arenaIDs(t, dir)
+	for _, id := range []int{ids[0], ids[len(ids)-1], ids[len(ids)-2]} {
+		require.NoError(t, os.Remove(filepath.Join(dir, arenaName(uint64(id)))))
+	}
+	q := openTestQueueIn(t, dir, SetArenaSize(4096))
+	r, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	_, err = r.Dequeue()
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), "below the oldest arena left", "the bottom loss")
+	require.Contains(t, err.Error(), "cut the queue back", "the top loss")
+	msg, err := r.Dequeue()
+	require.NoError(t, err, "one report")
+	require.True(t, strings.HasPrefix(string(msg), "A-"))
+}
+
+// arenaIDs returns the numbers of the arena files in dir, in order.
+func arenaIDs(t *testing.T, dir string) []int {
+	t.Helper()
+	var ids []int
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		var id int
+		if _, err := fmt.Sscanf(e.Name(), "arena-%d.bq", &id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }

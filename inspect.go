@@ -562,7 +562,7 @@ func (in *Inspection) placeConsumers() error {
 	for _, name := range below {
 		st := in.consumers[name]
 		// Retention's removals are no loss; anything else is.
-		dropped := st.off < in.storedHead && st.off < in.retained && in.storedHead <= in.tail
+		dropped := st.off < in.storedHead && st.off < in.retained && in.retained/ds <= in.storedHead/ds && in.storedHead <= in.tail
 		st.missing = !dropped
 		st.off, st.seq = in.oldest, in.oldestSeq
 		in.consumers[name] = st

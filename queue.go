@@ -62,23 +62,25 @@ type Queue struct {
 	retention    retentionState         // SetMaxBytes, SetMaxAge (retention.go)
 	scratch      [recordHeaderSize]byte // header of the record being read or written
 
-	dataReady   chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
-	flushReq    chan struct{} // capacity 1: asks the flusher for a flush
-	quit        chan struct{} // closed by Close: the flusher returns
-	flusherDone chan struct{} // closed by the flusher when it returns
-	closeDone   chan struct{} // closed when the first Close has finished; later ones wait for it
+	dataReady    chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
+	flushReq     chan struct{} // capacity 1: asks the flusher for a flush
+	quit         chan struct{} // closed by Close: the flusher returns
+	flusherDone  chan struct{} // closed by the flusher when it returns
+	prefaultDone chan struct{} // closed by the prefaulter when it returns
+	closeDone    chan struct{} // closed when the first Close has finished; later ones wait for it
 }
 
 // consumerState is the in-memory twin of a consumer slot of the index.
 // Guarded by Queue.mu.
 type consumerState struct {
-	name    string
-	slot    int    // slot number in the index
-	off     uint64 // next record to read; head <= off <= tail; equals the slot's offset
-	seq     uint64 // sequence number of the record at off
-	deleted bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
-	lost    bool   // made in place of a damaged slot, or data it had not read was lost: the next read reports ErrCorrupt
-	lostWhy string // what was lost, when this process found it; else the report is generic
+	name      string
+	slot      int    // slot number in the index
+	off       uint64 // next record to read; head <= off <= tail; equals the slot's offset
+	seq       uint64 // sequence number of the record at off
+	deleted   bool   // removed by DeleteConsumer; handles then return ErrNoConsumer
+	lost      bool   // made in place of a damaged slot, or data it had not read was lost: the next read reports ErrCorrupt
+	lostWhy   string // what was lost, when this process found it; else the report is generic
+	lostCount uint64 // the messages lost, when lostWhy says; 0 when unknown
 
 	// peeked is the record at off when peekedValid: what Peek returned,
 	// handed out again by the next Peek or Dequeue without a second read.
@@ -148,13 +150,14 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		return nil, err // bare where the original returned it bare
 	}
 	q := &Queue{
-		dir:         d,
-		opts:        o,
-		consumers:   make(map[string]*consumerState),
-		flushReq:    make(chan struct{}, 1),
-		quit:        make(chan struct{}),
-		flusherDone: make(chan struct{}),
-		closeDone:   make(chan struct{}),
+		dir:          d,
+		opts:         o,
+		consumers:    make(map[string]*consumerState),
+		flushReq:     make(chan struct{}, 1),
+		quit:         make(chan struct{}),
+		flusherDone:  make(chan struct{}),
+		prefaultDone: make(chan struct{}),
+		closeDone:    make(chan struct{}),
 	}
 	var openErr error
 	if err := q.noFault(func() { openErr = q.open() }); err != nil {
@@ -171,8 +174,10 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		errs = append(errs, d.close())
 		return nil, errors.Join(errs...)
 	}
-	// The flusher runs until Close closes quit; Close waits for it.
+	// The flusher and the prefaulter run until Close closes quit; Close
+	// waits for both.
 	go q.runFlusher()
+	go q.runPrefaulter()
 	return q, nil
 }
 
@@ -844,7 +849,7 @@ func (q *Queue) flush(explicit bool) error {
 	q.changed = false
 	limit := q.reclaimLimit()
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
-	pins := q.am.pinDirty()
+	pins := q.am.pinDirty(target.offset)
 	dirDirty, dirSeq := q.am.dirDirty, q.am.dirSeq
 	q.am.dirDirty = false
 	q.mu.Unlock()
@@ -973,6 +978,7 @@ func (q *Queue) Close() error {
 	q.mu.Unlock()
 	defer close(q.closeDone)
 	<-q.flusherDone
+	<-q.prefaultDone
 
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
@@ -1022,7 +1028,9 @@ func (q *Queue) closeFiles() []error {
 			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.ckpt.offset))); err != nil {
 				errs = append(errs, err)
 			} else if len(jobs) > 0 {
-				q.idx.setHead(q.am.first * q.am.dataSize)
+				// Not below the retention mark, which lies past the
+				// detached arenas when one message spans them.
+				q.idx.setHead(max(q.am.first*q.am.dataSize, q.oldest))
 				if err := q.idx.sync(); err != nil {
 					errs = append(errs, err)
 				} else {

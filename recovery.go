@@ -85,7 +85,18 @@ func (q *Queue) reportCut(ckpt checkpoint, list []consumerSlot) error {
 	why := fmt.Sprintf("recovery found %s at offsets %d to %d missing or damaged although a flush had made them durable, "+
 		"and cut the queue back to its last intact message", what, q.tail, ckpt.offset)
 	mark := func(st *consumerState, n uint64) {
-		st.lost, st.lostWhy = true, why
+		text := why
+		if st.lost && st.lostWhy != "" {
+			// It lost the oldest arenas too (reportMissing): both
+			// losses, in one report.
+			text = st.lostWhy + ", and " + why
+			if n > 0 && st.lostCount > 0 {
+				n += st.lostCount
+			} else {
+				n = 0 // one of them is unknown
+			}
+		}
+		st.lost, st.lostWhy = true, text
 		q.idx.markLost(st.slot, n)
 		q.changed = true
 	}
@@ -227,7 +238,10 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 		}
 	}
 	for _, st := range below {
-		if st.off < r.storedHead && st.off < r.retained && r.storedHead <= tail {
+		// Retention stores its mark with the watermark, which only
+		// grows after (Close may store the start of the mark's arena): a
+		// mark in a later arena than the watermark's is damage, no drop.
+		if st.off < r.storedHead && st.off < r.retained && r.retained/ds <= r.storedHead/ds && r.storedHead <= tail {
 			r.noteDrop(st) // retention removed what it had not read
 		} else {
 			// Reclaiming removes an arena only once a flush made every
@@ -259,7 +273,8 @@ func (q *Queue) reportMissing(r *recovered, list []consumerSlot) {
 			what = fmt.Sprintf("%d messages (sequence numbers %d to %d)", n, seq, r.oldestSeq-1)
 		}
 		st.lost = true
-		st.lostWhy = fmt.Sprintf("recovery found the arena files holding %s it had not read missing below the oldest arena left; it reads on from there", what)
+		st.lostWhy = fmt.Sprintf("recovery found the arena files holding %s it had not read missing below the oldest arena left", what)
+		st.lostCount = n
 		q.idx.markLost(st.slot, n)
 		q.changed = true
 	}

@@ -1,6 +1,7 @@
 package bigqueue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -557,4 +558,37 @@ func TestRetentionMaxAgeUnknownStart(t *testing.T) {
 	clock.add(2 * time.Hour)
 	require.NoError(t, q.Flush())
 	require.EqualValues(t, 1, q.Stats().OldestSeq, "arenas go oldest first: one of unknown age keeps the ones after it")
+}
+
+// Retention applied by Close when one message spans whole arenas: the
+// mark lies past the detached arenas, and the watermark Close stores may
+// not stay below its arena, or the next open would take the drop for
+// damage (ErrCorrupt instead of ErrDropped). Inspect agrees.
+func TestRetentionAtCloseSpanningMessage(t *testing.T) {
+	opts := append(append([]Option(nil), manualFlush...), SetMaxBytes(13000))
+	q, dir := openTestQueue(t, opts...)
+	_, err := q.NewConsumer("slow")
+	require.NoError(t, err)
+	require.NoError(t, q.EnqueueString("m0"))                      // arena 0
+	require.NoError(t, q.Enqueue(bytes.Repeat([]byte{'x'}, 9000))) // arenas 0 to 2
+	for range 40 {
+		require.NoError(t, q.Enqueue(bytes.Repeat([]byte{'y'}, 100)))
+	}
+	require.NoError(t, q.Close())
+
+	in, err := Inspect(dir)
+	require.NoError(t, err)
+	for _, c := range in.Info().Consumers {
+		require.False(t, c.Lost, "Inspect: %q was dropped by retention, not lost", c.Name)
+	}
+	require.NoError(t, in.Close())
+	q = openTestQueueIn(t, dir, opts...)
+	slow, err := q.NewConsumer("slow")
+	require.NoError(t, err)
+	_, err = slow.Dequeue()
+	require.ErrorIs(t, err, ErrDropped)
+	require.NotErrorIs(t, err, ErrCorrupt)
+	msg, err := slow.Dequeue()
+	require.NoError(t, err)
+	require.Equal(t, bytes.Repeat([]byte{'y'}, 100), msg)
 }

@@ -79,8 +79,10 @@ func report(t testing.TB, format string, args ...any) {
 }
 
 // reportOut is the go command's standard output, when this test binary
-// is its child and -v is off; nil otherwise (t.Log shows then). Linux
-// only: elsewhere summary lines need -v.
+// is its child, -v is off and that output is a pipe or a terminal (as in
+// CI and at a shell); nil otherwise: with -v or -json t.Log shows the
+// line, and when go test's output goes to a file, the line needs -v.
+// Linux only: elsewhere summary lines need -v. A cached run prints none.
 var reportOut = sync.OnceValue(func() io.Writer {
 	if testing.Verbose() {
 		return nil
@@ -90,7 +92,14 @@ var reportOut = sync.OnceValue(func() io.Writer {
 	if err != nil || strings.TrimSpace(string(comm)) != "go" {
 		return nil
 	}
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/1", parent), os.O_WRONLY|os.O_APPEND, 0)
+	// Only a pipe or a terminal: a regular file opened again has an
+	// offset of its own, and the go command's next write would land on
+	// top of the line.
+	out := fmt.Sprintf("/proc/%d/fd/1", parent)
+	if fi, err := os.Stat(out); err != nil || fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil
 	}

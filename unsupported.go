@@ -30,3 +30,4 @@ func noCOW(*os.File) {}
 func lockDir(*os.File) error                { panic("unsupported platform") }
 func unlockDir(*os.File) error              { panic("unsupported platform") }
 func allocate(*os.File, int64, int64) error { panic("unsupported platform") }
+func prefault([]byte) error                 { panic("unsupported platform") }

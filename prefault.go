@@ -1,0 +1,103 @@
+package bigqueue
+
+// Pre-faulting. The first write to a page of a mapped file faults: the
+// kernel finds or allocates a page cache page, zeroes it and maps it
+// writable, which costs more than copying a small message into it and now
+// and then stalls for milliseconds. A goroutine, the prefaulter, takes
+// those faults ahead of the writer: it asks the kernel to populate the
+// pages of the tail's arena up to prefaultWindow bytes past the tail
+// (MADV_POPULATE_WRITE), so that Enqueue copies into pages that are
+// mapped writable already.
+//
+// It populates only pages inside the arena's reserved range
+// (arena.reserved), whose disk blocks fallocate has reserved, so that it
+// never allocates a block the reservation did not, and never changes a
+// byte: populating a page reads or zeroes it into the page cache and
+// marks it writable and dirty. A flush syncs the tail's arena only up to
+// the tail's page (arenaManager.pinDirty), so the populated pages ahead
+// of the writer stay writable.
+//
+// It holds mu only to choose the pages and pins the arena (arena.pins)
+// while it populates them without mu, so the mapping cannot be unmapped
+// under it. A failed populate (an old kernel without
+// MADV_POPULATE_WRITE, a truncated file, no memory) cannot fault, as an
+// access would: the kernel returns an error instead of raising SIGBUS,
+// and the queue then stops pre-faulting and leaves the faults to the
+// writer, whose accesses are guarded (fault.go). It maps no arena, so
+// SetMaxInMemArenas bounds the mappings as before; the pages it
+// populates are at most prefaultWindow bytes of page cache ahead of the
+// tail.
+const (
+	prefaultWindow = 2 << 20   // how far past the tail's page pages are populated
+	prefaultChunk  = 256 << 10 // populated per call; bounds how long an arena stays pinned
+)
+
+// runPrefaulter is the prefaulter's goroutine. It waits for a request
+// from writeAt and populates the pages ahead of the tail until the
+// window is full, then waits again, until Close closes quit; Close waits
+// for prefaultDone before it unmaps anything.
+func (q *Queue) runPrefaulter() {
+	defer close(q.prefaultDone)
+	for {
+		select {
+		case <-q.quit:
+			return
+		case <-q.am.prefaultReq:
+		}
+		for q.prefaultStep() {
+			select {
+			case <-q.quit:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// prefaultStep populates the next chunk of pages ahead of the tail, and
+// reports whether there may be more to do.
+func (q *Queue) prefaultStep() bool {
+	q.mu.Lock()
+	if q.usable() != nil || q.am.prefaultOff {
+		q.mu.Unlock()
+		return false
+	}
+	m := q.am
+	a := m.mapped[q.tail/m.dataSize]
+	if a == nil || a.reserved == 0 {
+		q.mu.Unlock()
+		return false
+	}
+	pos := arenaHeaderSize + int(q.tail%m.dataSize)
+	from := max(a.faulted, pos/pageSize*pageSize)
+	to := min(a.reserved, (pos+prefaultWindow)/pageSize*pageSize, from+prefaultChunk)
+	if to <= from {
+		// Nothing left inside the window and the reserved range: ask
+		// again when the writer is half a window further, or, when the
+		// reserved range was the limit, once it reserves more.
+		if to == a.reserved {
+			a.prefaultAt = a.reserved + 1
+		} else {
+			a.prefaultAt = a.faulted - prefaultWindow/2
+		}
+		q.mu.Unlock()
+		return false
+	}
+	m.pinMu.Lock()
+	a.pins++
+	m.pinMu.Unlock()
+	q.mu.Unlock()
+
+	err := prefault(a.data[from:to])
+
+	m.unpin([]pinnedArena{{a: a}})
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err != nil {
+		m.prefaultOff = true
+		return false
+	}
+	a.faulted = max(a.faulted, to)
+	a.prefaultAt = a.faulted - prefaultWindow/2
+	return true
+}
