@@ -19,9 +19,9 @@
 // consumer named after the consumer plus CursorSuffix, and publishes each
 // message asynchronously with nats.go's PublishMsgAsync, at most
 // Config.Window of them awaiting their acknowledgement. Every message
-// carries the header Nats-Msg-Id, set to MsgID(seq): the queue's ID
-// (bigqueue.Stats.QueueID, 16 hex digits), a dash, and the message's
-// sequence number. When the stream acknowledges the oldest message in
+// carries the header Nats-Msg-Id, set to MsgID(seq, msg): the queue's ID
+// (bigqueue.Stats.QueueID, 16 hex digits), a dash, the message's
+// sequence number, a dash, and the CRC-32C of its bytes. When the stream acknowledges the oldest message in
 // flight (and any later ones already in), the forwarder commits them by
 // moving the consumer past them (Consumer.Seek): strictly in order, and
 // only after the stream stored them. A crash between the two re-sends
@@ -74,10 +74,12 @@
 // A power loss (not a process crash) on the producing machine loses the
 // messages no Flush covered, as bigqueue's durability contract says, and
 // their sequence numbers go to the next messages enqueued. If the lost
-// ones had reached the stream, the stream takes the new ones with the
-// same numbers for duplicates, within the window, and drops them. Flush
-// after the enqueues that matter, or shorten SetPeriodicFlushDuration, to
-// narrow that.
+// ones had reached the stream, the new ones with the same numbers still
+// get IDs of their own, since the ID carries the message's checksum: the
+// stream keeps both (the lost message was forwarded; it is only gone
+// from the local queue). Only a new message with exactly the bytes of the
+// lost one at the same number, within the window, is taken for it: it is
+// the same message, as far as anyone can tell.
 //
 // The message ID names the message, not the route: it leaves out the
 // consumer's name. Two forwarders of different consumers of one queue

@@ -76,8 +76,8 @@ func ExampleForwarder_Drain() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("stream message 3: %s, Nats-Msg-Id is MsgID(3): %v\n", msg.Data, msg.Header.Get(nats.MsgIdHdr) == f.MsgID(3))
+	fmt.Printf("stream message 3: %s, Nats-Msg-Id is MsgID(3, \"three\"): %v\n", msg.Data, msg.Header.Get(nats.MsgIdHdr) == f.MsgID(3, []byte("three")))
 	// Output:
 	// forwarded 3, pending 0, next 4
-	// stream message 3: three, Nats-Msg-Id is MsgID(3): true
+	// stream message 3: three, Nats-Msg-Id is MsgID(3, "three"): true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -108,7 +109,7 @@ type Forwarder struct {
 	js      natsjs.JetStream
 	subject string
 	cfg     Config
-	prefix  string // queue ID in hex and "-": the message ID is prefix + sequence number
+	prefix  string // queue ID in hex and "-": the message ID is prefix + sequence number + "-" + checksum
 
 	mu sync.Mutex // guards the fields below
 	// running is true while Run is active.
@@ -182,12 +183,32 @@ func New(q *bigqueue.Queue, c *bigqueue.Consumer, js natsjs.JetStream, subject s
 	}, nil
 }
 
-// MsgID returns the Nats-Msg-Id the forwarder gives the message with
-// sequence number seq: the queue ID in 16 hex digits, a dash, and seq in
-// decimal. It names the message, not the route: forwarders of two
-// consumers of one queue give a message the same ID.
-func (f *Forwarder) MsgID(seq uint64) string {
-	return f.prefix + strconv.FormatUint(seq, 10)
+// MsgID returns the Nats-Msg-Id the forwarder gives the message msg with
+// sequence number seq: the queue ID in 16 hex digits, a dash, seq in
+// decimal, a dash, and the CRC-32C of msg in 8 hex digits. It names the
+// message, not the route: forwarders of two consumers of one queue give
+// a message the same ID. The checksum tells apart two messages a power
+// loss made share a sequence number (the lost one, forwarded before,
+// and the one enqueued after in its place), which the stream would
+// otherwise take for a duplicate and drop.
+func (f *Forwarder) MsgID(seq uint64, msg []byte) string {
+	var b [48]byte
+	id := append(b[:0], f.prefix...)
+	id = strconv.AppendUint(id, seq, 10)
+	id = append(id, '-')
+	id = appendHex32(id, crc32.Checksum(msg, castagnoli))
+	return string(id)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendHex32 appends v as 8 lowercase hex digits.
+func appendHex32(b []byte, v uint32) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, digits[v>>uint(shift)&0xf])
+	}
+	return b
 }
 
 // Stats returns the forwarder's counters. It is safe to call at any time,
@@ -369,7 +390,7 @@ func (r *run) fill() error {
 			return &queueError{fmt.Errorf("read message %d: %w", seq, err)}
 		}
 		r.next++
-		id := r.MsgID(seq)
+		id := r.MsgID(seq, r.buf)
 		hdr := nats.Header{nats.MsgIdHdr: []string{id}}
 		if r.prevID != "" {
 			// The stream stores this message only right after its

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func requireExactlyOnce(tb testing.TB, f *Forwarder, st natsjs.Stream, n uint64)
 	require.Len(tb, nums, int(n))
 	for i, got := range nums {
 		require.Equal(tb, uint64(i+1), got, "stream message %d", i+1)
-		require.Equal(tb, f.MsgID(uint64(i+1)), ids[i])
+		require.Equal(tb, f.MsgID(uint64(i+1), payload(uint64(i+1))), ids[i])
 	}
 }
 
@@ -154,13 +155,41 @@ func TestResendIsDeduplicated(t *testing.T) {
 	// first 300 messages and before it committed them.
 	for n := uint64(1); n <= 300; n++ {
 		_, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "EV.a", Data: payload(n),
-			Header: nats.Header{nats.MsgIdHdr: []string{f.MsgID(n)}}})
+			Header: nats.Header{nats.MsgIdHdr: []string{f.MsgID(n, payload(n))}}})
 		require.NoError(t, err)
 	}
 	runForwarder(t, f)
 	waitForwarded(t, f, 501, 10*time.Second)
 	requireExactlyOnce(t, f, st, 500)
 	require.Equal(t, uint64(300), f.Stats().Duplicates)
+}
+
+// A power loss on the producing machine can lose messages the forwarder
+// had already sent, and give their sequence numbers to new messages. The
+// checksum in the message ID keeps the new ones apart: the stream stores
+// them, after the lost ones, instead of dropping them as duplicates.
+func TestReissuedSequenceNumbersAreNotDuplicates(t *testing.T) {
+	srv := startServer(t)
+	_, js := connect(t, srv.url())
+	st := createStream(t, js, "EV", 0)
+	q, c := openQueue(t)
+	enqueue(t, q, 1, 11)
+	f, err := New(q, c, js, "EV.a", Config{})
+	require.NoError(t, err)
+	// Messages 1 to 10 with other bytes reached the stream before a power
+	// loss took them from the queue.
+	for n := uint64(1); n <= 10; n++ {
+		lost := []byte("lost-" + strconv.FormatUint(n, 10))
+		_, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "EV.a", Data: lost,
+			Header: nats.Header{nats.MsgIdHdr: []string{f.MsgID(n, lost)}}})
+		require.NoError(t, err)
+	}
+	runForwarder(t, f)
+	waitForwarded(t, f, 11, 10*time.Second)
+	require.Zero(t, f.Stats().Duplicates, "the new messages are not taken for the lost ones")
+	info, err := st.Info(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 20, info.State.Msgs, "the lost ten and the new ten")
 }
 
 func TestForeignPublisherKeepsOrder(t *testing.T) {

@@ -35,7 +35,8 @@ func newForward(e *env) *cobra.Command {
 		Long: `forward publishes the messages of a consumer of the queue to a JetStream
 subject, exactly once within the stream's duplicate window and in the
 queue's order (github.com/bigqueue-go/bigqueue/jetstream): each message
-carries a Nats-Msg-Id made of the queue's ID and its sequence number, and
+carries a Nats-Msg-Id made of the queue's ID, its sequence number and its
+checksum, and
 is committed only after the stream acknowledged it.
 
 -consumer names the consumer (default "jetstream"); forward creates it
