@@ -395,8 +395,11 @@ func diskFullCyclesTest(t *testing.T, fsName, dir string, seed int64) {
 	r.faultOK = diskFullMayFault[fsName]
 	var firstBytes int64
 	cycles := diskFullCycles
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		cycles = 4
+	case sampledTier():
+		cycles = 8 // under the race detector: still two reopens on a full disk and three partial drains
 	}
 	for cycle := range cycles {
 		r.fill()
