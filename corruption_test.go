@@ -276,6 +276,7 @@ type corruptReport struct {
 // when absent), to count lost and re-read messages.
 func corruptOpenDrain(t *testing.T, dir string, byContent map[string]int, bound int, works bool, starts map[string]int) (corruptReport, error) {
 	var rep corruptReport
+	rules := drainRules{drops: indexHasRetentionMark(t, dir)}
 	q, err := NewQueue(dir, corruptOpenOptions()...)
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIncompatibleVersion) {
@@ -305,7 +306,7 @@ func corruptOpenDrain(t *testing.T, dir string, byContent map[string]int, bound 
 			break
 		}
 		var events []int
-		events, bad = drain(read, byContent, nil, bound)
+		events, bad = drain(read, byContent, rules, bound)
 		rep.events = append(rep.events, events)
 		first := starts[names[r]]
 		rep.count(events, first, len(byContent))

@@ -342,6 +342,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	limit := fuzzIndexLimit(t, dir)
+	rules := drainRules{forged: forged, drops: indexHasRetentionMark(t, dir)}
 	q, err := NewQueue(dir, corruptOpenOptions()...)
 	if err != nil {
 		require.True(t, errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIncompatibleVersion), "open: untyped error: %v", err)
@@ -357,7 +358,7 @@ func fuzzExercise(t *testing.T, dir string, byContent map[string]int, forged fun
 	requireInvariants(t, q)
 	names, reads := fuzzReaders(t, q)
 	for i, read := range reads {
-		_, err := drain(read, byContent, forged, 4*fuzzArenaSize)
+		_, err := drain(read, byContent, rules, 4*fuzzArenaSize)
 		require.NoError(t, err, "consumer %q", names[i])
 	}
 	runtime.ReadMemStats(&after)

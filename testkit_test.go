@@ -207,15 +207,37 @@ const corruptEvent = -1
 // or one out of order: a broken promise, never a tolerated outcome.
 var errWrongMessage = errors.New("wrong message")
 
+// drainRules relax drain for a queue opened from damaged files.
+type drainRules struct {
+	// forged accepts a message that is not in byContent: a fuzzed input
+	// may frame messages of its own. nil accepts none.
+	forged func([]byte) bool
+	// drops takes ErrDropped for a reported skip, like ErrCorrupt: a
+	// damaged index may hold a retention mark and a watermark that look
+	// like retention's own (no checksum covers them; see
+	// indexHasRetentionMark).
+	drops bool
+}
+
+// indexHasRetentionMark reports whether the index in dir holds a
+// retention mark, which damage may have put there.
+func indexHasRetentionMark(t testing.TB, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, indexFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	require.NoError(t, err)
+	return len(b) >= idxRetainedOff+8 && le64(b[idxRetainedOff:]) != 0
+}
+
 // drain reads with next until ErrEmptyQueue and returns what each read
 // gave: the position in the enqueued messages (byContent) of the message
-// it returned, or corruptEvent. A message that is not in byContent is
-// skipped when forged (may be nil) accepts it: a fuzzed input may frame
-// messages of its own. It returns an error for a message never enqueued
+// it returned, or corruptEvent. rules relax it for damaged files. It returns an error for a message never enqueued
 // or out of order (wrapping errWrongMessage), for any error but
 // ErrCorrupt, and for a consumer that has not reached ErrEmptyQueue after
 // bound reads.
-func drain(next func() ([]byte, error), byContent map[string]int, forged func([]byte) bool, bound int) ([]int, error) {
+func drain(next func() ([]byte, error), byContent map[string]int, rules drainRules, bound int) ([]int, error) {
 	var events []int
 	last := -1
 	for range bound {
@@ -223,7 +245,7 @@ func drain(next func() ([]byte, error), byContent map[string]int, forged func([]
 		switch {
 		case err == nil:
 			i, ok := byContent[string(b)]
-			if !ok && forged != nil && forged(b) {
+			if !ok && rules.forged != nil && rules.forged(b) {
 				continue
 			}
 			if !ok {
@@ -236,7 +258,7 @@ func drain(next func() ([]byte, error), byContent map[string]int, forged func([]
 			events = append(events, i)
 		case errors.Is(err, ErrEmptyQueue):
 			return events, nil
-		case errors.Is(err, ErrCorrupt):
+		case errors.Is(err, ErrCorrupt), rules.drops && errors.Is(err, ErrDropped):
 			events = append(events, corruptEvent)
 		default:
 			return events, fmt.Errorf("read after message %d: untyped error: %w", last, err)
@@ -248,7 +270,7 @@ func drain(next func() ([]byte, error), byContent map[string]int, forged func([]
 // requireDrain is drain that fails the test on an error.
 func requireDrain(t testing.TB, next func() ([]byte, error), byContent map[string]int, bound int) []int {
 	t.Helper()
-	events, err := drain(next, byContent, nil, bound)
+	events, err := drain(next, byContent, drainRules{}, bound)
 	require.NoError(t, err)
 	return events
 }
