@@ -143,6 +143,19 @@ func TestNoStreamRetriesThenDrains(t *testing.T) {
 	requireExactlyOnce(t, f, st, 1000)
 }
 
+// publishAsForwarded publishes messages 1 to n to "EV.a", message i with
+// the bytes data(i), under the IDs f gives them: what an earlier
+// forwarder of the same queue left in the stream.
+func publishAsForwarded(t *testing.T, js natsjs.JetStream, f *Forwarder, n uint64, data func(uint64) []byte) {
+	t.Helper()
+	for i := uint64(1); i <= n; i++ {
+		b := data(i)
+		_, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "EV.a", Data: b,
+			Header: nats.Header{nats.MsgIdHdr: []string{f.MsgID(i, b)}}})
+		require.NoError(t, err)
+	}
+}
+
 func TestResendIsDeduplicated(t *testing.T) {
 	srv := startServer(t)
 	_, js := connect(t, srv.url())
@@ -153,11 +166,7 @@ func TestResendIsDeduplicated(t *testing.T) {
 	require.NoError(t, err)
 	// As if an earlier forwarder crashed after the stream stored the
 	// first 300 messages and before it committed them.
-	for n := uint64(1); n <= 300; n++ {
-		_, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "EV.a", Data: payload(n),
-			Header: nats.Header{nats.MsgIdHdr: []string{f.MsgID(n, payload(n))}}})
-		require.NoError(t, err)
-	}
+	publishAsForwarded(t, js, f, 300, payload)
 	runForwarder(t, f)
 	waitForwarded(t, f, 501, 10*time.Second)
 	requireExactlyOnce(t, f, st, 500)
@@ -178,12 +187,7 @@ func TestReissuedSequenceNumbersAreNotDuplicates(t *testing.T) {
 	require.NoError(t, err)
 	// Messages 1 to 10 with other bytes reached the stream before a power
 	// loss took them from the queue.
-	for n := uint64(1); n <= 10; n++ {
-		lost := []byte("lost-" + strconv.FormatUint(n, 10))
-		_, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "EV.a", Data: lost,
-			Header: nats.Header{nats.MsgIdHdr: []string{f.MsgID(n, lost)}}})
-		require.NoError(t, err)
-	}
+	publishAsForwarded(t, js, f, 10, func(n uint64) []byte { return []byte("lost-" + strconv.FormatUint(n, 10)) })
 	runForwarder(t, f)
 	waitForwarded(t, f, 11, 10*time.Second)
 	require.Zero(t, f.Stats().Duplicates, "the new messages are not taken for the lost ones")
