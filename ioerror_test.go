@@ -205,6 +205,14 @@ func (r *ioErrRun) failedCalls() int {
 	return r.fs.failed
 }
 
+// spares returns how many spare arenas the open queue holds.
+func (r *ioErrRun) spares() int {
+	if r.q == nil {
+		return 0
+	}
+	return r.q.Stats().SpareArenas
+}
+
 // callsOf returns the counts of every kind of call so far.
 func (r *ioErrRun) callsOf() map[fsCall]int {
 	r.fs.mu.Lock()
@@ -241,8 +249,9 @@ func (r *ioErrRun) checkSticky() {
 
 // outcome checks the result of one API call, what, that may have made
 // file system calls. isFlush marks Flush and Close, which must report
-// failures absorbed earlier. It returns err.
-func (r *ioErrRun) outcome(what string, before int, isFlush bool, err error) error {
+// failures absorbed earlier; freedSpares marks a call that removed files
+// and after which the queue had no spares left. It returns err.
+func (r *ioErrRun) outcome(what string, before int, isFlush, freedSpares bool, err error) error {
 	r.t.Helper()
 	injectedHere := r.failedCalls() > before
 	if injectedHere && r.firstInj == "" {
@@ -279,6 +288,13 @@ func (r *ioErrRun) outcome(what string, before int, isFlush bool, err error) err
 		require.False(r.t, injectedHere, "%s: %s returned nil although a call it made failed", r.c, what)
 		require.Empty(r.t, r.pending, "%s: %s returned nil; the failure absorbed by %s was never reported", r.c, what, r.pending)
 	}
+	if injectedHere && r.c.kind == callAllocate && freedSpares {
+		// A full disk the queue got past by removing its own spares
+		// (arenaManager.reserve) is no failure: the write went through,
+		// and there is nothing for a caller to see.
+		r.surfaced = true
+		return nil
+	}
 	if injectedHere && r.pending == "" {
 		// Housekeeping (reclaiming an arena) failed without failing the
 		// call; the next Flush or Close must report it.
@@ -291,7 +307,10 @@ func (r *ioErrRun) outcome(what string, before int, isFlush bool, err error) err
 func (r *ioErrRun) do(what string, isFlush bool, f func() error) error {
 	r.t.Helper()
 	before := r.failedCalls()
-	return r.outcome(what, before, isFlush, f())
+	spares, removes := r.spares(), r.callsOf()[callRemove]
+	err := f()
+	freed := spares > 0 && r.spares() == 0 && r.callsOf()[callRemove] > removes
+	return r.outcome(what, before, isFlush, freed, err)
 }
 
 // open opens the queue on the faultFS. A NewQueue that fails must release

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -108,20 +109,71 @@ func TestDefaultConsumerComesWithFirstRead(t *testing.T) {
 func TestReclaimWaitsForFlush(t *testing.T) {
 	q, dir := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	msg := make([]byte, 1000)
-	for i := 0; i < 100; i++ {
+	n := 4 * (maxSpareArenas + 2) // arenas of four messages: more than the spares kept
+	for i := 0; i < n; i++ {
 		require.NoError(t, q.Enqueue(msg))
 	}
 	require.NoError(t, q.Flush())
 	before := lifecycleFiles(t, dir)
-	for i := 0; i < 100; i++ {
+	for i := 0; i < n; i++ {
 		_, err := q.Dequeue()
 		require.NoError(t, err)
 	}
 	require.Equal(t, before, lifecycleFiles(t, dir), "a read removed or renamed an arena file")
 	require.Zero(t, q.Stats().ArenasReclaimed)
 	require.NoError(t, q.Flush())
-	require.Len(t, lifecycleFiles(t, dir), 1+2, "the tail's arena and two spares")
-	require.EqualValues(t, len(before)-1, q.Stats().ArenasReclaimed)
+	reclaimed := len(before) - 1
+	require.EqualValues(t, reclaimed, q.Stats().ArenasReclaimed)
+	spares := min(reclaimed, maxSpareArenas)
+	require.Less(t, spares, reclaimed, "the test reclaims more arenas than are kept")
+	require.Len(t, lifecycleFiles(t, dir), 1+spares, "the tail's arena and the spares")
+}
+
+// A full disk meets the queue's own spares first: when reserving blocks
+// fails with ENOSPC, the queue removes its spares and tries again, so the
+// write goes through, and a full disk is reported only when the queue
+// has no space of its own left to give back.
+func TestFullDiskTakesSparesBack(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	msg := make([]byte, 1000)
+	for range 40 {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	for range 40 {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.Flush()) // settles the spares' renames
+	spares := q.Stats().SpareArenas
+	require.Greater(t, spares, 1)
+
+	// The next arena reuses a spare, whose blocks are reserved again: the
+	// disk is full for that once.
+	fs.failNth(callAllocate, 1, false, syscall.ENOSPC)
+	for before := q.Stats().ArenasOnDisk; q.Stats().ArenasOnDisk == before; {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	require.Zero(t, q.Stats().SpareArenas, "the spares were given back")
+	for _, name := range lifecycleFiles(t, dir) {
+		require.False(t, strings.HasPrefix(name, "spare-"), "%s is still there", name)
+	}
+	fs.mu.Lock()
+	failed := fs.failed
+	fs.mu.Unlock()
+	require.Equal(t, 1, failed, "the failure was injected")
+	require.NoError(t, q.Flush(), "nothing failed that a caller must hear of")
+
+	// With no spares left, a full disk is reported.
+	fs.failNth(callAllocate, 1, true, syscall.ENOSPC)
+	var err error
+	for before := q.Stats().ArenasOnDisk; err == nil && q.Stats().ArenasOnDisk == before; {
+		err = q.Enqueue(msg)
+	}
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	fs.heal()
+	require.NoError(t, q.Enqueue(msg), "and writes go on once there is space")
 }
 
 // Disk follows the data: blocks are reserved in steps, spares are capped in
@@ -136,17 +188,17 @@ func TestDiskFollowsData(t *testing.T) {
 	require.NoError(t, q.Close())
 
 	// Spares are given back at Close.
-	q2, dir2 := openTestQueue(t, SetArenaSize(64<<10))
+	q2, dir2 := openTestQueue(t, SetArenaSize(4096))
 	msg := make([]byte, 1000)
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 4*(maxSpareArenas+1); i++ {
 		require.NoError(t, q2.Enqueue(msg))
 	}
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 4*(maxSpareArenas+1); i++ {
 		_, err := q2.Dequeue()
 		require.NoError(t, err)
 	}
 	require.NoError(t, q2.Flush())
-	require.Equal(t, 2, q2.Stats().SpareArenas)
+	require.Equal(t, maxSpareArenas, q2.Stats().SpareArenas, "1000 arenas reclaimed, the most kept")
 	require.NoError(t, q2.Flush()) // the directory changes of the reclaim
 	require.NoError(t, q2.Flush()) // idle: nothing to write
 	require.Zero(t, q2.Stats().SpareArenas, "an idle queue gives its spares back")

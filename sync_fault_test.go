@@ -152,7 +152,8 @@ func TestSpareReuseSyncsDirectory(t *testing.T) {
 	// The flush reclaims after its directory fsync: the spares it makes
 	// are not settled by it.
 	require.NoError(t, q.Flush())
-	require.Equal(t, maxSpareArenas, q.Stats().SpareArenas)
+	require.EqualValues(t, min(q.Stats().ArenasReclaimed, maxSpareArenas), q.Stats().SpareArenas)
+	require.Positive(t, q.Stats().SpareArenas)
 	renames, syncs := untilNewArena()
 	require.Equal(t, 1, renames, "a spare is reused")
 	require.Equal(t, 1, syncs, "made with no Flush since, it is settled first")
@@ -161,6 +162,9 @@ func TestSpareReuseSyncsDirectory(t *testing.T) {
 	renames, syncs = untilNewArena()
 	require.Equal(t, 1, renames, "the other spare is reused")
 	require.Zero(t, syncs, "the Flush settled it")
+	for q.Stats().SpareArenas > 0 {
+		untilNewArena() // use up the settled spares left
+	}
 
 	drain()
 	require.NoError(t, q.Flush()) // makes spares, unsettled
