@@ -85,8 +85,7 @@ func (q *Queue) DeleteConsumer(name string) (err error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
 	}
@@ -137,8 +136,7 @@ func (q *Queue) consumerLocked(name string) (*consumerState, error) {
 // a record boundary in [oldest, tail], when it does not exist: a crash
 // leaves it there or not at all. Needs mu.
 func (q *Queue) consumerAt(name string, off, seq uint64) (_ *consumerState, err error) {
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if st := q.consumers[name]; st != nil {
 		return st, nil
 	}

@@ -27,9 +27,13 @@ func faultError(r any) error {
 		"the file was truncated, or its file system could not allocate a block for the write: %w", e.Addr(), ErrFault)
 }
 
-// catchFault, deferred right after SetPanicOnFault(true) by a function
-// that holds mu, turns a memory fault into *err, failing the queue.
-func (q *Queue) catchFault(err *error) {
+// endGuard ends a stretch of a function that holds mu and touches
+// mappings, begun by debug.SetPanicOnFault(true), which returned old: it
+// restores the goroutine's setting and turns a memory fault into *err,
+// failing the queue. It is deferred directly (recover works only there),
+// as one call: defer q.endGuard(&err, debug.SetPanicOnFault(true)).
+func (q *Queue) endGuard(err *error, old bool) {
+	debug.SetPanicOnFault(old)
 	if r := recover(); r != nil {
 		*err = q.fail(faultError(r))
 	}
@@ -38,8 +42,7 @@ func (q *Queue) catchFault(err *error) {
 // noFault runs f, which touches mappings and needs mu, and returns the
 // queue's failure when f faulted.
 func (q *Queue) noFault(f func()) (err error) {
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	f()
 	return nil
 }

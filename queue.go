@@ -290,8 +290,7 @@ func (q *Queue) enqueue(msg []byte) (err error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
 	}
@@ -327,13 +326,23 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 	if err := q.am.writeAt(off+recordHeaderSize, msg, span); err != nil {
 		return 0, err
 	}
-	if q.am.next != arenas && ((q.am.maxMapped > 0 && q.periodicFlush()) || q.retaining()) {
+	if q.am.next != arenas && ((q.evictionNear() && q.periodicFlush()) || q.retaining()) {
 		// A new arena: have the flusher sync the ones just filled in the
 		// background, so that evicting them later needs no msync while
 		// producers wait, and apply retention.
 		q.requestFlush()
 	}
 	return span.end, nil
+}
+
+// evictionNear reports whether the next arena mapped will unmap one:
+// only then is it worth syncing the filled arenas early. Before that,
+// a burst of writes into the first few arenas leaves their write-back to
+// the periodic flush instead of competing with it (a background msync of
+// a whole arena write-protects each page it cleans, interrupting the
+// writer). Needs mu.
+func (q *Queue) evictionNear() bool {
+	return q.am.maxMapped > 0 && len(q.am.mapped) >= q.am.maxMapped
 }
 
 // clearCleanMark takes the clean mark off the index, durably, before the
@@ -495,8 +504,7 @@ func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) (out []byt
 			out = dst // DequeueAppend returns dst unchanged on any error, a fault's too
 		}
 	}()
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if err := q.readable(st); err != nil {
 		return dst, err
 	}
@@ -522,8 +530,7 @@ func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) (out []byt
 // peek reads the next record of st without consuming it, and keeps it for
 // the next peek or dequeue of st. Needs mu.
 func (q *Queue) peek(st *consumerState) (_ []byte, err error) {
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if err := q.readable(st); err != nil {
 		return nil, err
 	}
@@ -1063,8 +1070,7 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) (err error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	defer q.catchFault(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
 	}
