@@ -32,10 +32,13 @@ type queue interface {
 var errEmpty = errors.New("queue is empty")
 
 // config is the sizing one workload asks for. Zero values mean "the
-// library's default": durability settings never change between workloads.
+// library's default": durability settings are the same in every workload
+// but the flushes-off latency one, which only libraries with a flushOffNA
+// of "" run.
 type config struct {
-	segment int // arena or segment file size in bytes; 0 = default (128 MiB)
-	msg     int // message size in bytes, for libraries sized in items
+	segment  int  // arena or segment file size in bytes; 0 = default (128 MiB)
+	msg      int  // message size in bytes, for libraries sized in items
+	flushOff bool // turn background flushing off (only where flushOffNA is "")
 }
 
 // defaultSegment is the file size used where a library has no default of
@@ -56,6 +59,10 @@ type library struct {
 	module     string // module path and version
 	settings   string // the exact settings used, for the README
 	persistent bool   // false: open time and disk use do not apply
+	// flushOffNA is why the flushes-off workload does not apply: the
+	// library has no background flush to turn off, or none that can be.
+	// "" means open honours config.flushOff.
+	flushOffNA string
 	open       func(dir string, c config) (queue, error)
 }
 
@@ -63,14 +70,14 @@ var libraries = []library{
 	{
 		name:       "bigqueue",
 		module:     "github.com/bigqueue-go/bigqueue (this repository)",
-		settings:   "defaults: `SetPeriodicFlushOps(1_000_000)`, `SetPeriodicFlushDuration(1s)` (background msync, never per operation), `SetMaxInMemArenas(3)`, arena 128 MiB unless the workload sets `SetArenaSize`; dequeue with `DequeueAppend` into a reused buffer",
+		settings:   "defaults: `SetPeriodicFlushOps(1_000_000)`, `SetPeriodicFlushDuration(1s)` (background msync, never per operation), `SetMaxInMemArenas(3)`, arena 128 MiB unless the workload sets `SetArenaSize`; dequeue with `DequeueAppend` into a reused buffer. Flushes-off workload: `SetPeriodicFlushOps(0)`, `SetPeriodicFlushDuration(0)` (no background flush: none on a timer, after a count or when an arena fills; an arena evicted from memory is still msynced before it is unmapped, and `Close` msyncs the arenas and the index)",
 		persistent: true,
 		open:       openBigqueue,
 	},
 	{
 		name:       "original",
 		module:     "github.com/grandecola/bigqueue v0.6.0",
-		settings:   "defaults: `SetPeriodicFlushOps(1_000_000)`, `SetPeriodicFlushDuration(1s)` (msync), `SetMaxInMemArenas(3)`, arena 128 MiB unless the workload sets `SetArenaSize`; dequeue with `Dequeue` (allocates the message)",
+		settings:   "defaults: `SetPeriodicFlushOps(1_000_000)`, `SetPeriodicFlushDuration(1s)` (msync), `SetMaxInMemArenas(3)`, arena 128 MiB unless the workload sets `SetArenaSize`; dequeue with `Dequeue` (allocates the message). Flushes-off workload: `SetPeriodicFlushOps(0)`, `SetPeriodicFlushDuration(0)` (its flush goroutine returns at once; `Close` msyncs the metadata file and unmaps the arenas without msync, as with the defaults)",
 		persistent: true,
 		open:       openOriginal,
 	},
@@ -79,6 +86,7 @@ var libraries = []library{
 		module:     "github.com/nsqio/go-diskqueue v1.1.0",
 		settings:   "`syncEvery=1_000_000` operations, `syncTimeout=1s` (fsync of the write file and the metadata; it also fsyncs when it rolls or removes a file), `maxBytesPerFile` 128 MiB unless the workload sets a segment size, `maxMsgSize` 16 MiB; dequeue is a receive from `ReadChan()`",
 		persistent: true,
+		flushOffNA: "its fsync cannot be turned off: `syncTimeout` feeds `time.NewTicker`, which panics on 0, and it fsyncs whenever it rolls a file",
 		open:       openDiskqueue,
 	},
 	{
@@ -86,6 +94,7 @@ var libraries = []library{
 		module:     "github.com/joncrlsn/dque v0.0.0-20211108142734-c2ef48c5192a",
 		settings:   "`TurboOn()` (no fsync per operation: the OS writes back; the default, turbo off, fsyncs every enqueue and dequeue), items per segment = segment size / message size (128 MiB unless the workload sets one), at most 1,000 (dque's examples use 50–100; it decodes a whole segment on open); messages are a `struct{ Data []byte }`, gob-encoded by dque, copied before `Enqueue` because dque keeps the caller's object in memory",
 		persistent: true,
+		flushOffNA: "no background flush to turn off: in turbo mode the OS writes back",
 		open:       openDque,
 	},
 	{
@@ -93,6 +102,7 @@ var libraries = []library{
 		module:     "github.com/beeker1121/goque v2.1.0+incompatible",
 		settings:   "`OpenQueue` defaults: LevelDB (`syndtr/goleveldb` v1.0.0) with default options, writes not synced (`WriteOptions.Sync=false`); no segment size to set",
 		persistent: true,
+		flushOffNA: "no background flush to turn off: LevelDB writes unsynced, the OS writes back",
 		open:       openGoque,
 	},
 	{
@@ -100,6 +110,7 @@ var libraries = []library{
 		module:     "github.com/tidwall/wal v1.2.1",
 		settings:   "`NoSync: true` (the default, false, fsyncs every write), `SegmentSize` 128 MiB unless the workload sets one, `SegmentCacheSize: 2`, `AllowEmpty: true`, binary format. A log, not a queue: the adapter keeps the read index in memory and calls `TruncateFront` (which copies the rest of a segment and fsyncs it) once a segment's worth of bytes has been read, and at `Close`",
 		persistent: true,
+		flushOffNA: "no background flush to turn off: with `NoSync` the OS writes back",
 		open:       openWAL,
 	},
 }
@@ -107,10 +118,11 @@ var libraries = []library{
 // memqueueLib is the in-memory reference: a slice and a mutex. It runs in
 // the reference process, through the same workloads as the libraries.
 var memqueueLib = library{
-	name:     "memqueue",
-	module:   "reference: a slice of messages behind a sync.Mutex",
-	settings: "not persistent; enqueue copies the message into a new allocation (the queue owns it), dequeue copies it into the caller's buffer",
-	open:     func(string, config) (queue, error) { return &memQueue{}, nil },
+	name:       "memqueue",
+	module:     "reference: a slice of messages behind a sync.Mutex",
+	settings:   "not persistent; enqueue copies the message into a new allocation (the queue owns it), dequeue copies it into the caller's buffer",
+	flushOffNA: "not persistent: nothing to flush",
+	open:       func(string, config) (queue, error) { return &memQueue{}, nil },
 }
 
 // ---- bigqueue (this repository)
@@ -121,6 +133,9 @@ func openBigqueue(dir string, c config) (queue, error) {
 	var opts []bigqueue.Option
 	if c.segment > 0 {
 		opts = append(opts, bigqueue.SetArenaSize(c.segment))
+	}
+	if c.flushOff {
+		opts = append(opts, bigqueue.SetPeriodicFlushOps(0), bigqueue.SetPeriodicFlushDuration(0))
 	}
 	q, err := bigqueue.NewQueue(dir, opts...)
 	if err != nil {
@@ -148,6 +163,9 @@ func openOriginal(dir string, c config) (queue, error) {
 	var opts []original.Option
 	if c.segment > 0 {
 		opts = append(opts, original.SetArenaSize(c.segment))
+	}
+	if c.flushOff {
+		opts = append(opts, original.SetPeriodicFlushOps(0), original.SetPeriodicFlushDuration(0))
 	}
 	q, err := original.NewMmapQueue(dir, opts...)
 	if err != nil {
