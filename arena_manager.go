@@ -113,7 +113,14 @@ type arenaManager struct {
 	// once, and the writer then takes its own faults.
 	prefaultReq chan struct{}
 	prefaultOff bool
-	choreErr    error // an error of housekeeping the caller did not see; the next Flush returns it
+	// ready is the next arena, prepared by the prefaulter (ready.go);
+	// readyPending asks for one, readyOff is set when preparing failed,
+	// readyMin is the smallest arena size prepared (readyMinArena).
+	ready        *readyArena
+	readyPending bool
+	readyOff     bool
+	readyMin     int
+	choreErr     error // an error of housekeeping the caller did not see; the next Flush returns it
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
 	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
@@ -134,6 +141,7 @@ func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64
 		present:   make(map[uint64]bool),
 
 		prefaultReq: make(chan struct{}, 1),
+		readyMin:    readyMinArena,
 	}
 	m.pinCond = sync.NewCond(&m.pinMu)
 	return m
@@ -248,24 +256,27 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		return nil, err
 	}
 	name := arenaName(id)
-	f, err := m.reuseSpare(name)
-	if err != nil {
-		return nil, err
-	}
-	reserved := 0 // a spare was written in full before, but is not known reserved
+	f, data, reserved := m.takeReady(name)
 	if f == nil {
-		f, err = m.fs.create(m.dir, name)
-		if err != nil {
-			return nil, fmt.Errorf("create arena %d: %w", id, err)
+		var err error
+		if f, err = m.reuseSpare(name); err != nil {
+			return nil, err
 		}
-		m.dirChanged()
-		if reserved, err = m.allocateNew(f); err != nil {
-			return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
+		// reserved stays 0 for a spare: it was written in full before,
+		// but is not known reserved.
+		if f == nil {
+			f, err = m.fs.create(m.dir, name)
+			if err != nil {
+				return nil, fmt.Errorf("create arena %d: %w", id, err)
+			}
+			m.dirChanged()
+			if reserved, err = m.allocateNew(f); err != nil {
+				return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
+			}
 		}
-	}
-	data, err := m.fs.mmap(f, m.arenaSize)
-	if err != nil {
-		return nil, m.discard(f, name, fmt.Errorf("arena %d: %w", id, err))
+		if data, err = m.fs.mmap(f, m.arenaSize); err != nil {
+			return nil, m.discard(f, name, fmt.Errorf("arena %d: %w", id, err))
+		}
 	}
 	m.clock++
 	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
@@ -336,6 +347,15 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 	}
 	a.reserved = want
 	return nil
+}
+
+// spareCount is how many spare files there are, a prepared next arena
+// (ready.go) included.
+func (m *arenaManager) spareCount() int {
+	if m.ready != nil {
+		return len(m.spares) + 1
+	}
+	return len(m.spares)
 }
 
 // spareLimit is how many spares the queue keeps: maxSpareArenas, fewer
@@ -528,6 +548,7 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 		}
 		copy(a.data[arenaHeaderSize+pos:], p[:n])
 		a.dirty = true
+		m.wantReady(a, pos+n)
 		if arenaHeaderSize+int(pos+n) >= a.prefaultAt {
 			m.askPrefault(a)
 		}
@@ -688,6 +709,11 @@ func (m *arenaManager) adoptReclaim(done []reclaimJob) {
 // the disk space is worth more than the speed of the next arena. Needs mu.
 func (m *arenaManager) dropSpares() error {
 	var errs []error
+	if m.ready != nil {
+		m.dirChanged()
+		errs = append(errs, m.discardReady(m.ready))
+		m.ready = nil
+	}
 	for _, sp := range m.spares {
 		m.dirChanged()
 		if err := m.fs.remove(m.dir, sp.name); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -743,6 +769,9 @@ func (m *arenaManager) unpin(list []pinnedArena) {
 // close msyncs (when sync is set) and unmaps every arena.
 func (m *arenaManager) close(sync bool) error {
 	var errs []error
+	if m.ready != nil {
+		errs = append(errs, m.ready.release())
+	}
 	for _, a := range m.mapped {
 		if err := m.evict(a, sync); err != nil {
 			errs = append(errs, err)

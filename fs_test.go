@@ -7,7 +7,6 @@ import (
 	"syscall"
 )
 
-// withFS makes a queue use fs for its file and sync calls.
 // withPlant switches on deliberately broken variants of the queue (plant,
 // options.go).
 func withPlant(p plant) Option {
@@ -17,6 +16,17 @@ func withPlant(p plant) Option {
 	}
 }
 
+// withReadyMin makes a queue prepare its next arena ahead (ready.go) for
+// arenas of n bytes and more, so that tests with small arenas take that
+// path too.
+func withReadyMin(n int) Option {
+	return func(o *options) error {
+		o.readyMin = n
+		return nil
+	}
+}
+
+// withFS makes a queue use fs for its file and sync calls.
 func withFS(fs fileSystem) Option {
 	return func(o *options) error {
 		o.fs = fs

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -335,5 +336,68 @@ func TestZeroPastKeepsToReservedPages(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, byte('x'), got[0])
 	_, err = q2.Dequeue()
+	require.ErrorIs(t, err, ErrEmptyQueue)
+}
+
+// With arenas of readyMinArena and more, the next arena is prepared in the
+// background while the writer is in the second half of the current one,
+// and becomes the next arena; a prepared arena counts as a spare and goes
+// with the spares (an idle flush, Close).
+func TestNextArenaPrepared(t *testing.T) {
+	q, dir := openTestQueue(t, SetArenaSize(readyMinArena), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+	msg := make([]byte, 4096)
+	var msgs [][]byte
+	enqueue := func() {
+		m := append([]byte(nil), msg...)
+		copy(m, fmt.Sprint(len(msgs)))
+		require.NoError(t, q.Enqueue(m))
+		msgs = append(msgs, m)
+	}
+	spareFiles := func() []string {
+		var out []string
+		for _, name := range lifecycleFiles(t, dir) {
+			if strings.HasPrefix(name, "spare-") {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	record, data := recordHeaderSize+len(msg), readyMinArena-arenaHeaderSize
+	// past moves the writer past the middle of arena n.
+	past := func(n int) {
+		for len(msgs)*record < n*data+data/2+record {
+			enqueue()
+		}
+	}
+	past(0)
+	require.Eventually(t, func() bool { return q.Stats().SpareArenas == 1 }, 10*time.Second, time.Millisecond,
+		"the writer is past the middle of the arena: the next one is prepared")
+	prepared := spareFiles()
+	require.Len(t, prepared, 1)
+
+	for q.Stats().ArenasOnDisk == 1 {
+		enqueue()
+	}
+	require.Empty(t, spareFiles(), "the prepared file became arena 1")
+	require.Zero(t, q.Stats().SpareArenas)
+	require.Equal(t, []string{"arena-0.bq", "arena-1.bq"}, lifecycleFiles(t, dir))
+
+	// Past the middle of arena 1: prepared again; an idle flush gives it back.
+	past(1)
+	require.Eventually(t, func() bool { return q.Stats().SpareArenas == 1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, q.Flush()) // the enqueues
+	require.NoError(t, q.Flush()) // idle
+	require.Zero(t, q.Stats().SpareArenas, "an idle queue gives the prepared arena back")
+	require.Empty(t, spareFiles())
+
+	// Prepared once more, then Close removes it.
+	enqueue()
+	require.Eventually(t, func() bool { return q.Stats().SpareArenas == 1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, q.Close())
+	require.Empty(t, spareFiles(), "Close removes the prepared arena")
+
+	q = openTestQueueIn(t, dir, SetArenaSize(readyMinArena))
+	requireReads(t, q.Dequeue, msgs)
+	_, err := q.Dequeue()
 	require.ErrorIs(t, err, ErrEmptyQueue)
 }

@@ -35,6 +35,7 @@ type options struct {
 	maxAge         time.Duration    // retention: age above which the oldest arenas go; <= 0 = no limit
 	now            func() time.Time // wall clock (arena start times, MaxAge); time.Now outside tests
 	plant          plant            // deliberately broken variants; zero outside tests
+	readyMin       int              // smallest arena size whose next arena is prepared ahead (ready.go); readyMinArena outside tests
 }
 
 // plant selects deliberately broken variants of the queue. Only tests set
@@ -58,6 +59,7 @@ func defaultOptions() options {
 		flushDuration:  DefaultFlushDuration,
 		fs:             osFS{},
 		now:            time.Now,
+		readyMin:       readyMinArena,
 	}
 }
 
@@ -87,7 +89,9 @@ func SetArenaSize(bytes int) Option {
 // SetMaxInMemArenas bounds how many arenas are memory-mapped at once
 // (default 3). 0 means no limit; for 1, 2 and negative values NewQueue
 // returns ErrTooFewInMemArenas, bare. The least recently used arena is
-// unmapped first, after its dirty pages were synced.
+// unmapped first, after its dirty pages were synced. With arenas of 1 MiB
+// and more, one more mapping may exist: the next arena, prepared ahead of
+// the writer.
 //
 // With 0, every arena a queue touches stays mapped until Close, and each
 // mapping counts against the kernel's per-process limit

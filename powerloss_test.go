@@ -208,6 +208,9 @@ type plWorkload struct {
 	// as a shorter workload covers them.
 	crashFrom int
 	variant   plVariant // a deliberately broken library, or the real one
+	// prepared makes the queue prepare its next arena ahead (ready.go),
+	// which it does only for large arenas otherwise.
+	prepared bool
 }
 
 // plVariant is a deliberately broken variant of the library, for showing
@@ -236,6 +239,9 @@ func (w *plWorkload) fs(cfs *crashFS) fileSystem {
 func (w *plWorkload) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s arena=%d mem=%d", w.name, w.arenaSize, w.maxMapped)
+	if w.prepared {
+		b.WriteString(" prepared")
+	}
 	if len(w.ops) <= 8 {
 		ops := make([]string, len(w.ops))
 		for i, op := range w.ops {
@@ -251,8 +257,12 @@ func (w *plWorkload) String() string {
 // options are the options of the workload's queue: only explicit Flush,
 // eviction and Close sync.
 func (w *plWorkload) options(extra ...Option) []Option {
-	return append([]Option{SetArenaSize(w.arenaSize), SetMaxInMemArenas(w.maxMapped),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withPlant(w.variant.plant)}, extra...)
+	opts := []Option{SetArenaSize(w.arenaSize), SetMaxInMemArenas(w.maxMapped),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withPlant(w.variant.plant)}
+	if w.prepared {
+		opts = append(opts, withReadyMin(0))
+	}
+	return append(opts, extra...)
 }
 
 // plMarker is the message an image gets after its check, to show that the
@@ -1242,6 +1252,7 @@ func plLongWorkload(rng *rand.Rand, index, n int) *plWorkload {
 		arenaSize: 2 * plPageSize,
 		maxMapped: minInMemArenas,
 		consumers: []string{"c1"},
+		prepared:  index%2 == 1,
 	}
 	size := func() int {
 		switch r := rng.IntN(100); {

@@ -60,6 +60,7 @@ func (q *Queue) runPrefaulter() {
 			default:
 			}
 		}
+		q.prepareReady()
 	}
 }
 

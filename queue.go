@@ -214,6 +214,7 @@ func (q *Queue) open() error {
 		q.opts.arenaSize = int(stored)
 	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
+	q.am.readyMin = q.opts.readyMin
 	q.am.now = q.opts.now
 	q.am.noChecksum = q.opts.plant&plantNoChecksum != 0
 	return q.recover()

@@ -79,7 +79,7 @@ func (q *Queue) Stats() Stats {
 		Bytes:            int64(q.tail - q.oldest),
 		ArenaSize:        q.opts.arenaSize,
 		ArenasOnDisk:     len(q.am.present),
-		SpareArenas:      len(q.am.spares),
+		SpareArenas:      q.am.spareCount(),
 		ArenasMapped:     len(q.am.mapped),
 		Lag:              make(map[string]int64, len(q.consumers)),
 		Flushes:          q.flushes,

@@ -1,0 +1,151 @@
+package bigqueue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// The next arena, prepared ahead. Creating an arena file takes the writer
+// a few system calls, but the first access to the new mapping takes
+// milliseconds: before it maps the faulting page, the kernel fills a
+// read-ahead window around it (read_ahead_kb; 8 MiB on this project's
+// test machine, where that first write took 2.4 to 2.8 ms). Every Enqueue
+// that waits behind it counts that stall, once per arena.
+//
+// So while the writer is in the second half of an arena, the prefaulter
+// (prefault.go) prepares the next one without mu: it creates a file under
+// a spare's name, reserves its first blocks, maps it and populates its
+// first page, which takes that stall on the prefaulter's goroutine.
+// create then renames the file into place and uses the mapping. It needs
+// no directory fsync first, unlike a spare that was an arena: the file
+// never had another arena's name, so a power loss leaves its records
+// under the new name, under the spare's name (which NewQueue deletes), or
+// nowhere, and none of them was flushed yet.
+//
+// Only arenas of at least readyMinArena are prepared, only where the
+// prefaulter works, and only when there is no spare to reuse (a spare's
+// pages were written before and are cheaper still). The prepared file
+// counts as a spare (Stats.SpareArenas) and goes with them: a flush that
+// finds nothing to do, Close, and a full disk remove it. Its mapping is
+// one more than SetMaxInMemArenas allows until create makes it the tail's
+// arena.
+const readyMinArena = 1 << 20
+
+// readyArena is a prepared next arena: a file under a spare's name, with
+// its first blocks reserved, mapped, and its first page populated.
+type readyArena struct {
+	name     string
+	file     *os.File
+	data     []byte
+	reserved int
+}
+
+// wantReady asks the prefaulter to prepare the next arena once the writer
+// is past the middle of a, the newest arena, at pos. Needs mu.
+func (m *arenaManager) wantReady(a *arena, pos uint64) {
+	if m.ready != nil || m.readyPending || m.readyOff || m.prefaultOff ||
+		m.arenaSize < m.readyMin || a.id+1 != m.next || pos < m.dataSize/2 || len(m.spares) > 0 {
+		return
+	}
+	m.readyPending = true
+	select {
+	case m.prefaultReq <- struct{}{}:
+	default:
+	}
+}
+
+// prepareReady runs on the prefaulter's goroutine: it prepares the next
+// arena when wantReady asked for one. A failure turns preparing off; the
+// writer then creates its arenas itself. A full disk is left for the
+// writer to report when it needs the blocks; any other failure is a
+// housekeeping error, which the next Flush returns.
+func (q *Queue) prepareReady() {
+	q.mu.Lock()
+	m := q.am
+	if !m.readyPending || q.usable() != nil {
+		m.readyPending = false
+		q.mu.Unlock()
+		return
+	}
+	m.spareSeq++
+	name := spareName(m.spareSeq)
+	q.mu.Unlock()
+
+	r, err := m.prepare(name)
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m.readyPending = false
+	m.dirChanged() // a file was created, or created and removed
+	if err != nil {
+		m.readyOff = true
+		if !errors.Is(err, syscall.ENOSPC) {
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("prepare the next arena: %w", err))
+		}
+		return
+	}
+	m.ready = r
+}
+
+// prepare creates, reserves, maps and populates the file name. It needs
+// no mu: it touches no state of the manager, and the name is new.
+func (m *arenaManager) prepare(name string) (*readyArena, error) {
+	f, err := m.fs.create(m.dir, name)
+	if err != nil {
+		return nil, err
+	}
+	r := &readyArena{name: name, file: f}
+	if r.reserved, err = m.allocateNew(f); err == nil {
+		if r.data, err = m.fs.mmap(f, m.arenaSize); err == nil {
+			err = prefault(r.data[:min(pageSize, r.reserved)])
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(err, m.discardReady(r))
+	}
+	return r, nil
+}
+
+// takeReady renames the prepared arena, if there is one, to name and
+// returns its file, mapping and reserved range; nil when there is none
+// or the rename failed (reported with the housekeeping errors). Needs mu.
+func (m *arenaManager) takeReady(name string) (*os.File, []byte, int) {
+	r := m.ready
+	if r == nil {
+		return nil, nil, 0
+	}
+	m.ready = nil
+	m.dirChanged()
+	if err := m.fs.rename(m.dir, r.name, name); err != nil {
+		m.choreErr = errors.Join(m.choreErr, fmt.Errorf("use prepared arena %s: %w", r.name, err), m.discardReady(r))
+		return nil, nil, 0
+	}
+	return r.file, r.data, r.reserved
+}
+
+// release unmaps the prepared arena and closes its file, leaving the
+// file, which dropSpares or the next NewQueue removes.
+func (r *readyArena) release() error {
+	var errs []error
+	if r.data != nil {
+		errs = append(errs, unmap(r.data))
+		r.data = nil
+	}
+	if r.file != nil {
+		errs = append(errs, r.file.Close())
+		r.file = nil
+	}
+	return errors.Join(errs...)
+}
+
+// discardReady releases and removes the prepared arena r. Needs mu when
+// r is m.ready.
+func (m *arenaManager) discardReady(r *readyArena) error {
+	err := r.release()
+	if rerr := m.fs.remove(m.dir, r.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, fmt.Errorf("remove prepared arena %s: %w", r.name, rerr))
+	}
+	return err
+}
