@@ -139,6 +139,48 @@ func BenchmarkNewQueue(b *testing.B) {
 	}
 }
 
+// BenchmarkOpenGrowing times NewQueue, the first Peek and Close of a
+// closed queue holding 100k, 1M and 4M messages of 128 B (default
+// options): opening reads the index, the newest arena's header and the
+// record each consumer points at, not the data, so the time should not
+// grow with the queue.
+func BenchmarkOpenGrowing(b *testing.B) {
+	parent := b
+	for _, n := range []int{100_000, 1_000_000, 4_000_000} {
+		var dir string // filled once, by the first run of the sub-benchmark
+		b.Run(fmt.Sprintf("msgs=%d", n), func(b *testing.B) {
+			if dir == "" {
+				d := parent.TempDir()
+				q, err := NewQueue(d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				msg := benchMessage(128)
+				for range n {
+					if err := q.Enqueue(msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				closeBenchQueue(b, q)
+				dir = d
+			}
+			b.ResetTimer()
+			for range b.N {
+				q, err := NewQueue(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := q.Peek(); err != nil {
+					b.Fatal(err)
+				}
+				if err := q.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkEnqueue(b *testing.B) {
 	for _, c := range benchGrid {
 		b.Run(c.String(), func(b *testing.B) {
