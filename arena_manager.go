@@ -98,6 +98,8 @@ type arenaManager struct {
 	// most one file is open at a time.
 	writing *arena
 	clock   uint64 // incremented on every access; LRU order
+	// written and read are where the last writeAt and readAt ended.
+	written, read cursor
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
 	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
@@ -511,7 +513,7 @@ func (m *arenaManager) evict(a *arena, keep bool) error {
 // the write reaches it. span is the record p belongs to.
 func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 	for len(p) > 0 {
-		id, pos := off/m.dataSize, off%m.dataSize
+		id, pos := m.written.split(off, m.dataSize)
 		var a *arena
 		var err error
 		if id == m.next {
@@ -554,8 +556,34 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 		}
 		p = p[n:]
 		off += uint64(n)
+		m.written.moved(off, id, pos+n, m.dataSize)
 	}
 	return nil
+}
+
+// cursor remembers where the last sequential access ended, as a logical
+// offset and as arena number and position, so that the next access,
+// which usually starts there, needs no 64-bit division: it was a quarter
+// of writeAt's own time in a profile of Enqueue of 128 B. The mapping
+// from offset to arena and position never changes, so a cursor is never
+// stale, only elsewhere.
+type cursor struct{ end, id, pos uint64 }
+
+// split returns the arena and position of the logical offset off.
+func (c *cursor) split(off, dataSize uint64) (id, pos uint64) {
+	if off == c.end {
+		return c.id, c.pos
+	}
+	return off / dataSize, off % dataSize
+}
+
+// moved records that an access ended at off, position pos of arena id;
+// pos == dataSize, the arena's end, is the start of the next one.
+func (c *cursor) moved(off, id, pos, dataSize uint64) {
+	if pos == dataSize {
+		id, pos = id+1, 0
+	}
+	c.end, c.id, c.pos = off, id, pos
 }
 
 // reserveLead returns how far ahead of a write into a the reserved range
@@ -593,7 +621,7 @@ func (m *arenaManager) askPrefault(a *arena) {
 // readAt copies the logical bytes at off into p.
 func (m *arenaManager) readAt(off uint64, p []byte) error {
 	for len(p) > 0 {
-		id, pos := off/m.dataSize, off%m.dataSize
+		id, pos := m.read.split(off, m.dataSize)
 		a, err := m.get(id)
 		if err != nil {
 			return err
@@ -601,6 +629,7 @@ func (m *arenaManager) readAt(off uint64, p []byte) error {
 		n := copy(p, a.data[arenaHeaderSize+pos:])
 		p = p[n:]
 		off += uint64(n)
+		m.read.moved(off, id, pos+uint64(n), m.dataSize)
 	}
 	return nil
 }
