@@ -122,6 +122,7 @@ type arenaManager struct {
 	readyPending bool
 	readyOff     bool
 	readyMin     int
+	readyUsed    uint64 // prepared arenas that became arenas; for tests
 	choreErr     error // an error of housekeeping the caller did not see; the next Flush returns it
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the

@@ -276,6 +276,15 @@ type plRecording struct {
 	snaps  []*plSnapshot
 	points []int // the snapshots to crash at
 	calls  map[string]int64
+	// prepared counts the arenas made from a prepared file (ready.go).
+	prepared uint64
+}
+
+// notePrepared adds the prepared arenas q used to the recording's count.
+func (rec *plRecording) notePrepared(q *Queue) {
+	q.mu.Lock()
+	rec.prepared += q.am.readyUsed
+	q.mu.Unlock()
 }
 
 // plRecord runs w in dir on a crashFS.
@@ -292,6 +301,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 	}
 	defer func() {
 		if q != nil {
+			rec.notePrepared(q)
 			err = errors.Join(err, q.Close())
 		}
 	}()
@@ -325,6 +335,7 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 	}
 	closeQueue := func() error {
 		pre := model.clone()
+		rec.notePrepared(q)
 		err := q.Close()
 		q = nil
 		if err != nil {
@@ -1173,6 +1184,7 @@ type plStats struct {
 	opened     int
 	corrupt    int // images where a read returned ErrCorrupt without a violation
 	workloads  int
+	prepared   uint64 // arenas the recordings made from a prepared file
 	snapshots  int
 	violations map[string]int
 	tolerated  map[string]bool // classes of known bugs: an image of their shape counts in known
@@ -1197,7 +1209,7 @@ func (st *plStats) total() int {
 
 func (st *plStats) summary(seed uint64, elapsed time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "images=%d crash_points=%d workloads=%d opened=%d", st.images, st.points, st.workloads, st.opened)
+	fmt.Fprintf(&b, "images=%d crash_points=%d workloads=%d prepared_arenas=%d opened=%d", st.images, st.points, st.workloads, st.prepared, st.opened)
 	for _, c := range plClasses {
 		fmt.Fprintf(&b, " %s=%d", c, st.violations[c])
 	}
@@ -1499,6 +1511,7 @@ func plRunJob(t *testing.T, seed uint64, root string, worker int, job plJob, cfg
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.workloads++
+	st.prepared += rec.prepared
 	st.points += len(points)
 	st.snapshots += len(rec.snaps)
 	st.images += local.images

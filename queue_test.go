@@ -520,8 +520,20 @@ func TestAllocations(t *testing.T) {
 // TestConcurrentProducersConsumers: every message reaches every consumer
 // exactly once, in per-producer order.
 func TestConcurrentProducersConsumers(t *testing.T) {
+	t.Run("created", func(t *testing.T) { concurrentProducersConsumers(t) })
+	// Every next arena prepared in the background (ready.go), racing
+	// the writer, the flusher and the reclaims.
+	t.Run("prepared", func(t *testing.T) {
+		q := concurrentProducersConsumers(t, withReadyMin(0))
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		require.Positive(t, q.am.readyUsed, "no prepared arena was used")
+	})
+}
+
+func concurrentProducersConsumers(t *testing.T, extra ...Option) *Queue {
 	const producers, perProducer, readersPerConsumer = 4, 2000, 3
-	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(4), SetPeriodicFlushOps(500))
+	q, _ := openTestQueue(t, append([]Option{SetArenaSize(4096), SetMaxInMemArenas(4), SetPeriodicFlushOps(500)}, extra...)...)
 	names := []string{"a", "b"}
 	var consumers []*Consumer
 	for _, n := range names {
@@ -613,4 +625,5 @@ func TestConcurrentProducersConsumers(t *testing.T) {
 			require.Equal(t, perProducer-1, s.last[p], "consumer %s producer %d", names[ci], p)
 		}
 	}
+	return q
 }

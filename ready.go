@@ -122,6 +122,7 @@ func (m *arenaManager) takeReady(name string) (*os.File, []byte, int) {
 		m.choreErr = errors.Join(m.choreErr, fmt.Errorf("use prepared arena %s: %w", r.name, err), m.discardReady(r))
 		return nil, nil, 0
 	}
+	m.readyUsed++
 	return r.file, r.data, r.reserved
 }
 
