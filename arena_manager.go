@@ -123,7 +123,7 @@ type arenaManager struct {
 	readyOff     bool
 	readyMin     int
 	readyUsed    uint64 // prepared arenas that became arenas; for tests
-	choreErr     error // an error of housekeeping the caller did not see; the next Flush returns it
+	choreErr     error  // an error of housekeeping the caller did not see; the next Flush returns it
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
 	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
