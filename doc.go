@@ -102,7 +102,12 @@
 // the data, not the arena size. The lifecycle of an arena:
 //
 //  1. Created by the write that reaches it, with its full size but sparse:
-//     only its first 4 KiB get disk blocks (fallocate).
+//     only its first 4 KiB get disk blocks (fallocate). With arenas of
+//     1 MiB and more on Linux, the file is prepared by a background
+//     goroutine while the writer is in the second half of the arena
+//     before (created under a spare's name, mapped, its first page
+//     populated), and that write only renames it: the first access to a
+//     new mapping can take milliseconds.
 //  2. Written, with blocks reserved ahead of the writer in steps of a
 //     quarter of what is reserved (4 KiB to 16 MiB), once the writer is
 //     within an eighth of the reserved range's end (at most 2 MiB: the
