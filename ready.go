@@ -59,12 +59,13 @@ func (m *arenaManager) wantReady(a *arena, pos uint64) {
 // prepareReady runs on the prefaulter's goroutine: it prepares the next
 // arena when wantReady asked for one. A failure turns preparing off; the
 // writer then creates its arenas itself. A full disk is left for the
-// writer to report when it needs the blocks; any other failure is a
+// writer to report when it needs the blocks, and a system that cannot
+// populate pages (darwin) only stops it; any other failure is a
 // housekeeping error, which the next Flush returns.
 func (q *Queue) prepareReady() {
 	q.mu.Lock()
 	m := q.am
-	if !m.readyPending || q.usable() != nil {
+	if !m.readyPending || m.prefaultOff || q.usable() != nil {
 		m.readyPending = false
 		q.mu.Unlock()
 		return
@@ -81,7 +82,7 @@ func (q *Queue) prepareReady() {
 	m.dirChanged() // a file was created, or created and removed
 	if err != nil {
 		m.readyOff = true
-		if !errors.Is(err, syscall.ENOSPC) {
+		if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, errors.ErrUnsupported) {
 			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("prepare the next arena: %w", err))
 		}
 		return
