@@ -95,7 +95,8 @@ type arenaManager struct {
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
 	last   *arena            // the arena get returned last; valid while its data is not nil
 	// writing is the arena whose file is open for reserving blocks; at
-	// most one file is open at a time.
+	// most one arena file is open at a time (and the prepared next one,
+	// ready).
 	writing *arena
 	clock   uint64 // incremented on every access; LRU order
 	// written and read are where the last writeAt and readAt ended.
@@ -122,6 +123,7 @@ type arenaManager struct {
 	readyPending bool
 	readyOff     bool
 	readyMin     int
+	readySkip    uint64 // no preparing while next is this (a full disk failed it); 0 = none
 	readyUsed    uint64 // prepared arenas that became arenas; for tests
 	choreErr     error  // an error of housekeeping the caller did not see; the next Flush returns it
 
@@ -259,14 +261,19 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		return nil, err
 	}
 	name := arenaName(id)
-	f, data, reserved := m.takeReady(name)
+	// A spare first (its pages were written before), then the prepared
+	// file, then a new one. reserved stays 0 for a spare: it was written
+	// in full before, but is not known reserved.
+	f, err := m.reuseSpare(name)
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	reserved := 0
 	if f == nil {
-		var err error
-		if f, err = m.reuseSpare(name); err != nil {
-			return nil, err
-		}
-		// reserved stays 0 for a spare: it was written in full before,
-		// but is not known reserved.
+		f, data, reserved = m.takeReady(name)
+	}
+	if data == nil {
 		if f == nil {
 			f, err = m.fs.create(m.dir, name)
 			if err != nil {
@@ -323,8 +330,13 @@ func (m *arenaManager) allocateNew(f *os.File) (int, error) {
 
 // reserve makes sure that the first end bytes of arena a's file have disk
 // blocks, reserving a step ahead when they do not. A full disk returns an
-// error wrapping ENOSPC and writes nothing.
-func (m *arenaManager) reserve(a *arena, end int) error {
+// error wrapping ENOSPC and writes nothing, after the queue's spares were
+// removed and reserving was tried once more.
+func (m *arenaManager) reserve(a *arena, end int) error { return m.reserveTo(a, end, true) }
+
+// reserveTo is reserve; without dropSpares a full disk keeps the spares
+// (for a reservation the write does not need: the prefaulter's lead).
+func (m *arenaManager) reserveTo(a *arena, end int, dropSpares bool) error {
 	if end <= a.reserved {
 		return nil
 	}
@@ -339,10 +351,10 @@ func (m *arenaManager) reserve(a *arena, end int) error {
 		m.setWriting(a, f)
 	}
 	err := m.fs.allocate(a.file, int64(a.reserved), int64(want))
-	if errors.Is(err, syscall.ENOSPC) && len(m.spares) > 0 {
+	if dropSpares && errors.Is(err, syscall.ENOSPC) && m.spareCount() > 0 {
 		// The queue's own spares hold blocks the writer needs now: give
 		// them back before reporting a full disk.
-		m.choreErr = errors.Join(m.choreErr, m.dropSpares())
+		m.choreErr = errors.Join(m.choreErr, m.dropSpares(false))
 		err = m.fs.allocate(a.file, int64(a.reserved), int64(want))
 	}
 	if err != nil {
@@ -538,7 +550,7 @@ func (m *arenaManager) writeAt(off uint64, p []byte, span recordSpan) error {
 		}
 		n := min(uint64(len(p)), m.dataSize-pos)
 		if end, lead := arenaHeaderSize+int(pos+n), m.reserveLead(a); end+lead > a.reserved {
-			err := m.reserve(a, min(end+lead, m.arenaSize))
+			err := m.reserveTo(a, min(end+lead, m.arenaSize), lead == 0)
 			if lead > 0 && errors.Is(err, syscall.ENOSPC) {
 				// The lead only serves the prefaulter: a disk too full
 				// for it may still hold this write, and a full disk is
@@ -662,7 +674,7 @@ type reclaimJob struct {
 // Needs mu.
 func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 	var jobs []reclaimJob
-	spares := len(m.spares)
+	spares := m.spareCount()
 	for m.first < id && m.first < m.next {
 		if !m.present[m.first] {
 			m.first = min(id, m.nextPresent(m.first))
@@ -735,11 +747,14 @@ func (m *arenaManager) adoptReclaim(done []reclaimJob) {
 	}
 }
 
-// dropSpares removes every spare file: the queue is idle or closing, and
-// the disk space is worth more than the speed of the next arena. Needs mu.
-func (m *arenaManager) dropSpares() error {
+// dropSpares removes every spare file: the queue is idle or closing, or
+// the disk is full, and the disk space is worth more than the speed of the
+// next arena. With keepReady the prepared next arena (ready.go), one
+// block, stays: an idle flush keeps it, so that a slow producer does not
+// have it prepared and removed again at every message. Needs mu.
+func (m *arenaManager) dropSpares(keepReady bool) error {
 	var errs []error
-	if m.ready != nil {
+	if m.ready != nil && !keepReady {
 		m.dirChanged()
 		errs = append(errs, m.discardReady(m.ready))
 		m.ready = nil
@@ -800,7 +815,9 @@ func (m *arenaManager) unpin(list []pinnedArena) {
 func (m *arenaManager) close(sync bool) error {
 	var errs []error
 	if m.ready != nil {
-		errs = append(errs, m.ready.release())
+		// It holds no data: a failure to release it is housekeeping,
+		// and must not stop Close from syncing what does.
+		m.choreErr = errors.Join(m.choreErr, m.ready.release())
 	}
 	for _, a := range m.mapped {
 		if err := m.evict(a, sync); err != nil {

@@ -129,13 +129,14 @@
 //     Retention (SetMaxBytes, SetMaxAge) removes arenas the same way,
 //     read or not (see Retention).
 //  5. Kept as a spare, at most 64 and at most 64 MiB in all (so none
-//     with arenas over 32 MiB), or removed. A spare is reused as the next
+//     with arenas over 64 MiB), or removed. A spare is reused as the next
 //     tail arena, where rewriting already allocated blocks is cheaper than
-//     faulting in fresh ones. When reserving blocks finds the disk full,
-//     the queue removes its spares and tries again before it reports
-//     ENOSPC.
+//     faulting in fresh ones. When reserving an arena's blocks finds the
+//     disk full, the queue removes its spares and tries again before it
+//     reports ENOSPC.
 //  6. Given back: a flush that finds nothing to do (an idle queue) and
-//     Close remove every spare (a Close after a failed sync leaves them),
+//     Close remove every spare (a Close after a failed sync leaves them;
+//     the idle flush keeps a prepared next arena, one block),
 //     and NewQueue deletes spares a crash or such a Close left, since
 //     their records might pass for later ones.
 //

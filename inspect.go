@@ -32,7 +32,8 @@ type Info struct {
 	ArenaSize int
 	// Arenas lists the arena files that hold queue data, in order.
 	Arenas []ArenaFile
-	// Spares names the spare files (consumed arenas kept for reuse) and
+	// Spares names the spare files (consumed arenas kept for reuse, or
+	// the next arena prepared ahead of the writer) and
 	// SetAside the arenas of the wrong size that NewQueue set aside for
 	// inspection (damaged-N.bq); neither holds queue data.
 	Spares, SetAside []string

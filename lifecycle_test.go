@@ -341,8 +341,8 @@ func TestZeroPastKeepsToReservedPages(t *testing.T) {
 
 // With arenas of readyMinArena and more, the next arena is prepared in the
 // background while the writer is in the second half of the current one,
-// and becomes the next arena; a prepared arena counts as a spare and goes
-// with the spares (an idle flush, Close).
+// and becomes the next arena. A prepared arena counts as a spare; an idle
+// flush keeps it (one block), Close and a full disk remove it.
 func TestNextArenaPrepared(t *testing.T) {
 	q, dir := openTestQueue(t, SetArenaSize(readyMinArena), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
 	msg := make([]byte, 4096)
@@ -382,17 +382,18 @@ func TestNextArenaPrepared(t *testing.T) {
 	require.Zero(t, q.Stats().SpareArenas)
 	require.Equal(t, []string{"arena-0.bq", "arena-1.bq"}, lifecycleFiles(t, dir))
 
-	// Past the middle of arena 1: prepared again; an idle flush gives it back.
+	// Past the middle of arena 1: prepared again; an idle flush keeps it,
+	// so that a slow producer does not have it made again each time.
 	past(1)
 	require.Eventually(t, func() bool { return q.Stats().SpareArenas == 1 }, 10*time.Second, time.Millisecond)
+	prepared = spareFiles()
 	require.NoError(t, q.Flush()) // the enqueues
 	require.NoError(t, q.Flush()) // idle
-	require.Zero(t, q.Stats().SpareArenas, "an idle queue gives the prepared arena back")
-	require.Empty(t, spareFiles())
-
-	// Prepared once more, then Close removes it.
+	require.Equal(t, 1, q.Stats().SpareArenas)
+	require.Equal(t, prepared, spareFiles(), "the same file")
 	enqueue()
-	require.Eventually(t, func() bool { return q.Stats().SpareArenas == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, prepared, spareFiles(), "not prepared again")
+
 	require.NoError(t, q.Close())
 	require.Empty(t, spareFiles(), "Close removes the prepared arena")
 
@@ -400,4 +401,30 @@ func TestNextArenaPrepared(t *testing.T) {
 	requireReads(t, q.Dequeue, msgs)
 	_, err := q.Dequeue()
 	require.ErrorIs(t, err, ErrEmptyQueue)
+}
+
+// A full disk removes a prepared next arena too, even when it is the only
+// spare, before Enqueue reports ENOSPC.
+func TestFullDiskTakesPreparedArenaBack(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := openTestQueue(t, SetArenaSize(readyMinArena), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	msg := make([]byte, 4096)
+	record, data := recordHeaderSize+len(msg), readyMinArena-arenaHeaderSize
+	for n := 0; n*record < data/2+record; n++ {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	require.Eventually(t, func() bool { return q.Stats().SpareArenas == 1 }, 10*time.Second, time.Millisecond)
+	fs.failNth(callAllocate, 1, true, syscall.ENOSPC)
+	var err error
+	for i := 0; err == nil; i++ {
+		require.Less(t, i, data/record, "no ENOSPC within an arena")
+		err = q.Enqueue(msg)
+	}
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.Zero(t, q.Stats().SpareArenas)
+	for _, name := range lifecycleFiles(t, dir) {
+		require.False(t, strings.HasPrefix(name, "spare-"), "%s is still there", name)
+	}
+	fs.heal()
+	require.NoError(t, q.Enqueue(msg), "writes go on once there is space")
 }

@@ -23,10 +23,9 @@ package bigqueue
 // MADV_POPULATE_WRITE, a truncated file, no memory) cannot fault, as an
 // access would: the kernel returns an error instead of raising SIGBUS,
 // and the queue then stops pre-faulting and leaves the faults to the
-// writer, whose accesses are guarded (fault.go). It maps no arena, so
-// SetMaxInMemArenas bounds the mappings as before; the pages it
-// populates are at most prefaultWindow bytes of page cache ahead of the
-// tail.
+// writer, whose accesses are guarded (fault.go). It maps no arena but
+// the next one it prepares (ready.go); the pages it populates are at most
+// prefaultWindow bytes of page cache ahead of the tail.
 //
 // A populate holds the process's mmap lock (for reading) for the whole
 // call, and a fault in it may have the kernel fill a whole read-ahead
@@ -102,8 +101,9 @@ func (q *Queue) prefaultStep() bool {
 	q.mu.Unlock()
 
 	var err error
-	for p := from; p < to && err == nil; p += prefaultCall {
-		err = prefault(a.data[p:min(p+prefaultCall, to)])
+	call := max(prefaultCall, pageSize) // page-aligned on 64 KiB-page kernels too
+	for p := from; p < to && err == nil; p += call {
+		err = prefault(a.data[p:min(p+call, to)])
 	}
 
 	m.unpin([]pinnedArena{{a: a}})

@@ -849,7 +849,7 @@ func (q *Queue) flush(explicit bool) error {
 			q.mu.Unlock()
 			return err
 		}
-		q.noteChoreErr(q.am.dropSpares())
+		q.noteChoreErr(q.am.dropSpares(true))
 		err := q.choreErrFor(explicit)
 		q.mu.Unlock()
 		return err
@@ -1047,7 +1047,7 @@ func (q *Queue) closeFiles() []error {
 					errs = append(errs, err)
 				}
 			}
-			errs = append(errs, q.am.dropSpares())
+			errs = append(errs, q.am.dropSpares(false))
 			// Retention read arena headers: unmap them again (clean).
 			errs = append(errs, q.am.close(false))
 		}

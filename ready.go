@@ -25,12 +25,15 @@ import (
 // nowhere, and none of them was flushed yet.
 //
 // Only arenas of at least readyMinArena are prepared, only where the
-// prefaulter works, and only when there is no spare to reuse (a spare's
-// pages were written before and are cheaper still). The prepared file
-// counts as a spare (Stats.SpareArenas) and goes with them: a flush that
-// finds nothing to do, Close, and a full disk remove it. Its mapping is
-// one more than SetMaxInMemArenas allows until create makes it the tail's
-// arena.
+// prefaulter works and fallocate reserves a prefix (not on darwin), and
+// only when there is no spare to reuse (a spare's pages were written
+// before and are cheaper still; create takes a spare first). The prepared
+// file counts as a spare (Stats.SpareArenas and the spare limit). Close
+// and a full disk remove it; a flush that finds nothing to do keeps it
+// (one block), so that a slow producer does not have it prepared and
+// removed again at every message. Its mapping and its open file are one
+// more than SetMaxInMemArenas and the one file of the writing arena
+// until create makes it the tail's arena.
 const readyMinArena = 1 << 20
 
 // readyArena is a prepared next arena: a file under a spare's name, with
@@ -45,8 +48,9 @@ type readyArena struct {
 // wantReady asks the prefaulter to prepare the next arena once the writer
 // is past the middle of a, the newest arena, at pos. Needs mu.
 func (m *arenaManager) wantReady(a *arena, pos uint64) {
-	if m.ready != nil || m.readyPending || m.readyOff || m.prefaultOff ||
-		m.arenaSize < m.readyMin || a.id+1 != m.next || pos < m.dataSize/2 || len(m.spares) > 0 {
+	if m.ready != nil || m.readyPending || m.readyOff || m.prefaultOff || fullAllocation ||
+		m.arenaSize < m.readyMin || a.id+1 != m.next || pos < m.dataSize/2 || len(m.spares) > 0 ||
+		m.readySkip == m.next {
 		return
 	}
 	m.readyPending = true
@@ -59,8 +63,9 @@ func (m *arenaManager) wantReady(a *arena, pos uint64) {
 // prepareReady runs on the prefaulter's goroutine: it prepares the next
 // arena when wantReady asked for one. A failure turns preparing off; the
 // writer then creates its arenas itself. A full disk is left for the
-// writer to report when it needs the blocks, and a system that cannot
-// populate pages (darwin) only stops it; any other failure is a
+// writer to report when it needs the blocks (preparing is tried again for
+// the arena after), and a system that cannot populate pages turns
+// prefaulting off, as prefaultStep does; any other failure is a
 // housekeeping error, which the next Flush returns.
 func (q *Queue) prepareReady() {
 	q.mu.Lock()
@@ -80,15 +85,25 @@ func (q *Queue) prepareReady() {
 	defer q.mu.Unlock()
 	m.readyPending = false
 	m.dirChanged() // a file was created, or created and removed
-	if err != nil {
+	switch {
+	case err == nil:
+		m.ready = r
+	case errors.Is(err, errPopulate):
+		// As in prefaultStep: the system cannot populate pages (darwin,
+		// Linux before 5.14); the writer takes its own faults.
+		m.prefaultOff = true
+	case errors.Is(err, syscall.ENOSPC):
+		// The writer reports a full disk when it needs the blocks; try
+		// again for the arena after this one.
+		m.readySkip = m.next
+	default:
 		m.readyOff = true
-		if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, errors.ErrUnsupported) {
-			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("prepare the next arena: %w", err))
-		}
-		return
+		m.choreErr = errors.Join(m.choreErr, fmt.Errorf("prepare the next arena: %w", err))
 	}
-	m.ready = r
 }
+
+// errPopulate marks a failure to populate the prepared arena's first page.
+var errPopulate = errors.New("populate")
 
 // prepare creates, reserves, maps and populates the file name. It needs
 // no mu: it touches no state of the manager, and the name is new.
@@ -100,7 +115,9 @@ func (m *arenaManager) prepare(name string) (*readyArena, error) {
 	r := &readyArena{name: name, file: f}
 	if r.reserved, err = m.allocateNew(f); err == nil {
 		if r.data, err = m.fs.mmap(f, m.arenaSize); err == nil {
-			err = prefault(r.data[:min(pageSize, r.reserved)])
+			if perr := prefault(r.data[:min(pageSize, r.reserved)]); perr != nil {
+				err = fmt.Errorf("%w: %w", errPopulate, perr)
+			}
 		}
 	}
 	if err != nil {

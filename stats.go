@@ -26,9 +26,11 @@ type Stats struct {
 	// ArenasOnDisk is the number of arena files holding queue data. Spare
 	// files are not counted.
 	ArenasOnDisk int
-	// SpareArenas is the number of consumed arena files kept for reuse as
-	// future tail arenas: at most 2, within 64 MiB, none once the queue
-	// was idle for a flush.
+	// SpareArenas is the number of spare files: consumed arena files kept
+	// for reuse as future tail arenas (at most 64, within 64 MiB, none
+	// once the queue was idle for a flush), and the next arena when it
+	// was prepared ahead of the writer (arenas of 1 MiB and more; an idle
+	// flush keeps it).
 	SpareArenas int
 	// ArenasMapped is the number of arenas memory-mapped right now; at
 	// most SetMaxInMemArenas when that is not 0.

@@ -27,6 +27,8 @@ type fileID struct{ dev, ino uint64 }
 
 func noCOW(*os.File) {}
 
+const fullAllocation = false
+
 func lockDir(*os.File) error                { panic("unsupported platform") }
 func unlockDir(*os.File) error              { panic("unsupported platform") }
 func allocate(*os.File, int64, int64) error { panic("unsupported platform") }

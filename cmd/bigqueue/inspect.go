@@ -165,7 +165,7 @@ func printStat(out io.Writer, s statJSON) {
 		fmt.Fprintf(w, "arenas\t%d on disk (%s): %s in files, %s of disk blocks\n", n, names, humanBytes(s.ArenaBytes), humanBytes(s.DiskBytes))
 	}
 	if len(s.Spares) > 0 {
-		fmt.Fprintf(w, "spares\t%d %v (consumed arenas kept for reuse)\n", len(s.Spares), s.Spares)
+		fmt.Fprintf(w, "spares\t%d %v (consumed arenas kept for reuse, or the next arena prepared)\n", len(s.Spares), s.Spares)
 	}
 	if len(s.SetAside) > 0 {
 		fmt.Fprintf(w, "set aside\t%v (arenas of the wrong size, never read again)\n", s.SetAside)
