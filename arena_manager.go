@@ -670,8 +670,8 @@ type reclaimJob struct {
 
 // detachBelow takes the arenas below id out of the queue and returns the
 // work of getting rid of their files, which runReclaim does without mu.
-// Up to spareLimit of them are to become spares. The caller has made durable every consumer position past them.
-// Needs mu.
+// Up to spareLimit of them are to become spares. The caller has made
+// durable every consumer position past them. Needs mu.
 func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 	var jobs []reclaimJob
 	spares := m.spareCount()

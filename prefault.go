@@ -32,10 +32,10 @@ package bigqueue
 // window (read_ahead_kb; 8 MiB on this project's test machine) first, so
 // one call can last milliseconds. Meanwhile an mmap or munmap of any
 // thread (a new arena, the Go heap) waits for that lock, and faults
-// queue behind it: 256 KiB calls gave a run like the benchmarks module's latency
-// workload a p99.9 of 1.3 to 2.0 ms, 32 KiB calls 0.35 to 0.9 ms
-// (three runs each), at the same throughput. A step still takes mu and
-// pins the arena once per 256 KiB, so that the prefaulter does not
+// queue behind it: 256 KiB calls gave a run like the benchmarks module's
+// latency workload a p99.9 of 1.3 to 2.0 ms, 32 KiB calls 0.35 to 0.9
+// ms (three runs each), at the same throughput. A step still takes mu
+// and pins the arena once per 256 KiB, so that the prefaulter does not
 // contend for mu more often than it did.
 const (
 	prefaultWindow = 2 << 20   // how far past the tail's page pages are populated
