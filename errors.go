@@ -97,6 +97,13 @@ var (
 	// MaxMessageSize bytes.
 	ErrTooLarge = errors.New("bigqueue: message too large")
 
+	// ErrExhausted is returned, wrapped, by Enqueue and EnqueueBatch when
+	// the write would take the queue's logical offset or sequence number
+	// past 2^62, the largest that recovery accepts: 4 EiB written over the
+	// queue's life. Only a forged or damaged index can put a queue there.
+	// Nothing is written; reading goes on as before.
+	ErrExhausted = errors.New("bigqueue: queue offsets exhausted")
+
 	// ErrOutOfRange is returned, wrapped with the range stored, by Seek
 	// for a sequence number that is not stored: below the oldest
 	// message kept, or past the one the next message enqueued gets. The

@@ -637,3 +637,52 @@ func arenaIDs(t *testing.T, dir string) []int {
 	slices.Sort(ids)
 	return ids
 }
+
+// TestEnqueueRefusedPastMaxOffset forges an index whose tail sits just
+// below maxOffset (2^62), the largest offset recovery accepts: Enqueue
+// takes a message that still fits, refuses one that does not with
+// ErrExhausted, EnqueueBatch stores nothing of a batch that does not fit,
+// and a reopen keeps exactly what was taken (writing past maxOffset
+// would have made the next NewQueue take it for damage).
+func TestEnqueueRefusedPastMaxOffset(t *testing.T) {
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(os.Getpagesize()))
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+
+	const room = 2*recordHeaderSize + 10 // one 10-byte message, not two
+	at := uint64(maxOffset - room)
+	path := filepath.Join(dir, indexFileName)
+	idx, err := os.ReadFile(path)
+	require.NoError(t, err)
+	binary.LittleEndian.PutUint64(idx[idxTailOff:], at)
+	binary.LittleEndian.PutUint64(idx[idxHeadOff:], at)
+	for i := range 2 {
+		s := idx[idxCkptOff+i*ckptSize:][:ckptSize]
+		binary.LittleEndian.PutUint64(s[ckptOffsetOff:], at)
+		binary.LittleEndian.PutUint64(s[ckptSeqOff:], 1000)
+		binary.LittleEndian.PutUint64(s[ckptGenOff:], uint64(10+i))
+	}
+	fuzzFixIndex(idx)
+	require.NoError(t, os.WriteFile(path, idx, 0o600))
+
+	q, err = NewQueue(dir, SetArenaSize(os.Getpagesize()))
+	require.NoError(t, err)
+	require.Equal(t, at, q.tail, "the forged tail was not accepted")
+	require.NoError(t, q.EnqueueString("0123456789"))
+	err = q.EnqueueString("x")
+	require.ErrorIs(t, err, ErrExhausted)
+	err = q.EnqueueBatch([][]byte{nil, []byte("too much")})
+	require.ErrorIs(t, err, ErrExhausted)
+	require.Equal(t, at+recordHeaderSize+10, q.tail, "a refused write moved the tail")
+	require.NoError(t, q.Close())
+
+	q, err = NewQueue(dir, SetArenaSize(os.Getpagesize()))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, q.Close()) }()
+	b, err := q.Dequeue()
+	require.NoError(t, err)
+	require.Equal(t, "0123456789", string(b))
+	_, err = q.Dequeue()
+	require.ErrorIs(t, err, ErrEmptyQueue)
+}

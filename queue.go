@@ -266,10 +266,11 @@ func (q *Queue) fail(err error) error {
 // power loss once a Flush (explicit or periodic) that started after it
 // returned nil. It allocates nothing.
 //
-// Errors: ErrTooLarge; ErrClosed; the sticky error of a failed msync; and
-// file system errors of creating the next arena, wrapped: a full disk gives
-// an error wrapping syscall.ENOSPC, after which the queue keeps working once
-// space is freed.
+// Errors: ErrTooLarge; ErrClosed; ErrExhausted (only after a forged or
+// damaged index put the tail at the end of the offset range); the sticky
+// error of a failed msync; and file system errors of creating the next
+// arena, wrapped: a full disk gives an error wrapping syscall.ENOSPC,
+// after which the queue keeps working once space is freed.
 func (q *Queue) Enqueue(msg []byte) error {
 	if q.invalid() {
 		return ErrClosed
@@ -312,6 +313,12 @@ func (q *Queue) enqueue(msg []byte) (err error) {
 // logical offset off, and returns the offset just past it. It does not
 // commit it. Needs mu.
 func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
+	span := recordSpan{start: off, end: off + recordHeaderSize + uint64(len(msg)), seq: seq}
+	if span.end > maxOffset || seq >= maxOffset {
+		// Recovery takes a larger offset or sequence number for damage:
+		// writing it would lose the message at the next NewQueue.
+		return 0, fmt.Errorf("enqueue at offset %d, sequence number %d: %w", off, seq, ErrExhausted)
+	}
 	if q.cleanOnDisk {
 		if err := q.clearCleanMark(); err != nil {
 			return 0, err
@@ -319,7 +326,6 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 	}
 	h := q.scratch[:]
 	encodeRecordHeader(h, seq, msg)
-	span := recordSpan{start: off, end: off + recordHeaderSize + uint64(len(msg)), seq: seq}
 	arenas := q.am.next
 	if err := q.am.writeAt(off, h, span); err != nil {
 		return 0, err
