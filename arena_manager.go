@@ -599,6 +599,41 @@ func (c *cursor) moved(off, id, pos, dataSize uint64) {
 	c.end, c.id, c.pos = off, id, pos
 }
 
+// appendSlot returns the mapped bytes for n bytes at the logical offset
+// off, with the arena and the position they start at, when a write there
+// needs nothing but the copy: off is where the last write ended, inside
+// the arena the writer reserves blocks in (not at its start, where
+// writeAt writes a header), the n bytes do not cross its end, and they
+// and the prefaulter's lead are reserved. Otherwise it returns nil and
+// the caller goes through writeAt. A record written into the slot is
+// committed to the manager's state by appended. Needs mu.
+func (m *arenaManager) appendSlot(off uint64, n int) (*arena, uint64, []byte) {
+	c, a := &m.written, m.writing
+	if off != c.end || c.pos == 0 || a == nil || a.id != c.id || a.data == nil || c.pos+uint64(n) > m.dataSize {
+		return nil, 0, nil
+	}
+	start := arenaHeaderSize + int(c.pos)
+	if start+n+m.reserveLead(a) > a.reserved {
+		return nil, 0, nil
+	}
+	m.clock++
+	a.lastUse = m.clock
+	return a, c.pos, a.data[start : start+n]
+}
+
+// appended records that n bytes were written into the slot appendSlot
+// returned for off, at position pos of a, as writeAt does after a copy.
+// Needs mu.
+func (m *arenaManager) appended(a *arena, off, pos uint64, n int) {
+	end := pos + uint64(n)
+	a.dirty = true
+	m.wantReady(a, end)
+	if arenaHeaderSize+int(end) >= a.prefaultAt {
+		m.askPrefault(a)
+	}
+	m.written.moved(off+uint64(n), a.id, end, m.dataSize)
+}
+
 // reserveLead returns how far ahead of a write into a the reserved range
 // must reach: an eighth of what is reserved (once that is 1 MiB), at
 // most prefaultWindow, so

@@ -324,6 +324,14 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 			return 0, err
 		}
 	}
+	if a, pos, b := q.am.appendSlot(off, int(span.end-off)); b != nil {
+		// The common case: the record goes into the arena being written,
+		// in one piece; it is encoded where it is stored.
+		encodeRecordHeader(b, seq, msg)
+		copy(b[recordHeaderSize:], msg)
+		q.am.appended(a, off, pos, len(b))
+		return span.end, nil
+	}
 	h := q.scratch[:]
 	encodeRecordHeader(h, seq, msg)
 	arenas := q.am.next
