@@ -327,8 +327,7 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 	if a, pos, b := q.am.appendSlot(off, int(span.end-off)); b != nil {
 		// The common case: the record goes into the arena being written,
 		// in one piece; it is encoded where it is stored.
-		encodeRecordHeader(b, seq, msg)
-		copy(b[recordHeaderSize:], msg)
+		encodeRecord(b, seq, msg)
 		q.am.appended(a, off, pos, len(b))
 		return span.end, nil
 	}
