@@ -666,6 +666,27 @@ func (m *arenaManager) askPrefault(a *arena) {
 	}
 }
 
+// readView returns the mapped bytes from the logical offset off to the
+// end of its arena, which it maps if needed; it moves no cursor. Valid
+// until the next call that may map another arena (get, readAt, writeAt).
+// Needs mu.
+func (m *arenaManager) readView(off uint64) ([]byte, error) {
+	id, pos := m.read.split(off, m.dataSize)
+	a, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return a.data[arenaHeaderSize+pos : arenaHeaderSize+m.dataSize], nil
+}
+
+// readPast records that the caller read n bytes at off out of readView's
+// bytes, as readAt does after a copy, so that the next sequential read
+// needs no division. Needs mu.
+func (m *arenaManager) readPast(off, n uint64) {
+	id, pos := m.read.split(off, m.dataSize)
+	m.read.moved(off+n, id, pos+n, m.dataSize)
+}
+
 // readAt copies the logical bytes at off into p.
 func (m *arenaManager) readAt(off uint64, p []byte) error {
 	for len(p) > 0 {

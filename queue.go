@@ -610,9 +610,17 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 	if q.tail-st.off < recordHeaderSize {
 		return dst, 0, q.skipDamage(st, "position is inside the last record")
 	}
-	h := q.scratch[:]
-	if err := q.am.readAt(st.off, h); err != nil {
+	rest, err := q.am.readView(st.off)
+	if err != nil {
 		return dst, 0, q.readFailed(st, err)
+	}
+	h := rest
+	if len(rest) < recordHeaderSize {
+		// The header crosses into the next arena.
+		h = q.scratch[:]
+		if err := q.am.readAt(st.off, h); err != nil {
+			return dst, 0, q.readFailed(st, err)
+		}
 	}
 	rh := decodeRecordHeader(h)
 	n := uint64(rh.length)
@@ -628,10 +636,26 @@ func (q *Queue) readRecord(st *consumerState, dst []byte, exact bool) ([]byte, u
 	} else {
 		dst = slices.Grow(dst, int(n))[:start+int(n)]
 	}
-	if err := q.am.readAt(st.off+recordHeaderSize, dst[start:]); err != nil {
-		return dst[:start], 0, q.readFailed(st, err)
+	var crc uint32
+	if uint64(len(rest)) >= rh.size() {
+		// The common case: the record lies in one arena. Under mu
+		// nothing writes its bytes, so its checksum is taken in one pass
+		// over them where they are stored (the covered header bytes and
+		// the payload are contiguous there), then the payload is copied.
+		rec := rest[:rh.size()]
+		crc = crc32Of(rec[recordLenOff:])
+		copy(dst[start:], rec[recordHeaderSize:])
+		q.am.readPast(st.off, rh.size())
+	} else {
+		// Keep the header: reading the payload may map the next arena
+		// and unmap the one rest points into.
+		h = q.scratch[:copy(q.scratch[:], h)]
+		if err := q.am.readAt(st.off+recordHeaderSize, dst[start:]); err != nil {
+			return dst[:start], 0, q.readFailed(st, err)
+		}
+		crc = crc32.Update(recordHeaderSum(h), castagnoli, dst[start:])
 	}
-	if crc := crc32.Update(recordHeaderSum(h), castagnoli, dst[start:]); crc != rh.crc && q.opts.plant&plantNoChecksum == 0 {
+	if crc != rh.crc && q.opts.plant&plantNoChecksum == 0 {
 		return dst[:start], 0, q.skipDamage(st, fmt.Sprintf("checksum %#x, want %#x", crc, rh.crc))
 	}
 	return dst, st.off + rh.size(), nil
