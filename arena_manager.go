@@ -613,7 +613,7 @@ func (m *arenaManager) appendSlot(off uint64, n int) (*arena, uint64, []byte) {
 		return nil, 0, nil
 	}
 	start := arenaHeaderSize + int(c.pos)
-	if start+n+m.reserveLead(a) > a.reserved {
+	if min(start+n+m.reserveLead(a), m.arenaSize) > a.reserved {
 		return nil, 0, nil
 	}
 	m.clock++

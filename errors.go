@@ -101,7 +101,8 @@ var (
 	// the write would take the queue's logical offset or sequence number
 	// past 2^62, the largest that recovery accepts: 4 EiB written over the
 	// queue's life. Only a forged or damaged index can put a queue there.
-	// Nothing is written; reading goes on as before.
+	// Nothing is written (a batch is checked as a whole first); reading
+	// goes on as before.
 	ErrExhausted = errors.New("bigqueue: queue offsets exhausted")
 
 	// ErrOutOfRange is returned, wrapped with the range stored, by Seek

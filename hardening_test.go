@@ -638,51 +638,95 @@ func arenaIDs(t *testing.T, dir string) []int {
 	return ids
 }
 
-// TestEnqueueRefusedPastMaxOffset forges an index whose tail sits just
-// below maxOffset (2^62), the largest offset recovery accepts: Enqueue
-// takes a message that still fits, refuses one that does not with
-// ErrExhausted, EnqueueBatch stores nothing of a batch that does not fit,
-// and a reopen keeps exactly what was taken (writing past maxOffset
-// would have made the next NewQueue take it for damage).
-func TestEnqueueRefusedPastMaxOffset(t *testing.T) {
-	dir := t.TempDir()
-	q, err := NewQueue(dir, SetArenaSize(os.Getpagesize()))
-	require.NoError(t, err)
-	require.NoError(t, q.Close())
-
-	const room = 2*recordHeaderSize + 10 // one 10-byte message, not two
-	at := uint64(maxOffset - room)
+// forgeTail rewrites the index of the closed, empty queue in dir so that
+// its tail (and checkpoint) is at the logical offset off with sequence
+// number seq, checksums fixed: the index a forger or bit rot could leave.
+func forgeTail(t *testing.T, dir string, off, seq uint64) {
+	t.Helper()
 	path := filepath.Join(dir, indexFileName)
 	idx, err := os.ReadFile(path)
 	require.NoError(t, err)
-	binary.LittleEndian.PutUint64(idx[idxTailOff:], at)
-	binary.LittleEndian.PutUint64(idx[idxHeadOff:], at)
+	binary.LittleEndian.PutUint64(idx[idxTailOff:], off)
+	binary.LittleEndian.PutUint64(idx[idxHeadOff:], off)
 	for i := range 2 {
 		s := idx[idxCkptOff+i*ckptSize:][:ckptSize]
-		binary.LittleEndian.PutUint64(s[ckptOffsetOff:], at)
-		binary.LittleEndian.PutUint64(s[ckptSeqOff:], 1000)
+		binary.LittleEndian.PutUint64(s[ckptOffsetOff:], off)
+		binary.LittleEndian.PutUint64(s[ckptSeqOff:], seq)
 		binary.LittleEndian.PutUint64(s[ckptGenOff:], uint64(10+i))
 	}
 	fuzzFixIndex(idx)
 	require.NoError(t, os.WriteFile(path, idx, 0o600))
+}
 
+// openForged creates a queue in a new directory, closes it, forges its
+// tail at off and seq (forgeTail) and opens it again.
+func openForged(t *testing.T, off, seq uint64) (*Queue, string) {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(os.Getpagesize()))
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+	forgeTail(t, dir, off, seq)
 	q, err = NewQueue(dir, SetArenaSize(os.Getpagesize()))
 	require.NoError(t, err)
-	require.Equal(t, at, q.tail, "the forged tail was not accepted")
-	require.NoError(t, q.EnqueueString("0123456789"))
-	err = q.EnqueueString("x")
-	require.ErrorIs(t, err, ErrExhausted)
-	err = q.EnqueueBatch([][]byte{nil, []byte("too much")})
-	require.ErrorIs(t, err, ErrExhausted)
-	require.Equal(t, at+recordHeaderSize+10, q.tail, "a refused write moved the tail")
-	require.NoError(t, q.Close())
+	require.Equal(t, off, q.tail, "the forged tail was not accepted")
+	require.Equal(t, seq, q.tailSeq, "the forged sequence number was not accepted")
+	return q, dir
+}
 
-	q, err = NewQueue(dir, SetArenaSize(os.Getpagesize()))
+// requireReopenReads reopens the queue in dir and requires that its
+// default consumer reads exactly want, then closes it.
+func requireReopenReads(t *testing.T, dir string, want ...string) {
+	t.Helper()
+	q, err := NewQueue(dir, SetArenaSize(os.Getpagesize()))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q.Close()) }()
-	b, err := q.Dequeue()
-	require.NoError(t, err)
-	require.Equal(t, "0123456789", string(b))
+	msgs := make([][]byte, len(want))
+	for i, w := range want {
+		msgs[i] = []byte(w)
+	}
+	requireReads(t, q.Dequeue, msgs)
 	_, err = q.Dequeue()
 	require.ErrorIs(t, err, ErrEmptyQueue)
+}
+
+// TestEnqueueRefusedPastMaxOffset puts a queue's tail just below maxOffset
+// (2^62), the largest offset recovery accepts, with a forged index: a
+// record that ends exactly at 2^62, with sequence number 2^62-1, is taken
+// and kept (after a clean close, and in a copy taken before Close, as a
+// crash leaves it); the next one is refused with ErrExhausted, and so is
+// a batch, which then stores nothing. Writing past 2^62 would have made
+// the next NewQueue take the messages for damage.
+func TestEnqueueRefusedPastMaxOffset(t *testing.T) {
+	const msg = "0123456789"
+	q, dir := openForged(t, uint64(maxOffset-recordHeaderSize-len(msg)), maxOffset-1)
+	require.True(t, q.cleanOnDisk)
+	require.ErrorIs(t, q.EnqueueBatch([][]byte{[]byte(msg), nil}), ErrExhausted)
+	require.True(t, q.cleanOnDisk, "the refused batch wrote its first record (and cleared the clean mark)")
+	require.NoError(t, q.EnqueueString(msg))
+	require.Equal(t, uint64(maxOffset), q.tail)
+	require.Equal(t, uint64(maxOffset), q.tailSeq)
+	require.ErrorIs(t, q.EnqueueString(""), ErrExhausted)
+	require.ErrorIs(t, q.EnqueueBatch([][]byte{nil}), ErrExhausted)
+	require.Equal(t, uint64(maxOffset), q.tail, "a refused write moved the tail")
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	require.NoError(t, q.Close())
+	requireReopenReads(t, dir, msg)
+	requireReopenReads(t, dir) // the read was committed by Close
+	requireReopenReads(t, crashed, msg)
+}
+
+// TestEnqueueRefusedAtMaxSeq is TestEnqueueRefusedPastMaxOffset for the
+// sequence number alone, with offsets to spare: a batch that would reach
+// 2^62 stores nothing, one that stops below is taken.
+func TestEnqueueRefusedAtMaxSeq(t *testing.T) {
+	q, dir := openForged(t, 1<<40, maxOffset-2)
+	err := q.EnqueueBatch([][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	require.ErrorIs(t, err, ErrExhausted)
+	require.Equal(t, uint64(maxOffset-2), q.tailSeq, "a refused batch moved the sequence number")
+	require.NoError(t, q.EnqueueBatch([][]byte{[]byte("a"), []byte("b")}))
+	require.ErrorIs(t, q.EnqueueString("c"), ErrExhausted)
+	require.NoError(t, q.Close())
+	requireReopenReads(t, dir, "a", "b")
 }

@@ -1101,10 +1101,12 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) (err error) {
 	if q.invalid() {
 		return ErrClosed
 	}
+	size := uint64(0) // bounded by memory: no overflow
 	for i, m := range msgs {
 		if uint64(len(m)) > MaxMessageSize {
 			return fmt.Errorf("enqueue batch: message %d of %d bytes: %w", i, len(m), ErrTooLarge)
 		}
+		size += recordHeaderSize + uint64(len(m))
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -1114,6 +1116,11 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) (err error) {
 	}
 	if len(msgs) == 0 {
 		return nil
+	}
+	if q.tail+size > maxOffset || q.tailSeq+uint64(len(msgs)) > maxOffset {
+		// appendRecord would refuse one of them; refuse the batch before
+		// anything is written.
+		return fmt.Errorf("enqueue batch of %d messages at offset %d, sequence number %d: %w", len(msgs), q.tail, q.tailSeq, ErrExhausted)
 	}
 	off, seq, arenas := q.tail, q.tailSeq, q.am.next
 	for _, m := range msgs {
