@@ -219,9 +219,7 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		// Mapping past the end of a file faults on access: refuse it, set
 		// it aside for inspection and leave a hole that reads as damage.
 		err := fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
-		delete(m.present, id)
-		m.dirChanged()
-		if rerr := m.fs.rename(m.dir, name, fmt.Sprintf("damaged-%d.bq", id)); rerr != nil {
+		if rerr := m.setAside(id); rerr != nil {
 			return nil, fmt.Errorf("%w (set aside: %v)", err, rerr)
 		}
 		return nil, err
@@ -699,6 +697,20 @@ func (m *arenaManager) readAt(off uint64, p []byte) error {
 		p = p[n:]
 		off += uint64(n)
 		m.read.moved(off, id, pos+uint64(n), m.dataSize)
+	}
+	return nil
+}
+
+// setAside takes arena id out of the queue and renames its file to
+// damaged-<id>.bq for inspection: from then on it is a hole, which reads
+// report as damage. A file already gone is no error. Needs mu or
+// exclusive access.
+func (m *arenaManager) setAside(id uint64) error {
+	delete(m.present, id)
+	m.dirChanged()
+	err := m.fs.rename(m.dir, arenaName(id), fmt.Sprintf("damaged-%d.bq", id))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }

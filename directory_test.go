@@ -140,6 +140,66 @@ func TestArenaOfAnotherQueueRefused(t *testing.T) {
 	require.Positive(t, readTagged(t, q, "A", 200), "the foreign arena was not reported")
 }
 
+// The tail's own arena replaced by another queue's file of the same
+// name. Drained: every message was read and the older arenas reclaimed,
+// so the foreign file is the only arena and holds the checkpoint; before,
+// recovery kept it as the tail's arena and every Enqueue failed on it
+// with ErrCorrupt (FuzzIndexDecode found it with a forged index:
+// regress-tail-in-foreign-arena). Now it is set aside as
+// damaged-<n>.bq and the arena made anew. Not drained: the lost messages
+// are reported (ErrCorrupt). Either way the queue never delivers the
+// other queue's messages, takes new ones at once, and a reopen keeps
+// them.
+func TestTailArenaOfAnotherQueue(t *testing.T) {
+	for _, drained := range []bool{true, false} {
+		t.Run(fmt.Sprintf("drained=%v", drained), func(t *testing.T) {
+			dirA, dirB := t.TempDir(), t.TempDir()
+			for _, d := range []struct{ dir, tag string }{{dirA, "A"}, {dirB, "B"}} {
+				q, err := NewQueue(d.dir, SetArenaSize(4096))
+				require.NoError(t, err)
+				enqueueN(t, q, d.tag, 0, 100)
+				if drained {
+					require.Zero(t, readTagged(t, q, d.tag, 200))
+					require.NoError(t, q.Flush()) // reclaims the arenas read
+				}
+				require.NoError(t, q.Close())
+			}
+			last := uint64(0)
+			entries, err := os.ReadDir(dirA)
+			require.NoError(t, err)
+			for _, e := range entries {
+				if id, ok := parseFileNumber(e.Name(), "arena-"); ok {
+					last = max(last, id)
+				}
+			}
+			data, err := os.ReadFile(filepath.Join(dirB, arenaName(last)))
+			require.NoError(t, err, "queue B has no arena %d", last)
+			require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(last)), data, 0o644))
+
+			q, err := NewQueue(dirA, SetArenaSize(4096))
+			require.NoError(t, err)
+			require.NoError(t, q.EnqueueString("A-new"), "the queue refuses writes")
+			corrupt := readTagged(t, q, "A", 200)
+			if drained {
+				require.Zero(t, corrupt, "nothing unread was lost")
+				_, err = os.Stat(filepath.Join(dirA, fmt.Sprintf("damaged-%d.bq", last)))
+				require.NoError(t, err, "the foreign file was not set aside")
+			} else {
+				require.Positive(t, corrupt, "the lost messages were not reported")
+			}
+			require.NoError(t, q.EnqueueString("A-newer"))
+			require.NoError(t, q.Close())
+
+			q, err = NewQueue(dirA, SetArenaSize(4096))
+			require.NoError(t, err)
+			defer func() { require.NoError(t, q.Close()) }()
+			msg, err := q.DequeueString()
+			require.NoError(t, err)
+			require.Equal(t, "A-newer", msg)
+		})
+	}
+}
+
 // readTagged reads q until ErrEmptyQueue, at most bound times, requires
 // every message it returns to be one of tag's, and returns how many reads
 // reported ErrCorrupt.

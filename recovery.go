@@ -147,6 +147,26 @@ func (m *arenaManager) recoverTail(idxHead, limit uint64, ckpt checkpoint, list 
 		return 0, 0, nil, err
 	}
 
+	// The tail's arena takes the next write. One that cannot be mapped
+	// (an intact header naming another queue or another arena: a file
+	// copied or renamed in, or an index forged with another queue's ID)
+	// held nothing verify could read, so the tail is where the index put
+	// it, and every Enqueue would fail on it: it is set aside like a file
+	// of the wrong size, and the next Enqueue creates the arena anew, its
+	// header naming the tail (below).
+	if id := tail / ds; tail%ds != 0 && m.present[id] {
+		if _, err := m.get(id); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				return 0, 0, nil, err
+			}
+			if m.present[id] {
+				if err := m.setAside(id); err != nil {
+					return 0, 0, nil, fmt.Errorf("set aside arena %d: %w", id, err)
+				}
+			}
+		}
+	}
+
 	// Arenas past the one holding the last valid byte hold no committed
 	// record (an interrupted write). They are deleted, not kept as spares:
 	// their records carry sequence numbers the next records get. When the
