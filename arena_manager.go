@@ -110,7 +110,11 @@ type arenaManager struct {
 	dirSeq      uint64          // counts changes of the directory
 	dirDurable  uint64          // the dirSeq the last successful directory fsync covered
 	reclaimed   uint64          // arenas reclaimed since open
-	syncErr     error           // first failed msync of an eviction; the queue fails closed on it
+	// tailSetAside is set when recovery set the tail's arena aside
+	// (recoverTail): no arena left below the tail then no longer means
+	// that every consumer had read what was there.
+	tailSetAside bool
+	syncErr      error // first failed msync of an eviction; the queue fails closed on it
 	// prefaultReq (capacity 1) asks the prefaulter (prefault.go) for
 	// pages ahead of the tail; prefaultOff is set when populating failed
 	// once, and the writer then takes its own faults.
@@ -706,12 +710,12 @@ func (m *arenaManager) readAt(off uint64, p []byte) error {
 // report as damage. A file already gone is no error. Needs mu or
 // exclusive access.
 func (m *arenaManager) setAside(id uint64) error {
-	delete(m.present, id)
 	m.dirChanged()
 	err := m.fs.rename(m.dir, arenaName(id), fmt.Sprintf("damaged-%d.bq", id))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return err // the file is still there under the arena's name
 	}
+	delete(m.present, id)
 	return nil
 }
 

@@ -164,14 +164,7 @@ func TestTailArenaOfAnotherQueue(t *testing.T) {
 				}
 				require.NoError(t, q.Close())
 			}
-			last := uint64(0)
-			entries, err := os.ReadDir(dirA)
-			require.NoError(t, err)
-			for _, e := range entries {
-				if id, ok := parseFileNumber(e.Name(), "arena-"); ok {
-					last = max(last, id)
-				}
-			}
+			last := lastArena(t, dirA)
 			data, err := os.ReadFile(filepath.Join(dirB, arenaName(last)))
 			require.NoError(t, err, "queue B has no arena %d", last)
 			require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(last)), data, 0o644))
@@ -196,6 +189,102 @@ func TestTailArenaOfAnotherQueue(t *testing.T) {
 			msg, err := q.DequeueString()
 			require.NoError(t, err)
 			require.Equal(t, "A-newer", msg)
+		})
+	}
+}
+
+// lastArena returns the highest arena number in dir.
+func lastArena(t *testing.T, dir string) uint64 {
+	t.Helper()
+	last, found := uint64(0), false
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if id, ok := parseFileNumber(e.Name(), "arena-"); ok {
+			last, found = max(last, id), true
+		}
+	}
+	require.True(t, found, "no arena in %s", dir)
+	return last
+}
+
+// drainedQueue makes a queue of 100 messages in 4 KiB arenas in a new
+// directory, reads them all (a consumer "slow" created first reads
+// nothing when withSlow), flushes and closes it, and returns the
+// directory and its last arena's number.
+func drainedQueue(t *testing.T, tag string, withSlow bool) (string, uint64) {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	if withSlow {
+		_, err := q.NewConsumer("slow")
+		require.NoError(t, err)
+	}
+	enqueueN(t, q, tag, 0, 100)
+	require.Zero(t, readTagged(t, q, tag, 200))
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.Close())
+	return dir, lastArena(t, dir)
+}
+
+// Setting the only arena aside must not hide another loss: a consumer
+// that had read nothing, whose arenas were deleted, is told (ErrCorrupt),
+// and Inspect shows the same as the queue reads (FuzzInspect's check).
+// A review found the consumer moved to the tail silently: no arena left
+// had meant "everything was reclaimed".
+func TestTailArenaSetAsideKeepsLossReport(t *testing.T) {
+	dirA, last := drainedQueue(t, "A", true)
+	dirB, lastB := drainedQueue(t, "B", false)
+	require.Equal(t, last, lastB)
+	for id := range last {
+		require.NoError(t, os.Remove(filepath.Join(dirA, arenaName(id))))
+	}
+	data, err := os.ReadFile(filepath.Join(dirB, arenaName(last)))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(last)), data, 0o644))
+
+	in, err := Inspect(dirA)
+	require.NoError(t, err)
+	inspected := inspectMessages(t, in, "slow")
+	require.NoError(t, in.Close())
+	got, ok := fuzzQueueRead(t, inspectCopy(t, dirA), "slow")
+	require.True(t, ok)
+	require.Equal(t, inspected, got, "Inspect and the queue disagree")
+	require.Contains(t, got, inspectCorrupt, "the slow consumer's loss was not reported")
+}
+
+// A tail arena that must be set aside (another queue's, or of the wrong
+// size) whose rename fails: NewQueue fails with the error rather than
+// open a queue whose every Enqueue fails on the file left at the arena's
+// name (a review found that for the wrong size: get's failed rename still
+// read as damage); once the fault is gone the queue opens and takes
+// messages.
+func TestTailArenaSetAsideRenameFails(t *testing.T) {
+	for _, damage := range []string{"foreign", "size"} {
+		t.Run(damage, func(t *testing.T) {
+			dir, last := drainedQueue(t, "A", false)
+			path := filepath.Join(dir, arenaName(last))
+			if damage == "size" {
+				require.NoError(t, os.Truncate(path, 1000))
+			} else {
+				other, _ := drainedQueue(t, "B", false)
+				data, err := os.ReadFile(filepath.Join(other, arenaName(last)))
+				require.NoError(t, err)
+				require.NoError(t, os.WriteFile(path, data, 0o644))
+			}
+			fs := newFaultFS()
+			fs.failNth(callRename, 1, true, syscall.EIO)
+			_, err := NewQueue(dir, SetArenaSize(4096), withFS(fs))
+			require.ErrorIs(t, err, syscall.EIO)
+			fs.heal()
+			q, err := NewQueue(dir, SetArenaSize(4096), withFS(fs))
+			require.NoError(t, err)
+			require.NoError(t, q.EnqueueString("A-new"))
+			msg, err := q.DequeueString()
+			require.NoError(t, err)
+			require.Equal(t, "A-new", msg)
+			require.NoError(t, q.Close())
 		})
 	}
 }

@@ -147,23 +147,25 @@ func (m *arenaManager) recoverTail(idxHead, limit uint64, ckpt checkpoint, list 
 		return 0, 0, nil, err
 	}
 
-	// The tail's arena takes the next write. One that cannot be mapped
-	// (an intact header naming another queue or another arena: a file
-	// copied or renamed in, or an index forged with another queue's ID)
-	// held nothing verify could read, so the tail is where the index put
-	// it, and every Enqueue would fail on it: it is set aside like a file
-	// of the wrong size, and the next Enqueue creates the arena anew, its
-	// header naming the tail (below).
+	// The tail's arena takes the next write. When the tail lies inside
+	// one that cannot be mapped for damage (an intact header naming
+	// another queue or another arena: a file copied or renamed in, or an
+	// index forged with another queue's ID), verify read nothing in it,
+	// and every Enqueue would fail on it: it is set aside, and the next
+	// Enqueue creates the arena anew, its header naming the tail (below).
+	// get sets a file of the wrong size aside itself, but a failed rename
+	// there still reads as damage: setAside tries again, and a rename
+	// that keeps failing fails NewQueue rather than leave the file where
+	// the next arena must be created.
 	if id := tail / ds; tail%ds != 0 && m.present[id] {
 		if _, err := m.get(id); err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return 0, 0, nil, err
 			}
-			if m.present[id] {
-				if err := m.setAside(id); err != nil {
-					return 0, 0, nil, fmt.Errorf("set aside arena %d: %w", id, err)
-				}
+			if err := m.setAside(id); err != nil {
+				return 0, 0, nil, fmt.Errorf("set aside arena %d: %w", id, err)
 			}
+			m.tailSetAside = true
 		}
 	}
 
@@ -217,11 +219,13 @@ func (r *recovered) placeConsumers(m *arenaManager, list []consumerSlot, proven 
 		switch {
 		case c.offset >= tail:
 			st.off, st.seq = tail, tailSeq
-		case m.first == m.next:
+		case m.first == m.next && !m.tailSetAside:
 			// No arena is left below the tail: the ones the index
 			// names were reclaimed (an arena holding a flushed record
 			// is in the directory durably before the checkpoint that
-			// covers it), so every consumer had read them.
+			// covers it), so every consumer had read them. Not when
+			// recovery set the only one aside: a consumer below it
+			// lost the arenas it had not read, which is reported.
 			st.off, st.seq = tail, tailSeq
 		case c.offset < m.first*ds:
 			st.seq = c.seqHint // for noteDrop
