@@ -1,16 +1,19 @@
 package bigqueue
 
-import "os"
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
 
 // arena is one fixed-size file of the queue. Arena number id holds the
 // logical bytes [id*dataSize, (id+1)*dataSize) of the record stream after
 // its arenaHeaderSize-byte header. All fields are guarded by the queue's mu.
 type arena struct {
-	id      uint64
-	data    []byte // the mapping, len == arena size; nil when not mapped
-	lastUse uint64 // arenaManager.clock at the last access; LRU order
-	dirty   bool   // written since its last msync was started
-	pins    int    // > 0 while a flush msyncs it without mu; not unmapped then
+	id    uint64
+	data  []byte // the mapping, len == arena size; nil when not mapped
+	dirty bool   // written since its last msync was started
+	pins  int    // > 0 while a flush msyncs it without mu; not unmapped then
 	// reserved is how many bytes from the start of the file are known to
 	// have disk blocks (0 when unknown: a file mapped after opening). No
 	// byte at or past it is written before arenaManager.reserve moves it.
@@ -25,4 +28,10 @@ type arena struct {
 	// reserves blocks in (arenaManager.writing), so that reserving a step
 	// is one fallocate; nil otherwise.
 	file *os.File
+
+	// lastUse is arenaManager.clock at the last access: LRU order.
+	// Readers (dequeueFast) write it while the writer uses the fields
+	// above: a line of its own.
+	_       cpu.CacheLinePad
+	lastUse uint64
 }

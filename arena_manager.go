@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Spares: consumed arena files kept, renamed, for reuse as future tail
@@ -93,14 +95,15 @@ type arenaManager struct {
 	noChecksum bool
 
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
-	last   *arena            // the arena get returned last; valid while its data is not nil
 	// writing is the arena whose file is open for reserving blocks; at
 	// most one arena file is open at a time (and the prepared next one,
 	// ready).
 	writing *arena
-	clock   uint64 // incremented on every access; LRU order
-	// written and read are where the last writeAt and readAt ended.
-	written, read cursor
+	// written is where the last writeAt or append ended; enqueueFast
+	// moves it on every record: a line of its own.
+	_       cpu.CacheLinePad
+	written cursor
+	_       cpu.CacheLinePad
 
 	first, next uint64          // arena numbers in use; a number in between may be absent
 	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
@@ -136,6 +139,15 @@ type arenaManager struct {
 	// drop, so that no other operation runs in the middle of its own.
 	pinMu   sync.Mutex
 	pinCond *sync.Cond
+
+	// The readers' fields, which dequeueFast writes holding only the
+	// queue's mu.cons while enqueueFast uses the writer's above: a line
+	// of their own.
+	_     cpu.CacheLinePad
+	last  *arena // the arena get returned last; valid while its data is not nil
+	clock uint64 // incremented on every access; LRU order
+	read  cursor // where the last readAt or read ended
+	_     cpu.CacheLinePad
 }
 
 func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64, maxMapped int) *arenaManager {
@@ -483,6 +495,12 @@ func (m *arenaManager) makeRoom() error {
 		// Choosing another one instead would make which arenas stay
 		// mapped, and so which files are opened again later, depend on
 		// the timing of the background goroutines.
+		// The writer's arena counts as just used: enqueueFast does not
+		// tick the clock.
+		if w := m.writing; w != nil && w.data != nil {
+			m.clock++
+			w.lastUse = m.clock
+		}
 		var victim *arena
 		for _, a := range m.mapped {
 			if victim == nil || a.lastUse < victim.lastUse {
@@ -608,7 +626,9 @@ func (c *cursor) moved(off, id, pos, dataSize uint64) {
 // writeAt writes a header), the n bytes do not cross its end, and they
 // and the prefaulter's lead are reserved. Otherwise it returns nil and
 // the caller goes through writeAt. A record written into the slot is
-// committed to the manager's state by appended. Needs mu.
+// committed to the manager's state by appended. Needs mu.prod: it reads
+// and writes only the writer's fields (written, writing and the writer's
+// arena's reservation), which no holder of mu.cons alone touches.
 func (m *arenaManager) appendSlot(off uint64, n int) (*arena, uint64, []byte) {
 	c, a := &m.written, m.writing
 	if off != c.end || c.pos == 0 || a == nil || a.id != c.id || a.data == nil || c.pos+uint64(n) > m.dataSize {
@@ -618,8 +638,8 @@ func (m *arenaManager) appendSlot(off uint64, n int) (*arena, uint64, []byte) {
 	if min(start+n+m.reserveLead(a), m.arenaSize) > a.reserved {
 		return nil, 0, nil
 	}
-	m.clock++
-	a.lastUse = m.clock
+	// No clock tick: enqueueFast holds only mu.prod, and the clock is the
+	// readers'. makeRoom counts the writer's arena as just used instead.
 	return a, c.pos, a.data[start : start+n]
 }
 
@@ -628,7 +648,9 @@ func (m *arenaManager) appendSlot(off uint64, n int) (*arena, uint64, []byte) {
 // Needs mu.
 func (m *arenaManager) appended(a *arena, off, pos uint64, n int) {
 	end := pos + uint64(n)
-	a.dirty = true
+	if !a.dirty {
+		a.dirty = true // a store only when it changes: readers load a's other fields
+	}
 	m.wantReady(a, end)
 	if arenaHeaderSize+int(end) >= a.prefaultAt {
 		m.askPrefault(a)
@@ -679,6 +701,24 @@ func (m *arenaManager) readView(off uint64) ([]byte, error) {
 		return nil, err
 	}
 	return a.data[arenaHeaderSize+pos : arenaHeaderSize+m.dataSize], nil
+}
+
+// mappedView is readView for dequeueFast, which holds only mu.cons: it
+// returns nil unless arena id is mapped already, and so never maps or
+// unmaps one (which would need the whole lock). It touches only the
+// readers' fields (read, last, clock and the arena's lastUse).
+func (m *arenaManager) mappedView(off uint64) []byte {
+	id, pos := m.read.split(off, m.dataSize)
+	a := m.last
+	if a == nil || a.id != id || a.data == nil {
+		if a = m.mapped[id]; a == nil {
+			return nil
+		}
+		m.last = a
+	}
+	m.clock++
+	a.lastUse = m.clock
+	return a.data[arenaHeaderSize+pos : arenaHeaderSize+m.dataSize]
 }
 
 // readPast records that the caller read n bytes at off out of readView's

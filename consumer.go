@@ -201,6 +201,9 @@ func (c *Consumer) Dequeue() ([]byte, error) {
 	if c == nil || c.q == nil {
 		return nil, fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
 	}
+	if msg, done, err := c.q.tryDequeueFast(c.st, nil, false); done {
+		return msg, err
+	}
 	c.q.mu.Lock()
 	defer c.q.mu.Unlock()
 	return c.q.dequeue(c.st, nil, false)
@@ -260,6 +263,12 @@ func (c *Consumer) PeekString() (string, error) {
 func (c *Consumer) DequeueAppend(dst []byte) ([]byte, error) {
 	if c == nil || c.q == nil {
 		return dst, fmt.Errorf("zero Consumer: %w", ErrNoConsumer)
+	}
+	if out, done, err := c.q.tryDequeueFast(c.st, dst, true); done {
+		if err != nil {
+			return dst, err
+		}
+		return out, nil
 	}
 	c.q.mu.Lock()
 	defer c.q.mu.Unlock()

@@ -39,6 +39,35 @@ func (q *Queue) endGuard(err *error, old bool) {
 	}
 }
 
+// endProdGuard is endGuard for enqueueFast, which holds only mu.prod: it
+// takes mu.cons too (in lock order) to fail the queue, and reports the
+// call done.
+func (q *Queue) endProdGuard(done *bool, err *error, old bool) {
+	debug.SetPanicOnFault(old)
+	if r := recover(); r != nil {
+		fe := faultError(r)
+		q.mu.cons.Lock()
+		*err = q.fail(fe)
+		q.mu.cons.Unlock()
+		*done = true
+	}
+}
+
+// endConsGuard is endGuard for dequeueFast, which holds only mu.cons:
+// to fail the queue it takes the whole lock (releasing mu.cons first, as
+// the lock order wants), and it returns holding mu.cons again.
+func (q *Queue) endConsGuard(done *bool, err *error, old bool) {
+	debug.SetPanicOnFault(old)
+	if r := recover(); r != nil {
+		fe := faultError(r)
+		q.mu.cons.Unlock()
+		q.mu.Lock()
+		*err = q.fail(fe)
+		q.mu.prod.Unlock()
+		*done = true
+	}
+}
+
 // noFault runs f, which touches mappings and needs mu, and returns the
 // queue's failure when f faulted.
 func (q *Queue) noFault(f func()) (err error) {

@@ -11,8 +11,11 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/cpu"
 )
 
 // File names inside a queue directory.
@@ -35,14 +38,16 @@ type Queue struct {
 	flushMu sync.Mutex
 
 	// mu guards every field below, and the mappings of the arenas and the
-	// index. Every operation holds it from start to end.
-	mu           sync.Mutex
+	// index. Every operation holds it from start to end, except the fast
+	// paths of Enqueue and Dequeue, which hold one half (lock.go): fields
+	// marked "prod" are written with only mu.prod held, and read only with
+	// mu.prod held; fields marked "cons" likewise with mu.cons. The two
+	// groups, and the fields written on every operation, sit on cache
+	// lines of their own, so that a producer and a consumer on two cores
+	// do not take each other's lines.
+	mu           queueLock
 	am           *arenaManager // arena files and mappings
 	idx          *index        // the index mapping
-	tail         uint64        // logical end of the last committed record; equals idx.tail()
-	tailSeq      uint64        // sequence number the next record gets
-	head         uint64        // min of the consumer offsets; oldest when there is no consumer. Arenas below it may be reclaimed once a flush made the positions durable
-	headSeq      uint64        // sequence number of the record at head
 	oldest       uint64        // first record still stored (named by the oldest arena's header): where a new consumer starts; oldest <= head
 	oldestSeq    uint64        // sequence number of the record at oldest
 	ckpt         checkpoint    // the last checkpoint written to the index
@@ -52,22 +57,43 @@ type Queue struct {
 	cleanOnDisk  bool           // the index on disk carries the clean mark (see clearCleanMark)
 	junkPastTail bool           // a failed append left bytes past the tail it could not clear: Close sets no clean mark, so the next NewQueue zeroes them
 	closed       bool
-	failed       error                  // sticky: a failed msync; every later call but Close returns it
-	bgErr        error                  // an error of background housekeeping, returned once by the next Flush
-	ops          int64                  // mutations since the last flush started
+	failed       error // sticky: a failed msync; every later call but Close returns it
+	bgErr        error // an error of background housekeeping, returned once by the next Flush
+	// openTail is the tail recovery found: the one offset where the
+	// sequence number of the next record may differ from that of the
+	// record before plus one (see moveConsumer), so dequeueFast leaves a
+	// read that ends there to the whole lock.
+	openTail     uint64
 	flushes      uint64                 // successful flushes since open
-	changed      bool                   // the index or an arena changed since the last flush started
 	lastFlushErr error                  // the error of the latest failed flush or sync
 	lastFlushAt  time.Time              // when the latest successful flush ended
 	retention    retentionState         // SetMaxBytes, SetMaxAge (retention.go)
 	scratch      [recordHeaderSize]byte // header of the record being read or written
 
-	dataReady    chan struct{} // closed and cleared by the next enqueue; DequeueWait sleeps on it
 	flushReq     chan struct{} // capacity 1: asks the flusher for a flush
 	quit         chan struct{} // closed by Close: the flusher returns
 	flusherDone  chan struct{} // closed by the flusher when it returns
 	prefaultDone chan struct{} // closed by the prefaulter when it returns
 	closeDone    chan struct{} // closed when the first Close has finished; later ones wait for it
+
+	_         cpu.CacheLinePad
+	tail      uint64        // prod: logical end of the last committed record; equals idx.tail()
+	tailSeq   uint64        // prod: sequence number the next record gets
+	pops      int64         // prod: enqueued messages since the last flush started
+	pchanged  bool          // prod: changed, by an enqueue
+	dataReady chan struct{} // prod: closed and cleared by the next enqueue; DequeueWait sleeps on it
+
+	// pubTail is tail, published for dequeueFast, which holds only
+	// mu.cons: stored after the record below it was written.
+	_       cpu.CacheLinePad
+	pubTail atomic.Uint64
+
+	_       cpu.CacheLinePad
+	head    uint64 // cons: min of the consumer offsets; oldest when there is no consumer. Arenas below it may be reclaimed once a flush made the positions durable
+	headSeq uint64 // cons: sequence number of the record at head
+	ops     int64  // cons: dequeues and other mutations since the last flush started
+	changed bool   // cons: the index or an arena changed since the last flush started
+	_       cpu.CacheLinePad
 }
 
 // consumerState is the in-memory twin of a consumer slot of the index.
@@ -290,8 +316,13 @@ func (q *Queue) enqueue(msg []byte) (err error) {
 	if uint64(len(msg)) > MaxMessageSize {
 		return fmt.Errorf("enqueue %d bytes: %w", len(msg), ErrTooLarge)
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.mu.prod.Lock()
+	defer q.mu.prod.Unlock()
+	if done, err := q.enqueueFast(msg); done {
+		return err
+	}
+	q.mu.cons.Lock()
+	defer q.mu.cons.Unlock()
 	defer q.endGuard(&err, debug.SetPanicOnFault(true))
 	if err := q.usable(); err != nil {
 		return err
@@ -301,12 +332,52 @@ func (q *Queue) enqueue(msg []byte) (err error) {
 	if err != nil {
 		return q.appendFailed(arenas, err)
 	}
-	q.tail, q.tailSeq = end, q.tailSeq+1
-	q.idx.setTail(end)
-	q.changed = true
-	q.mutated(1)
-	q.wakeWaiters()
+	q.committed(end, q.tailSeq+1, 1)
 	return nil
+}
+
+// enqueueFast appends msg when nothing but the copy is needed: the queue
+// is usable, the record fits the arena being written (appendSlot) and no
+// bound or test hook applies. It holds only mu.prod, so a consumer's
+// dequeueFast runs meanwhile; it reports false, having changed nothing,
+// when the whole lock is needed. A fault fails the queue.
+func (q *Queue) enqueueFast(msg []byte) (done bool, err error) {
+	if q.closed || q.failed != nil || q.cleanOnDisk || q.opts.plant != 0 {
+		return false, nil
+	}
+	off, seq := q.tail, q.tailSeq
+	end := off + recordHeaderSize + uint64(len(msg))
+	if end > maxOffset || seq >= maxOffset {
+		return false, nil // appendRecord refuses it
+	}
+	a, pos, b := q.am.appendSlot(off, int(end-off))
+	if b == nil {
+		return false, nil
+	}
+	defer q.endProdGuard(&done, &err, debug.SetPanicOnFault(true))
+	encodeRecord(b, seq, msg)
+	q.am.appended(a, off, pos, len(b))
+	q.committed(end, seq+1, 1)
+	return true, nil
+}
+
+// committed makes the n records written up to end readers' to read: it
+// moves the tail (in the index too, and published for dequeueFast),
+// counts them toward the periodic flush and wakes waiters. Needs
+// mu.prod.
+func (q *Queue) committed(end, seq uint64, n int64) {
+	q.tail, q.tailSeq = end, seq
+	q.idx.setTail(end)
+	q.pubTail.Store(end)
+	q.pchanged = true
+	if q.opts.flushOps > 0 {
+		q.pops += n
+		if q.pops >= q.opts.flushOps {
+			q.pops = 0
+			q.requestFlush()
+		}
+	}
+	q.wakeWaiters()
 }
 
 // appendRecord writes the record of msg with sequence number seq at the
@@ -421,7 +492,8 @@ func (q *Queue) ioFailed(err error) error {
 	return err
 }
 
-// mutated counts n mutations toward the periodic flush. Needs mu.
+// mutated counts n mutations toward the periodic flush: dequeues and
+// others, not enqueues (committed counts those, in pops). Needs mu.cons.
 func (q *Queue) mutated(n int64) {
 	if q.opts.flushOps <= 0 {
 		return
@@ -441,6 +513,9 @@ func (q *Queue) mutated(n int64) {
 func (q *Queue) Dequeue() ([]byte, error) {
 	if q.invalid() {
 		return nil, ErrClosed
+	}
+	if msg, done, err := q.tryDequeueFast(nil, nil, false); done {
+		return msg, err
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -539,6 +614,88 @@ func (q *Queue) dequeue(st *consumerState, dst []byte, appendTo bool) (out []byt
 	q.moveConsumer(st, next, st.seq+1)
 	q.mutated(1)
 	return msg, nil
+}
+
+// tryDequeueFast runs dequeueFast holding only mu.cons, for st or, when
+// st is nil, the default consumer. When it reports false the caller
+// takes the whole lock and calls dequeue.
+func (q *Queue) tryDequeueFast(st *consumerState, dst []byte, appendTo bool) ([]byte, bool, error) {
+	q.mu.cons.Lock()
+	defer q.mu.cons.Unlock()
+	if st == nil {
+		st = q.defaultSt
+	}
+	return q.dequeueFast(st, dst, appendTo)
+}
+
+// dequeueFast is dequeue for the common case, while an enqueueFast may
+// run: an intact record of st below the published tail, lying in an
+// arena already mapped, with nothing to report first (no peeked record,
+// drop or loss). It reports false, having changed nothing, when any of
+// that does not hold: dequeue, under the whole lock, then reads the same
+// record, or reports the damage. ErrEmptyQueue is reported here. Needs
+// mu.cons.
+func (q *Queue) dequeueFast(st *consumerState, dst []byte, appendTo bool) (out []byte, done bool, err error) {
+	if st == nil || st.deleted || st.peekedValid || st.drop.pending || st.lost ||
+		q.closed || q.failed != nil || q.opts.plant != 0 {
+		return dst, false, nil
+	}
+	tail := q.pubTail.Load()
+	if st.off >= tail {
+		return dst, true, ErrEmptyQueue
+	}
+	if tail-st.off < recordHeaderSize {
+		return dst, false, nil
+	}
+	wasHead := st.off == q.head
+	defer q.endConsGuard(&done, &err, debug.SetPanicOnFault(true))
+	rest := q.am.mappedView(st.off)
+	if len(rest) < recordHeaderSize {
+		return dst, false, nil
+	}
+	rh := decodeRecordHeader(rest)
+	size := rh.size()
+	next := st.off + size
+	// A record ending at openTail may be followed by one whose sequence
+	// number is not rh.seq+1: moveConsumer, under the whole lock, knows.
+	if rh.seq != st.seq || uint64(rh.length) > tail-st.off-recordHeaderSize ||
+		uint64(len(rest)) < size || next == q.openTail {
+		return dst, false, nil
+	}
+	// The new head, as moveConsumer and advanceHead compute it: the
+	// lowest consumer position. Where it is the tail, their tailSeq is
+	// st.seq+1 here: next is not openTail, so the record ending there
+	// was written by this process, which numbered the next one after it.
+	head, headSeq := next, st.seq+1
+	if wasHead {
+		for _, c := range q.consumers {
+			if c != st && c.off < head {
+				head, headSeq = c.off, c.seq
+			}
+		}
+	}
+	rec := rest[:size]
+	if crc32Of(rec[recordLenOff:]) != rh.crc {
+		return dst, false, nil
+	}
+	if appendTo {
+		out = append(dst, rec[recordHeaderSize:]...)
+	} else {
+		out = make([]byte, rh.length)
+		copy(out, rec[recordHeaderSize:])
+	}
+	q.am.readPast(st.off, size)
+	// What moveConsumer does for this case.
+	st.off, st.seq = next, st.seq+1
+	st.peeked = nil
+	st.drop.clear()
+	q.idx.setConsumerPosition(st.slot, st.off, st.seq)
+	if wasHead {
+		q.head, q.headSeq = head, headSeq
+	}
+	q.changed = true
+	q.mutated(1)
+	return out, true, nil
 }
 
 // peek reads the next record of st without consuming it, and keeps it for
@@ -869,8 +1026,8 @@ func (q *Queue) flush(explicit bool) error {
 		q.mu.Unlock()
 		return err
 	}
-	q.ops = 0
-	if !q.changed && !q.am.dirDirty {
+	q.ops, q.pops = 0, 0
+	if !q.changed && !q.pchanged && !q.am.dirDirty {
 		// Nothing to make durable: an idle queue costs no disk writes,
 		// and its spare arenas give their disk space back. It still must
 		// not report success for an index that is gone.
@@ -891,7 +1048,7 @@ func (q *Queue) flush(explicit bool) error {
 		q.mu.Unlock()
 		return err
 	}
-	q.changed = false
+	q.changed, q.pchanged = false, false
 	limit := q.reclaimLimit()
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 	pins := q.am.pinDirty(target.offset)
@@ -1050,7 +1207,7 @@ func (q *Queue) closeFiles() []error {
 	if q.failed != nil {
 		errs = append(errs, q.failed, q.am.close(false))
 	} else {
-		changed := q.changed || q.am.dirDirty || q.am.anyDirty()
+		changed := q.changed || q.pchanged || q.am.dirDirty || q.am.anyDirty()
 		err := q.am.close(true)
 		if err == nil && q.am.dirDirty {
 			err = q.am.syncDir()
@@ -1130,11 +1287,7 @@ func (q *Queue) EnqueueBatch(msgs [][]byte) (err error) {
 		}
 		off, seq = end, seq+1
 	}
-	q.tail, q.tailSeq = off, seq
-	q.idx.setTail(off)
-	q.changed = true
-	q.mutated(int64(len(msgs)))
-	q.wakeWaiters()
+	q.committed(off, seq, int64(len(msgs)))
 	return nil
 }
 
@@ -1200,6 +1353,12 @@ func (q *Queue) PeekString() (string, error) {
 func (q *Queue) DequeueAppend(dst []byte) ([]byte, error) {
 	if q.invalid() {
 		return dst, ErrClosed
+	}
+	if out, done, err := q.tryDequeueFast(nil, dst, true); done {
+		if err != nil {
+			return dst, err
+		}
+		return out, nil
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()

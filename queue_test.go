@@ -520,27 +520,47 @@ func TestAllocations(t *testing.T) {
 
 // TestConcurrentProducersConsumers: every message reaches every consumer
 // exactly once, in per-producer order.
+// The readers of a consumer take turns at DequeueString (always under the
+// whole lock), Dequeue and DequeueAppend (dequeueFast when they can), and
+// the producers' Enqueue (enqueueFast) runs beside them.
 func TestConcurrentProducersConsumers(t *testing.T) {
-	t.Run("created", func(t *testing.T) { concurrentProducersConsumers(t) })
+	t.Run("created", func(t *testing.T) { concurrentProducersConsumers(t, []string{"a", "b"}) })
 	// Every next arena prepared in the background (ready.go), racing
 	// the writer, the flusher and the reclaims.
 	t.Run("prepared", func(t *testing.T) {
-		q := concurrentProducersConsumers(t, withReadyMin(0))
+		q := concurrentProducersConsumers(t, []string{"a", "b"}, withReadyMin(0))
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		require.Positive(t, q.am.readyUsed, "no prepared arena was used")
 	})
+	// One consumer: its reads move the head without the whole lock.
+	t.Run("default", func(t *testing.T) { concurrentProducersConsumers(t, []string{""}) })
+	t.Run("one-named", func(t *testing.T) { concurrentProducersConsumers(t, []string{"a"}) })
 }
 
-func concurrentProducersConsumers(t *testing.T, extra ...Option) *Queue {
+// readerAPI is the read calls of one consumer: the queue's for the
+// default consumer, a Consumer's otherwise.
+type readerAPI struct {
+	dequeueString func() (string, error)
+	dequeue       func() ([]byte, error)
+	dequeueAppend func([]byte) ([]byte, error)
+}
+
+// concurrentProducersConsumers runs producers and, for each name (""
+// is the default consumer), readers of that consumer, and checks that
+// every consumer gets every message once, in per-producer order.
+func concurrentProducersConsumers(t *testing.T, names []string, extra ...Option) *Queue {
 	const producers, perProducer, readersPerConsumer = 4, 2000, 3
 	q, _ := openTestQueue(t, append([]Option{SetArenaSize(4096), SetMaxInMemArenas(4), SetPeriodicFlushOps(500)}, extra...)...)
-	names := []string{"a", "b"}
-	var consumers []*Consumer
+	var consumers []readerAPI
 	for _, n := range names {
+		if n == "" {
+			consumers = append(consumers, readerAPI{q.DequeueString, q.Dequeue, q.DequeueAppend})
+			continue
+		}
 		c, err := q.NewConsumer(n)
 		require.NoError(t, err)
-		consumers = append(consumers, c)
+		consumers = append(consumers, readerAPI{c.DequeueString, c.Dequeue, c.DequeueAppend})
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -572,6 +592,19 @@ func concurrentProducersConsumers(t *testing.T, extra ...Option) *Queue {
 			readers.Add(1)
 			go func() {
 				defer readers.Done()
+				var buf []byte
+				read := func() (string, error) {
+					switch r {
+					case 0:
+						return c.dequeueString()
+					case 1:
+						b, err := c.dequeue()
+						return string(b), err
+					}
+					var err error
+					buf, err = c.dequeueAppend(buf[:0])
+					return string(buf), err
+				}
 				for {
 					s.mu.Lock()
 					done := s.n == total
@@ -582,7 +615,7 @@ func concurrentProducersConsumers(t *testing.T, extra ...Option) *Queue {
 					// Hold s.mu across the dequeue so that the order
 					// check sees messages in the order they left the queue.
 					s.mu.Lock()
-					msg, err := c.DequeueString()
+					msg, err := read()
 					if errors.Is(err, ErrEmptyQueue) {
 						s.mu.Unlock()
 						continue
@@ -651,5 +684,93 @@ func TestEncodeRecordMatchesHeader(t *testing.T) {
 		require.Equal(t, seq, h.seq)
 		require.Equal(t, uint32(n), h.length)
 		require.Equal(t, h.crc, crc32.Update(recordHeaderSum(got), castagnoli, got[recordHeaderSize:]))
+	}
+}
+
+// TestFastPathsHoldHalfTheLock checks that the common Enqueue and Dequeue
+// hold only their half of the queue's lock (lock.go): each completes while
+// the test holds the other half, as an enqueue or dequeue in progress on
+// another goroutine would. A fast path that took the whole lock would
+// wait for the test's half forever; the deadline turns that into a
+// failure.
+func TestFastPathsHoldHalfTheLock(t *testing.T) {
+	q, _ := openTestQueue(t, SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
+	// No background goroutine may take the whole lock meanwhile: it would
+	// hold mu.prod while it waits for the test's mu.cons. The flusher has
+	// nothing to do (no periodic flush); the prefaulter is turned off
+	// before it is ever asked.
+	q.mu.Lock()
+	q.am.prefaultOff = true
+	q.mu.Unlock()
+	for _, m := range []string{"a", "b", "c", "d"} {
+		require.NoError(t, q.EnqueueString(m))
+	}
+	first, err := q.DequeueString() // makes the default consumer
+	require.NoError(t, err)
+	require.Equal(t, "a", first)
+	c, err := q.NewConsumer("named") // at "a": the head
+	require.NoError(t, err)
+
+	// Holding the producer's half: reads go on, the head's too.
+	var got []string
+	q.mu.prod.Lock()
+	unlock := sync.OnceFunc(q.mu.prod.Unlock) // also when the deadline fails the test
+	defer unlock()
+	withinDeadline(t, "reads while an enqueue holds its half", func() error {
+		for _, read := range []func() ([]byte, error){
+			q.Dequeue,
+			func() ([]byte, error) { return q.DequeueAppend(nil) },
+			c.Dequeue,
+			func() ([]byte, error) { return c.DequeueAppend([]byte("x")) },
+			q.Dequeue,
+		} {
+			msg, err := read()
+			if err != nil {
+				return err
+			}
+			got = append(got, string(msg))
+		}
+		if _, err := q.Dequeue(); !errors.Is(err, ErrEmptyQueue) {
+			return fmt.Errorf("Dequeue of an empty queue: %v, want ErrEmptyQueue", err)
+		}
+		if buf, err := q.DequeueAppend([]byte("kept")); !errors.Is(err, ErrEmptyQueue) || string(buf) != "kept" {
+			return fmt.Errorf("DequeueAppend of an empty queue: %q, %v; want dst unchanged, ErrEmptyQueue", buf, err)
+		}
+		return nil
+	})
+	unlock()
+	require.Equal(t, []string{"b", "c", "a", "xb", "d"}, got)
+
+	// Holding the consumers' half: writes go on.
+	q.mu.cons.Lock()
+	unlock = sync.OnceFunc(q.mu.cons.Unlock)
+	defer unlock()
+	withinDeadline(t, "writes while a dequeue holds its half", func() error {
+		return errors.Join(q.EnqueueString("e"), q.Enqueue([]byte("f")))
+	})
+	unlock()
+	for _, want := range []string{"e", "f"} {
+		msg, err := q.DequeueString()
+		require.NoError(t, err)
+		require.Equal(t, want, msg)
+	}
+	require.Equal(t, int64(4), c.Len(), "c, d, e, f")
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	require.Equal(t, c.st.off, q.head, "the named consumer is the head")
+}
+
+// withinDeadline runs f on another goroutine and fails the test with its
+// error, or when it has not returned within a minute: a deadlock guard,
+// not a wait for anything f does.
+func withinDeadline(t *testing.T, what string, f func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, what)
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: still blocked after a minute", what)
 	}
 }

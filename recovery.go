@@ -309,6 +309,8 @@ func (q *Queue) reportMissing(r *recovered, list []consumerSlot) {
 // exclusive access.
 func (q *Queue) install(r *recovered, list []consumerSlot) {
 	q.tail, q.tailSeq = r.tail, r.tailSeq
+	q.pubTail.Store(r.tail)
+	q.openTail = r.tail
 	q.oldest, q.oldestSeq = r.oldest, r.oldestSeq
 	q.consumers, q.damaged, q.ckpt = r.consumers, r.damaged, r.ckpt
 	q.changed = len(r.damaged) > 0
