@@ -145,10 +145,17 @@
 //
 // # Concurrency
 //
-// Queue and Consumer are safe for concurrent use by many goroutines. One
-// mutex serializes operations; the background flusher holds it only to
-// collect what to sync, never while msync runs. Goroutines sharing one
-// Consumer share its position: each message goes to one of them.
+// Queue and Consumer are safe for concurrent use by many goroutines. The
+// queue's lock has two halves: an Enqueue whose message fits the arena
+// being written holds only the producers' half, and a Dequeue or
+// DequeueAppend (of the queue or of a Consumer; DequeueWait when a
+// message is there) of an intact message in a mapped arena holds only
+// the consumers' half, so one producer and one consumer run at the same
+// time. Every other operation, and those two when they need more (a new
+// arena, a message crossing arenas, damage to report), holds both, as one
+// mutex would. The background flusher holds the lock only to collect
+// what to sync, never while msync runs. Goroutines sharing one Consumer
+// share its position: each message goes to one of them.
 // NewQueue locks the directory with flock: a second NewQueue on it, from
 // this process or another, fails at once with ErrLocked until Close.
 //

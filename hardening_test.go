@@ -414,14 +414,12 @@ func TestTruncatedUnderLiveQueue(t *testing.T) {
 			return nil
 		}},
 		{"index write", indexFileName, func(q *Queue) error { _, err := q.NewConsumer("late"); return err }},
-		{"arena read into a buffer", arenaName(0), func(q *Queue) error {
-			dst := []byte("kept")
-			got, err := q.DequeueAppend(dst)
-			if string(got) != "kept" {
-				return fmt.Errorf("DequeueAppend returned %q, not dst unchanged (error %v)", got, err)
-			}
-			return err
-		}},
+		{"arena read into a buffer", arenaName(0), dequeueAppendKept},
+		// The same after a first read: the default consumer exists and
+		// arena 0 is mapped, so the read is dequeueFast's, which holds
+		// only the consumers' half of the lock when it faults.
+		{"fast arena read", arenaName(0), func(q *Queue) error { _, err := q.Dequeue(); return err }},
+		{"fast arena read into a buffer", arenaName(0), dequeueAppendKept},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -430,6 +428,14 @@ func TestTruncatedUnderLiveQueue(t *testing.T) {
 			_, err = q.NewConsumer("reader")
 			require.NoError(t, err)
 			enqueueN(t, q, "A", 0, 15) // arenas 0 and 1
+			if strings.HasPrefix(c.name, "fast ") {
+				_, err := q.Dequeue()
+				require.NoError(t, err)
+				q.mu.Lock()
+				require.NotNil(t, q.defaultSt, "the default consumer")
+				require.NotNil(t, q.am.mapped[0], "arena 0 mapped")
+				q.mu.Unlock()
+			}
 			require.NoError(t, os.Truncate(filepath.Join(dir, c.file), 0))
 			err = c.op(q)
 			require.ErrorIs(t, err, ErrFault)
@@ -446,6 +452,16 @@ func TestTruncatedUnderLiveQueue(t *testing.T) {
 			require.NoError(t, q.EnqueueString("after"))
 		})
 	}
+}
+
+// dequeueAppendKept is DequeueAppend into a buffer that must come back
+// unchanged with the error.
+func dequeueAppendKept(q *Queue) error {
+	got, err := q.DequeueAppend([]byte("kept"))
+	if string(got) != "kept" {
+		return fmt.Errorf("DequeueAppend returned %q, not dst unchanged (error %v)", got, err)
+	}
+	return err
 }
 
 // Slots freed by DeleteConsumer are reused, lowest first, and the free

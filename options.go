@@ -109,8 +109,11 @@ func SetMaxInMemArenas(n int) Option {
 }
 
 // SetPeriodicFlushOps makes the background flusher run after n mutations
-// (enqueued or dequeued messages) since the last flush (default 1,000,000).
-// n <= 0 disables the count trigger.
+// since the last flush (default 1,000,000): n enqueued messages, or n
+// dequeued messages and other changes. Enqueues and dequeues are counted
+// apart, so that a producer and a consumer need not share a counter: with
+// both at work a flush comes after at most 2n-1 of them. n <= 0 disables
+// the count trigger.
 func SetPeriodicFlushOps(n int64) Option {
 	return func(o *options) error {
 		o.flushOps = n

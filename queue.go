@@ -1387,6 +1387,15 @@ func (q *Queue) DequeueWait(ctx context.Context) ([]byte, error) {
 // dequeueWait implements DequeueWait for c, or for the default consumer
 // when c is nil.
 func (q *Queue) dequeueWait(ctx context.Context, c *consumerState) ([]byte, error) {
+	if ctx != nil && ctx.Err() == nil {
+		// A message there already is read without the whole lock; an
+		// empty queue, or anything dequeueFast leaves alone, goes on
+		// to waitRead, which looks again under the whole lock before it
+		// sleeps.
+		if msg, done, err := q.tryDequeueFast(c, nil, false); done && err == nil {
+			return msg, nil
+		}
+	}
 	return q.waitRead(ctx, c, func(st *consumerState) ([]byte, error) { return q.dequeue(st, nil, false) })
 }
 
