@@ -667,7 +667,7 @@ func (q *Queue) dequeueFast(st *consumerState, dst []byte, appendTo bool) (out [
 	// st.seq+1 here: next is not openTail, so the record ending there
 	// was written by this process, which numbered the next one after it.
 	head, headSeq := next, st.seq+1
-	if wasHead {
+	if wasHead && len(q.consumers) > 1 { // one consumer is the head: no need to look
 		for _, c := range q.consumers {
 			if c != st && c.off < head {
 				head, headSeq = c.off, c.seq
