@@ -15,6 +15,7 @@ test-short:
 # and record its summary lines in docs/RELIABILITY.md.
 test-long:
 	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCrashLoop$$' -v .
+	BIGQUEUE_LONG=1 go test -timeout 1h -run '^TestConcurrentKill$$' -v .
 	BIGQUEUE_LONG=1 go test -timeout 0 -run '^TestPowerLoss$$' -v .
 	BIGQUEUE_LONG=1 go test -timeout 3h -run '^TestCorruption' -v .
 	BIGQUEUE_LONG=1 go test -timeout 1h -run '^TestDiskFull$$' -v .
