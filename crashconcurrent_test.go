@@ -192,11 +192,12 @@ func concurrentKillRun(t *testing.T, dir string, run int, delay time.Duration) *
 	br := bufio.NewReader(reports)
 	line, err := br.ReadString('\n')
 	if err != nil || line != "ready\n" {
-		_ = cmd.Wait()
-		t.Fatalf("run %d: the child did not start (%q, %v): %s", run, line, err, out.String())
+		werr := cmd.Wait()
+		t.Fatalf("run %d: the child did not start (%q, %v; exit: %v): %s", run, line, err, werr, out.String())
 	}
 	// The delay picks the moment of the kill; nothing waits on it.
-	killer := time.AfterFunc(delay, func() { _ = cmd.Process.Kill() })
+	killErr := make(chan error, 1)
+	killer := time.AfterFunc(delay, func() { killErr <- cmd.Process.Kill() })
 	defer killer.Stop()
 	for {
 		line, err := br.ReadString('\n')
@@ -219,6 +220,9 @@ func concurrentKillRun(t *testing.T, dir string, run int, delay time.Duration) *
 		}
 	}
 	err = cmd.Wait()
+	if kerr := <-killErr; kerr != nil {
+		t.Fatalf("run %d: kill the child: %v: %s", run, kerr, out.String())
+	}
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "run %d: the child was to be killed: %s", run, out.String())
 	require.False(t, exit.Exited(), "run %d: the child exited (status %d) instead of being killed: %s", run, exit.ExitCode(), out.String())
