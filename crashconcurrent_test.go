@@ -220,7 +220,7 @@ func concurrentKillRun(t *testing.T, dir string, run int, delay time.Duration) *
 		}
 	}
 	err = cmd.Wait()
-	if kerr := <-killErr; kerr != nil {
+	if kerr := <-killErr; kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
 		t.Fatalf("run %d: kill the child: %v: %s", run, kerr, out.String())
 	}
 	var exit *exec.ExitError
