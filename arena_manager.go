@@ -93,6 +93,9 @@ type arenaManager struct {
 	// noChecksum is a planted mistake (options.go): recovery takes
 	// records without verifying their checksums. False outside tests.
 	noChecksum bool
+	// forgetEvicted is a planted mistake (options.go): an arena evicted
+	// dirty is neither synced nor left to the next flush.
+	forgetEvicted bool
 
 	mapped map[uint64]*arena // the mapped arenas; len <= maxMapped when > 0
 	// writing is the arena whose file is open for reserving blocks; at
@@ -117,7 +120,13 @@ type arenaManager struct {
 	// (recoverTail): no arena left below the tail then no longer means
 	// that every consumer had read what was there.
 	tailSetAside bool
-	syncErr      error // first failed msync of an eviction; the queue fails closed on it
+	syncErr      error // first failed sync of an eviction or a spare's rename; the queue fails closed on it
+	// unsynced holds the arenas unmapped with pages written since their
+	// last sync (evict): their pages are in the page cache only. The next
+	// flush fsyncs the files of those it still needs and forgets the ones
+	// it reclaims unsynced (Queue.flush); Close fsyncs them all. At most
+	// maxUnsynced; past that, evict msyncs before unmapping.
+	unsynced map[uint64]bool
 	// prefaultReq (capacity 1) asks the prefaulter (prefault.go) for
 	// pages ahead of the tail; prefaultOff is set when populating failed
 	// once, and the writer then takes its own faults.
@@ -160,6 +169,7 @@ func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64
 		maxMapped: maxMapped,
 		mapped:    make(map[uint64]*arena),
 		present:   make(map[uint64]bool),
+		unsynced:  make(map[uint64]bool),
 
 		prefaultReq: make(chan struct{}, 1),
 		readyMin:    readyMinArena,
@@ -512,18 +522,43 @@ func (m *arenaManager) makeRoom() error {
 			m.pinCond.Wait()
 		}
 		m.pinMu.Unlock()
-		if err := m.evict(victim, true); err != nil {
+		if err := m.evict(victim, evictDefer); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// evict unmaps a, which must not be pinned. With keep it first msyncs a
-// dirty arena, so that a later Flush, which can no longer reach the
-// mapping, does not report data durable that is not.
-func (m *arenaManager) evict(a *arena, keep bool) error {
-	if keep && a.dirty {
+// maxUnsynced bounds arenaManager.unsynced: how many arenas evict leaves
+// to the next flush to sync. A queue without periodic flushes that evicts
+// more arenas than this before a Flush syncs the rest as it unmaps them.
+const maxUnsynced = 16
+
+// evictMode says what evict does with the written pages of a dirty arena.
+type evictMode uint8
+
+const (
+	evictDrop  evictMode = iota // nothing: the arena is going, or its data need not be durable
+	evictSync                   // msync them before unmapping
+	evictDefer                  // leave them to the next flush (unsynced), or msync them when maxUnsynced arenas wait already
+)
+
+// evict unmaps a, which must not be pinned. A dirty arena's pages stay in
+// the page cache; unless mode is evictDrop they must reach the disk
+// before a Flush, which can no longer reach the mapping, reports them
+// durable. Leaving them to the flush (evictDefer) lets it skip the arenas
+// it reclaims (Queue.flush): in a steady state of small arenas, most
+// arenas evicted were read to the end before the next flush, and their
+// pages then never reach the disk.
+func (m *arenaManager) evict(a *arena, mode evictMode) error {
+	if mode == evictDefer && a.dirty && m.forgetEvicted {
+		a.dirty = false // deliberately wrong: see plant in options.go
+	}
+	if mode == evictDefer && a.dirty && (len(m.unsynced) < maxUnsynced || m.unsynced[a.id]) {
+		m.unsynced[a.id] = true
+		a.dirty = false
+	}
+	if mode != evictDrop && a.dirty {
 		if err := m.fs.syncMapping(m.dir, arenaName(a.id), a.data); err != nil {
 			err = fmt.Errorf("msync arena %d before unmapping: %w", a.id, err)
 			if m.syncErr == nil {
@@ -756,6 +791,7 @@ func (m *arenaManager) setAside(id uint64) error {
 		return err // the file is still there under the arena's name
 	}
 	delete(m.present, id)
+	delete(m.unsynced, id)
 	return nil
 }
 
@@ -800,11 +836,12 @@ func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 				m.pinCond.Wait()
 			}
 			m.pinMu.Unlock()
-			if err := m.evict(a, false); err != nil {
+			if err := m.evict(a, evictDrop); err != nil {
 				return jobs, fmt.Errorf("reclaim: %w", err)
 			}
 		}
 		delete(m.present, m.first)
+		delete(m.unsynced, m.first)
 		job := reclaimJob{id: m.first, name: arenaName(m.first)}
 		if spares < m.spareLimit() {
 			m.spareSeq++
@@ -890,12 +927,14 @@ func (m *arenaManager) dropSpares(keepReady bool) error {
 // syncing the pages ahead of the writer, which the prefaulter has made
 // writable (prefault.go), would make the writer fault on each of them
 // again. Bytes past tail are never part of what a flush promises.
-func (m *arenaManager) pinDirty(tail uint64) []pinnedArena {
+//
+// Arenas below below stay dirty: the flush reclaims them (Queue.flush).
+func (m *arenaManager) pinDirty(tail, below uint64) []pinnedArena {
 	var list []pinnedArena
 	m.pinMu.Lock()
 	defer m.pinMu.Unlock()
 	for _, a := range m.mapped {
-		if a.dirty {
+		if a.dirty && a.id >= below {
 			a.dirty = false
 			a.pins++
 			data := a.data
@@ -923,19 +962,99 @@ func (m *arenaManager) unpin(list []pinnedArena) {
 	m.pinCond.Broadcast()
 }
 
-// close msyncs (when sync is set) and unmaps every arena.
+// unsyncedFile is the open file of an arena evicted dirty, for a flush
+// to fsync.
+type unsyncedFile struct {
+	id uint64
+	f  *os.File
+}
+
+// takeUnsynced opens the files of the arenas evicted dirty (unsynced)
+// from arena below on and forgets them; the caller fsyncs them, without
+// mu, with syncUnsynced. The ones below below stay: the flush reclaims
+// them without syncing. A file that is gone cannot be synced any more:
+// its records are lost, the read that reaches them reports it, and it is
+// kept as an error of housekeeping wrapping ErrCorrupt. Any other failure
+// to open one is returned, with nothing taken. Needs mu.
+func (m *arenaManager) takeUnsynced(below uint64) ([]unsyncedFile, error) {
+	var list []unsyncedFile
+	for id := range m.unsynced {
+		if id < below {
+			continue
+		}
+		if !m.present[id] {
+			delete(m.unsynced, id)
+			continue
+		}
+		f, err := m.fs.open(m.dir, arenaName(id))
+		if errors.Is(err, os.ErrNotExist) {
+			delete(m.unsynced, id)
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("sync arena %d: %w: %w", id, err, ErrCorrupt))
+			continue
+		}
+		if err != nil {
+			err = fmt.Errorf("open arena %d to sync it: %w", id, err)
+			return nil, errors.Join(err, closeUnsynced(list))
+		}
+		list = append(list, unsyncedFile{id: id, f: f})
+	}
+	for _, u := range list {
+		delete(m.unsynced, u.id)
+	}
+	return list, nil
+}
+
+// syncUnsynced fsyncs and closes the files takeUnsynced opened. It needs
+// no lock. The first failure is returned.
+func (m *arenaManager) syncUnsynced(list []unsyncedFile) error {
+	var err error
+	for _, u := range list {
+		if e := m.fs.syncFile(u.f); e != nil && err == nil {
+			err = fmt.Errorf("fsync arena %d: %w", u.id, e)
+		}
+	}
+	if e := closeUnsynced(list); err == nil {
+		err = e
+	}
+	return err
+}
+
+// closeUnsynced closes the files of list.
+func closeUnsynced(list []unsyncedFile) error {
+	var errs []error
+	for _, u := range list {
+		errs = append(errs, u.f.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// close msyncs (when sync is set) and unmaps every arena; with sync it
+// also fsyncs the arenas evicted dirty.
 func (m *arenaManager) close(sync bool) error {
 	var errs []error
+	if sync && len(m.unsynced) > 0 {
+		list, err := m.takeUnsynced(0)
+		if err == nil {
+			err = m.syncUnsynced(list)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if m.ready != nil {
 		// It holds no data: a failure to release it is housekeeping,
 		// and must not stop Close from syncing what does.
 		m.choreErr = errors.Join(m.choreErr, m.ready.release())
 	}
 	for _, a := range m.mapped {
-		if err := m.evict(a, sync); err != nil {
+		mode := evictDrop
+		if sync {
+			mode = evictSync
+		}
+		if err := m.evict(a, mode); err != nil {
 			errs = append(errs, err)
 			if a.data != nil {
-				errs = append(errs, m.evict(a, false))
+				errs = append(errs, m.evict(a, evictDrop))
 			}
 		}
 	}
@@ -965,11 +1084,12 @@ func (m *arenaManager) checksum(off, n uint64, crc uint32) (uint32, error) {
 // future record gets, so none can pass for a new one after a power loss.
 func (m *arenaManager) drop(id uint64) error {
 	if a := m.mapped[id]; a != nil {
-		if err := m.evict(a, false); err != nil {
+		if err := m.evict(a, evictDrop); err != nil {
 			return err
 		}
 	}
 	m.dirChanged()
+	delete(m.unsynced, id)
 	if !m.present[id] {
 		return nil
 	}
@@ -1077,8 +1197,12 @@ func (m *arenaManager) nextPresent(id uint64) uint64 {
 	return n
 }
 
-// anyDirty reports whether a mapped arena was written since its last sync.
+// anyDirty reports whether an arena was written since its last sync,
+// mapped or evicted (unsynced).
 func (m *arenaManager) anyDirty() bool {
+	if len(m.unsynced) > 0 {
+		return true
+	}
 	for _, a := range m.mapped {
 		if a.dirty {
 			return true

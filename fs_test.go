@@ -75,6 +75,14 @@ func (f *faultFS) failNth(kind fsCall, n int, persistent bool, err error) {
 	f.failKind, f.failAt, f.persistent, f.err = kind, n, persistent, err
 }
 
+// count returns how many calls of kind were made since the last failNth
+// (or since newFaultFS).
+func (f *faultFS) count(kind fsCall) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[kind]
+}
+
 // heal stops injecting failures.
 func (f *faultFS) heal() {
 	f.mu.Lock()

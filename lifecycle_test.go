@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -427,4 +429,128 @@ func TestFullDiskTakesPreparedArenaBack(t *testing.T) {
 	}
 	fs.heal()
 	require.NoError(t, q.Enqueue(msg), "writes go on once there is space")
+}
+
+// TestRecoveryDeletesArenasEveryoneRead: a flush does not sync the arenas
+// it reclaims (Queue.passOldest), so a power loss after its checkpoint
+// but before its watermark can leave them in the directory, below every
+// consumer's durable position, with pages that never reached the disk.
+// Recovery deletes them instead of reading them: no read, new consumer
+// or SeekOldest meets their stale bytes.
+func TestRecoveryDeletesArenasEveryoneRead(t *testing.T) {
+	q, dir := openTestQueue(t, smallOptions()...)
+	reader, err := q.NewConsumer("reader")
+	require.NoError(t, err)
+	msgs := make([][]byte, 3*smallDataSize/1000)
+	for i := range msgs {
+		msgs[i] = message(7, uint64(i), 1000-recordHeaderSize)
+	}
+	enqueueAll(t, q, msgs)
+	require.NoError(t, q.Flush()) // the checkpoint covers every message
+	spans := layoutOf(msgs)
+	read := 0 // the first message starting in arena 2, and one more
+	for spans[read].start < 2*smallDataSize {
+		read++
+	}
+	firstOf2 := read
+	read++
+	for i := 0; i < read; i++ {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+		_, err = reader.Dequeue()
+		require.NoError(t, err)
+	}
+	// What the disk holds after a crash here: the positions past arena 1
+	// (the index is written back at any time), the watermark at 0.
+	img := copyQueueDir(t, dir)
+	require.NoError(t, q.Close())
+	// Arenas 0 and 1 as a power loss may leave them when their pages
+	// were never synced: intact headers, stale records.
+	rewriteRecords(t, img, 0, 2*smallDataSize, func(b byte) byte { return ^b })
+
+	q = openTestQueueIn(t, img, smallOptions()...)
+	requireInvariants(t, q)
+	require.NoFileExists(t, arenaPath(img, 0))
+	require.NoFileExists(t, arenaPath(img, 1))
+	require.FileExists(t, arenaPath(img, 2))
+	late, err := q.NewConsumer("late")
+	require.NoError(t, err)
+	for i := firstOf2; i < len(msgs); i++ {
+		got, err := late.Dequeue()
+		require.NoError(t, err, "message %d", i)
+		require.Equal(t, msgs[i], got, "message %d", i)
+	}
+	for i := read; i < len(msgs); i++ {
+		got, err := q.Dequeue()
+		require.NoError(t, err, "message %d", i)
+		require.Equal(t, msgs[i], got, "message %d", i)
+	}
+	require.NoError(t, q.SeekOldest())
+	got, err := q.Dequeue()
+	require.NoError(t, err)
+	require.Equal(t, msgs[firstOf2], got)
+}
+
+// TestFlushSkipsWhatItReclaims: a flush neither msyncs nor fsyncs the
+// arenas below every consumer, which it reclaims; from its start no Seek
+// and no new consumer reaches them. It syncs every other arena written,
+// mapped or evicted.
+func TestFlushSkipsWhatItReclaims(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	msg := make([]byte, 1000)
+	for i := 0; i < 4*8; i++ { // eight arenas of four messages
+		require.NoError(t, q.Enqueue(msg))
+	}
+	for i := 0; i < 4*5+1; i++ { // arenas 0 to 4, and one of arena 5
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	q.mu.Lock()
+	unsynced := slices.Sorted(maps.Keys(q.am.unsynced))
+	q.mu.Unlock()
+	// Written, evicted, and the reads mapped arenas 0 to 5 again, which
+	// evicted the newest ones too.
+	require.Equal(t, []uint64{0, 1, 2, 3, 4, 5, 6, 7}, unsynced, "the arenas evicted wait for the flush")
+
+	// What the flush does first: the arenas it reclaims are out of reach.
+	q.mu.Lock()
+	below := q.passOldest(q.reclaimLimit())
+	q.mu.Unlock()
+	require.EqualValues(t, 5, below)
+	q.mu.Lock()
+	oldest := publicSeq(q.oldestSeq)
+	q.mu.Unlock()
+	require.EqualValues(t, 4*5+1, oldest, "the first message of arena 5")
+	require.ErrorIs(t, q.Seek(oldest-1), ErrOutOfRange)
+	late, err := q.NewConsumer("late")
+	require.NoError(t, err)
+	require.Equal(t, oldest, late.Position())
+	require.NoError(t, q.DeleteConsumer("late"))
+
+	before := fs.count(callSyncFile)
+	require.NoError(t, q.Flush())
+	require.Equal(t, 3, fs.count(callSyncFile)-before, "the flush syncs arenas 5 to 7, not the ones it reclaims")
+	require.EqualValues(t, 5, q.Stats().ArenasReclaimed)
+	for id := uint64(0); id < 5; id++ {
+		require.NoFileExists(t, arenaPath(dir, id))
+	}
+	q.mu.Lock()
+	require.Empty(t, q.am.unsynced)
+	q.mu.Unlock()
+	requireInvariants(t, q)
+
+	// The next arenas written and evicted unread are synced.
+	for i := 0; i < 4*4; i++ {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	q.mu.Lock()
+	unsynced = slices.Sorted(maps.Keys(q.am.unsynced))
+	q.mu.Unlock()
+	require.NotEmpty(t, unsynced)
+	before = fs.count(callSyncFile)
+	require.NoError(t, q.Flush())
+	require.Equal(t, len(unsynced), fs.count(callSyncFile)-before)
+	requireInvariants(t, q)
 }

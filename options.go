@@ -41,7 +41,7 @@ type options struct {
 // plant selects deliberately broken variants of the queue. Only tests set
 // it (through an option defined in a test file), to show that the
 // power-loss simulator catches each kind of mistake; it is zero in every
-// queue a user opens. The fourth planted mistake, a missing directory
+// queue a user opens. The fifth planted mistake, a missing directory
 // fsync, needs no switch here: the tests wrap the fileSystem.
 type plant uint8
 
@@ -49,6 +49,8 @@ const (
 	plantIndexBeforeData plant = 1 << iota // Flush msyncs the index before the arenas
 	plantNoChecksum                        // reads and recovery do not verify checksums
 	plantEarlyReclaim                      // a read that passes an arena reclaims it before a flush made the consumer positions durable
+	plantForgetEvicted                     // an arena evicted dirty is neither msynced nor left to the next flush to sync
+	plantSkipUnread                        // a flush that reclaims arenas syncs only the tail's, not those holding unread records
 )
 
 func defaultOptions() options {
@@ -89,7 +91,10 @@ func SetArenaSize(bytes int) Option {
 // SetMaxInMemArenas bounds how many arenas are memory-mapped at once
 // (default 3). 0 means no limit; for 1, 2 and negative values NewQueue
 // returns ErrTooFewInMemArenas, bare. The least recently used arena is
-// unmapped first, after its dirty pages were synced. With arenas of 1 MiB
+// unmapped first; its written pages stay in the page cache, and the next
+// flush syncs them through the file, unless every consumer has read them
+// by then (see Disk space in the package doc). With 16 arenas waiting so,
+// an eviction msyncs the arena before unmapping it. With arenas of 1 MiB
 // and more, one more mapping may exist: the next arena, prepared ahead of
 // the writer.
 //

@@ -1640,10 +1640,19 @@ func TestPowerLossBroken(t *testing.T) {
 		{name: "no-dir-sync", noDirSync: true},
 		{name: "no-checksum", plant: plantNoChecksum},
 		{name: "early-reclaim", plant: plantEarlyReclaim},
+		{name: "forget-evicted", plant: plantForgetEvicted},
+		{name: "skip-unread", plant: plantSkipUnread},
 	} {
 		t.Run(variant.name, func(t *testing.T) {
 			cfg := cfg
 			cfg.variant = variant
+			if variant.plant == plantSkipUnread {
+				// Its images are rare: an arena holding flushed,
+				// unread records, evicted unsynced, then a flush that
+				// reclaims. Long workloads make them.
+				cfg.longWorkloads *= 4
+				cfg.longImages *= 2
+			}
 			start := time.Now()
 			st := simulatePowerLoss(t, seed, cfg, tolerated)
 			report(t, "broken=%s: %s", variant.name, st.summary(seed, time.Since(start)))

@@ -50,6 +50,7 @@ type Queue struct {
 	idx          *index        // the index mapping
 	oldest       uint64        // first record still stored (named by the oldest arena's header): where a new consumer starts; oldest <= head
 	oldestSeq    uint64        // sequence number of the record at oldest
+	passed       bool          // oldest lies past the index's watermark: a flush moved it past the arenas it reclaims (passOldest); the watermark follows (updateOldest)
 	ckpt         checkpoint    // the last checkpoint written to the index
 	consumers    map[string]*consumerState
 	defaultSt    *consumerState // cache of consumers[defaultConsumerKey]; may be deleted or nil
@@ -243,6 +244,7 @@ func (q *Queue) open() error {
 	q.am.readyMin = q.opts.readyMin
 	q.am.now = q.opts.now
 	q.am.noChecksum = q.opts.plant&plantNoChecksum != 0
+	q.am.forgetEvicted = q.opts.plant&plantForgetEvicted != 0
 	return q.recover()
 }
 
@@ -964,17 +966,20 @@ func (q *Queue) reclaimTo(limit uint64, unlock, syncIndex bool) {
 // left after reclaiming, and stores it in the index. Needs mu.
 func (q *Queue) updateOldest() {
 	m := q.am
-	if q.oldest >= m.first*m.dataSize {
-		return
+	if q.oldest < m.first*m.dataSize {
+		off, seq := q.head, q.headSeq
+		b, ok, err := m.oldestBoundary(m.first, q.tail)
+		q.noteChoreErr(err)
+		if ok && b.first <= q.head && b.firstSeq <= q.headSeq {
+			off, seq = b.first, b.firstSeq
+		}
+		q.oldest, q.oldestSeq = off, seq
 	}
-	off, seq := q.head, q.headSeq
-	b, ok, err := m.oldestBoundary(m.first, q.tail)
-	q.noteChoreErr(err)
-	if ok && b.first <= q.head && b.firstSeq <= q.headSeq {
-		off, seq = b.first, b.firstSeq
+	// A flush moved oldest ahead (passOldest): the watermark follows.
+	if q.idx.head() < q.oldest {
+		q.idx.setHead(q.oldest)
 	}
-	q.oldest, q.oldestSeq = off, seq
-	q.idx.setHead(off)
+	q.passed = false
 }
 
 // noteChoreErr keeps err, an error of housekeeping no caller has seen,
@@ -988,9 +993,11 @@ func (q *Queue) noteChoreErr(err error) {
 }
 
 // Flush makes every message enqueued and every consumer position committed
-// before it durable: it msyncs the arenas, then fsyncs the directory when
-// files changed, then records a checkpoint in the index and msyncs it. A
-// power loss after Flush returned nil loses none of that. It holds the
+// before it durable: it msyncs the arenas (fsyncs the files of those
+// evicted from memory), but not those every consumer has read, which it
+// reclaims; then fsyncs the directory when files changed, then records a
+// checkpoint in the index and msyncs it. A power loss after Flush
+// returned nil loses none of that. It holds the
 // queue's lock only to collect what to sync, so producers and consumers go
 // on while it waits for the disk.
 //
@@ -999,9 +1006,12 @@ func (q *Queue) noteChoreErr(err error) {
 // space). A Flush that finds nothing to write removes the spare arenas.
 //
 // Errors: ErrClosed; the error of a failed msync or fsync, after which the
-// queue has failed closed and every later call but Close returns it; and an
-// error of housekeeping (reclaiming arenas, removing spares), the
-// background flusher's included, since the last Flush, returned once.
+// queue has failed closed and every later call but Close returns it; the
+// error of opening an evicted arena's file to sync it, after which the
+// next Flush tries again; and an error of housekeeping (reclaiming
+// arenas, removing spares, an evicted arena's file gone before it could
+// be synced: ErrCorrupt), the background flusher's included, since the
+// last Flush, returned once.
 func (q *Queue) Flush() error {
 	if q.invalid() {
 		return ErrClosed
@@ -1027,7 +1037,7 @@ func (q *Queue) flush(explicit bool) error {
 		return err
 	}
 	q.ops, q.pops = 0, 0
-	if !q.changed && !q.pchanged && !q.am.dirDirty {
+	if !q.changed && !q.pchanged && !q.am.dirDirty && len(q.am.unsynced) == 0 {
 		// Nothing to make durable: an idle queue costs no disk writes,
 		// and its spare arenas give their disk space back. It still must
 		// not report success for an index that is gone.
@@ -1050,13 +1060,27 @@ func (q *Queue) flush(explicit bool) error {
 	}
 	q.changed, q.pchanged = false, false
 	limit := q.reclaimLimit()
+	below := q.passOldest(limit)
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
-	pins := q.am.pinDirty(target.offset)
+	skip := below
+	if q.opts.plant&plantSkipUnread != 0 && skip > q.am.first {
+		skip = max(skip+1, q.tail/q.am.dataSize) // deliberately wrong: see plant in options.go
+	}
+	files, err := q.am.takeUnsynced(skip)
+	if err != nil {
+		// Nothing was synced, and nothing failed that a retry could
+		// hide: the next flush tries again.
+		q.changed = true
+		q.noteChoreErr(err)
+		err = q.choreErrFor(explicit)
+		q.mu.Unlock()
+		return err
+	}
+	pins := q.am.pinDirty(target.offset, skip)
 	dirDirty, dirSeq := q.am.dirDirty, q.am.dirSeq
 	q.am.dirDirty = false
 	q.mu.Unlock()
 
-	var err error
 	if q.opts.plant&plantIndexBeforeData != 0 {
 		// Deliberately wrong: the checkpoint is made durable before the
 		// data it covers; see plant in options.go.
@@ -1072,6 +1096,9 @@ func (q *Queue) flush(explicit bool) error {
 		}
 	}
 	q.am.unpin(pins)
+	if e := q.am.syncUnsynced(files); e != nil && err == nil {
+		err = e
+	}
 	if err == nil && dirDirty {
 		err = q.am.syncDir()
 	}
@@ -1108,11 +1135,48 @@ func (q *Queue) flush(explicit bool) error {
 	q.flushes++
 	q.lastFlushErr = nil
 	q.lastFlushAt = q.opts.now()
-	q.reclaimTo(max(min(limit, q.reclaimLimit()), q.applyRetention(target.offset)), true, true)
+	q.reclaimTo(max(min(limit, q.reclaimLimit()), below, q.applyRetention(target.offset)), true, true)
 	if q.failed != nil {
 		return q.failed // the watermark's msync failed
 	}
 	return q.choreErrFor(explicit)
+}
+
+// passOldest moves oldest past the arenas below limit, which the flush
+// starting now reclaims once it has made the consumer positions of this
+// moment durable, and returns limit; or returns the first arena when
+// there is nothing to reclaim or no boundary to move to. Needs mu.
+//
+// From then on no Seek and no new consumer goes back into those arenas,
+// and every consumer is past them: the flush does not sync them, and
+// after a power loss the durable positions are past them too. Their
+// pages, written but maybe never synced, are not needed by anything
+// recovery keeps: it deletes the arenas below every consumer's durable
+// position (arenaManager.inventory), as this flush would have. In a
+// steady state of small arenas that are read soon after they were
+// written, most arena pages then never reach the disk.
+func (q *Queue) passOldest(limit uint64) uint64 {
+	m := q.am
+	if limit <= m.first {
+		return m.first
+	}
+	if q.oldest >= limit*m.dataSize {
+		return limit
+	}
+	off, seq := q.head, q.headSeq
+	b, ok, err := m.oldestBoundary(limit, q.tail)
+	if err != nil {
+		q.noteChoreErr(err)
+		return m.first
+	}
+	if ok && b.first <= q.head && b.firstSeq <= q.headSeq {
+		off, seq = b.first, b.firstSeq
+	}
+	if off < limit*m.dataSize {
+		return m.first
+	}
+	q.oldest, q.oldestSeq, q.passed = off, seq, true
+	return limit
 }
 
 // choreErrFor returns, once, the errors of housekeeping that no caller has

@@ -75,21 +75,47 @@ func TestFailedPeriodicFlush(t *testing.T) {
 	require.ErrorIs(t, q.Close(), syscall.EIO)
 }
 
-// TestFailedEvictionSync: an arena that cannot be msynced before it is
-// unmapped fails the Enqueue that needed the room, and the queue with it.
+// TestFailedEvictionSync: an arena unmapped unsynced is fsynced by the
+// next Flush, and one unmapped with maxUnsynced others waiting is msynced
+// first. Either failure fails the call that synced, and the queue with it.
 func TestFailedEvictionSync(t *testing.T) {
-	q, _, failSyncs := openSyncFaultQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0))
-	msg := make([]byte, 3000)
-	failSyncs(true)
-	var err error
-	for i := 0; i < 10 && err == nil; i++ {
-		err = q.Enqueue(msg)
+	for _, c := range []struct {
+		name     string
+		call     fsCall
+		msgs     int  // at most; of 3000 bytes, about 3 per 4 arenas
+		enqueues bool // the Enqueue that needed the room fails
+	}{
+		{"by the next flush", callSyncFile, 8, false},
+		{"at eviction", callMsync, 2 * (3 + maxUnsynced), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := newFaultFS()
+			q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+				SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+			msg := make([]byte, 3000)
+			require.NoError(t, q.Enqueue(msg)) // takes the clean mark off, which msyncs
+			fs.failNth(c.call, 1, true, errSyncTest)
+			var err error
+			for i := 1; i < c.msgs && err == nil; i++ {
+				err = q.Enqueue(msg)
+			}
+			q.mu.Lock()
+			waiting, arenas := len(q.am.unsynced), int(q.am.next)
+			q.mu.Unlock()
+			if c.enqueues {
+				require.ErrorIs(t, err, syscall.EIO)
+				require.Equal(t, maxUnsynced, waiting)
+				require.ErrorIs(t, q.Enqueue(msg), syscall.EIO)
+			} else {
+				require.NoError(t, err)
+				require.Positive(t, waiting)
+				require.Equal(t, arenas-3, waiting, "the evicted arenas wait for the flush")
+			}
+			require.ErrorIs(t, q.Flush(), syscall.EIO)
+			require.ErrorIs(t, q.Enqueue(msg), syscall.EIO)
+			require.ErrorIs(t, q.Close(), syscall.EIO)
+		})
 	}
-	require.ErrorIs(t, err, syscall.EIO)
-	require.ErrorIs(t, q.Enqueue(msg), syscall.EIO)
-	require.ErrorIs(t, q.Flush(), syscall.EIO)
-	require.ErrorIs(t, q.Close(), syscall.EIO)
 }
 
 // TestIdleFlushWritesNothing: a flush with nothing new does not sync.
