@@ -532,7 +532,7 @@ func (m *arenaManager) makeRoom() error {
 // maxUnsynced bounds arenaManager.unsynced: how many arenas evict leaves
 // to the next flush to sync. A queue without periodic flushes that evicts
 // more arenas than this before a Flush syncs the rest as it unmaps them.
-const maxUnsynced = 16
+const maxUnsynced = 64
 
 // evictMode says what evict does with the written pages of a dirty arena.
 type evictMode uint8

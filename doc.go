@@ -234,7 +234,7 @@
 //     which the consumers that had not read it are told (ErrDropped). Flush msyncs the arenas, fsyncs the
 //     directory when files changed, then writes a checkpoint into the index
 //     and msyncs it. An arena evicted from memory keeps its written pages
-//     in the page cache, and the next Flush fsyncs its file (with 16
+//     in the page cache, and the next Flush fsyncs its file (with 64
 //     such arenas waiting, eviction msyncs first). A flush does not sync
 //     the arenas it is about to reclaim, which every consumer has read:
 //     they are out of reach of Seek and new consumers from its start, and

@@ -93,7 +93,7 @@ func SetArenaSize(bytes int) Option {
 // returns ErrTooFewInMemArenas, bare. The least recently used arena is
 // unmapped first; its written pages stay in the page cache, and the next
 // flush syncs them through the file, unless every consumer has read them
-// by then (see Disk space in the package doc). With 16 arenas waiting so,
+// by then (see Disk space in the package doc). With 64 arenas waiting so,
 // an eviction msyncs the arena before unmapping it. With arenas of 1 MiB
 // and more, one more mapping may exist: the next arena, prepared ahead of
 // the writer.
