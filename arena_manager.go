@@ -962,6 +962,22 @@ func (m *arenaManager) unpin(list []pinnedArena) {
 	m.pinCond.Broadcast()
 }
 
+// inheritUnsynced marks the present arenas holding the logical bytes
+// [from, to) unsynced: after a crash, records the last process wrote
+// since its last flush may be in the page cache and nowhere else, and
+// the next flush's checkpoint will cover them. Needs mu or exclusive
+// access.
+func (m *arenaManager) inheritUnsynced(from, to uint64) {
+	if from >= to {
+		return
+	}
+	for id := from / m.dataSize; id <= (to-1)/m.dataSize; id++ {
+		if m.present[id] {
+			m.unsynced[id] = true
+		}
+	}
+}
+
 // unsyncedFile is the open file of an arena evicted dirty, for a flush
 // to fsync.
 type unsyncedFile struct {

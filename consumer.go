@@ -77,7 +77,9 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 // included, so that it no longer pins data on disk. Handles to it then
 // return ErrNoConsumer; after deleting the default consumer, the next
 // queue-level read creates it anew at the oldest stored message. When the
-// last consumer is deleted the data stays until a new consumer reads it.
+// last consumer is deleted the data stays until a new consumer reads it
+// (but what every consumer had read when a running flush started goes
+// with that flush).
 // Errors: ErrNoConsumer for an unknown name, ErrClosed.
 func (q *Queue) DeleteConsumer(name string) (err error) {
 	if q.invalid() {

@@ -121,13 +121,15 @@
 //     positions.
 //  4. Released by a flush (explicit, periodic, or Close): once the
 //     flush has made durable the consumer positions of its start, the
-//     arenas wholly below the lowest of them go (from the flush's start
-//     no Seek or new consumer reaches them, and it does not sync them:
-//     in a steady state their pages may never reach the disk), oldest first, renamed or
-//     removed by the flusher while producers and consumers go on. After
-//     a power loss the durable positions therefore always find their
-//     messages. The arena holding the newest record is always kept, and
-//     with no consumer nothing goes: the data waits for the next one.
+//     arenas wholly below the lowest of them go, oldest first, renamed or
+//     removed by the flusher while producers and consumers go on. From
+//     the flush's start no Seek or new consumer reaches them, and it does
+//     not sync them: in a steady state their pages may never reach the
+//     disk. After a power loss the durable positions therefore always
+//     find their messages. The arena holding the newest record is always
+//     kept, and with no consumer nothing goes: the data waits for the
+//     next one (what every consumer had read when a flush started goes
+//     with that flush, even if the last consumer is deleted meanwhile).
 //     Retention (SetMaxBytes, SetMaxAge) removes arenas the same way,
 //     read or not (see Retention).
 //  5. Kept as a spare, at most 64 and at most 64 MiB in all (so none
@@ -235,11 +237,14 @@
 //     directory when files changed, then writes a checkpoint into the index
 //     and msyncs it. An arena evicted from memory keeps its written pages
 //     in the page cache, and the next Flush fsyncs its file (with 64
-//     such arenas waiting, eviction msyncs first). A flush does not sync
-//     the arenas it is about to reclaim, which every consumer has read:
-//     they are out of reach of Seek and new consumers from its start, and
-//     after a power loss recovery deletes, unread, the arenas below every
-//     consumer's durable position (docs/FORMAT.md, Recovery).
+//     such arenas waiting, eviction msyncs first); after a crash, the
+//     first flush fsyncs the arenas written since the last checkpoint. A
+//     flush does not sync the arenas it is about to reclaim, which every
+//     consumer has read: they are out of reach of Seek and new consumers
+//     from its start; it msyncs the index for the consumer positions
+//     past them first, then writes its checkpoint together with the
+//     reclaim watermark past them, so that no durable state names their
+//     unsynced pages (docs/FORMAT.md, Flushing).
 //  3. After any crash the queue opens by itself and holds a prefix of what
 //     was enqueued. Opening verifies the records written since the last
 //     checkpoint (checksum, length, sequence number) and cuts the tail back
@@ -278,11 +283,6 @@
 //     arena file (at most the arena size), which it clears so that no
 //     stale record can pass for a new one. Opening and closing a queue
 //     that is only read syncs nothing.
-//   - After a crash, the messages every consumer had read but no flush
-//     had reclaimed yet are gone: recovery deletes the arena files
-//     wholly below every consumer's position and the checkpoint, since a
-//     flush reclaims them without syncing them. SeekOldest then goes to
-//     the oldest message some consumer has not read.
 //   - Arena files without an index are damage: NewQueue refuses them with
 //     ErrCorrupt and deletes nothing. An index removed or replaced while
 //     the queue is open makes the next Flush or Close fail with ErrCorrupt

@@ -366,21 +366,6 @@ func (in *Inspection) inventory(idxHead uint64) error {
 		r.ids = nil
 		r.first, r.next = floor, floor
 	}
-	// arenaManager.dropRead: the arenas every consumer read, below the
-	// checkpoint, go unread.
-	if read := readBelow(in.slots, len(in.damaged) > 0, in.ckpt.offset, ds); r.first < read {
-		kept := r.ids[:0]
-		for _, id := range r.ids {
-			if id < read {
-				in.info.Leftovers = append(in.info.Leftovers, arenaName(id))
-				delete(r.present, id)
-			} else {
-				kept = append(kept, id)
-			}
-		}
-		r.ids = kept
-		r.first = min(read, r.next)
-	}
 	return nil
 }
 

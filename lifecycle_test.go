@@ -431,66 +431,6 @@ func TestFullDiskTakesPreparedArenaBack(t *testing.T) {
 	require.NoError(t, q.Enqueue(msg), "writes go on once there is space")
 }
 
-// TestRecoveryDeletesArenasEveryoneRead: a flush does not sync the arenas
-// it reclaims (Queue.passOldest), so a power loss after its checkpoint
-// but before its watermark can leave them in the directory, below every
-// consumer's durable position, with pages that never reached the disk.
-// Recovery deletes them instead of reading them: no read, new consumer
-// or SeekOldest meets their stale bytes.
-func TestRecoveryDeletesArenasEveryoneRead(t *testing.T) {
-	q, dir := openTestQueue(t, smallOptions()...)
-	reader, err := q.NewConsumer("reader")
-	require.NoError(t, err)
-	msgs := make([][]byte, 3*smallDataSize/1000)
-	for i := range msgs {
-		msgs[i] = message(7, uint64(i), 1000-recordHeaderSize)
-	}
-	enqueueAll(t, q, msgs)
-	require.NoError(t, q.Flush()) // the checkpoint covers every message
-	spans := layoutOf(msgs)
-	read := 0 // the first message starting in arena 2, and one more
-	for spans[read].start < 2*smallDataSize {
-		read++
-	}
-	firstOf2 := read
-	read++
-	for i := 0; i < read; i++ {
-		_, err := q.Dequeue()
-		require.NoError(t, err)
-		_, err = reader.Dequeue()
-		require.NoError(t, err)
-	}
-	// What the disk holds after a crash here: the positions past arena 1
-	// (the index is written back at any time), the watermark at 0.
-	img := copyQueueDir(t, dir)
-	require.NoError(t, q.Close())
-	// Arenas 0 and 1 as a power loss may leave them when their pages
-	// were never synced: intact headers, stale records.
-	rewriteRecords(t, img, 0, 2*smallDataSize, func(b byte) byte { return ^b })
-
-	q = openTestQueueIn(t, img, smallOptions()...)
-	requireInvariants(t, q)
-	require.NoFileExists(t, arenaPath(img, 0))
-	require.NoFileExists(t, arenaPath(img, 1))
-	require.FileExists(t, arenaPath(img, 2))
-	late, err := q.NewConsumer("late")
-	require.NoError(t, err)
-	for i := firstOf2; i < len(msgs); i++ {
-		got, err := late.Dequeue()
-		require.NoError(t, err, "message %d", i)
-		require.Equal(t, msgs[i], got, "message %d", i)
-	}
-	for i := read; i < len(msgs); i++ {
-		got, err := q.Dequeue()
-		require.NoError(t, err, "message %d", i)
-		require.Equal(t, msgs[i], got, "message %d", i)
-	}
-	require.NoError(t, q.SeekOldest())
-	got, err := q.Dequeue()
-	require.NoError(t, err)
-	require.Equal(t, msgs[firstOf2], got)
-}
-
 // TestFlushSkipsWhatItReclaims: a flush neither msyncs nor fsyncs the
 // arenas below every consumer, which it reclaims; from its start no Seek
 // and no new consumer reaches them. It syncs every other arena written,

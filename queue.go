@@ -976,10 +976,7 @@ func (q *Queue) updateOldest() {
 		q.oldest, q.oldestSeq = off, seq
 	}
 	// A flush moved oldest ahead (passOldest): the watermark follows.
-	if q.idx.head() < q.oldest {
-		q.idx.setHead(q.oldest)
-	}
-	q.passed = false
+	q.storeWatermark()
 }
 
 // noteChoreErr keeps err, an error of housekeeping no caller has seen,
@@ -1061,6 +1058,13 @@ func (q *Queue) flush(explicit bool) error {
 	q.changed, q.pchanged = false, false
 	limit := q.reclaimLimit()
 	below := q.passOldest(limit)
+	// Skipping the arenas below below is sound only once the consumer
+	// positions past them are durable, before the checkpoint covering
+	// them is: the index is msynced first for them (posData), and the
+	// checkpoint's msync carries the watermark past them, in the same
+	// sector, so that no durable state names their stale pages.
+	skipping := below > q.am.first
+	posData := q.idx.data
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
 	skip := below
 	if q.opts.plant&plantSkipUnread != 0 && skip > q.am.first {
@@ -1102,6 +1106,9 @@ func (q *Queue) flush(explicit bool) error {
 	if err == nil && dirDirty {
 		err = q.am.syncDir()
 	}
+	if err == nil && skipping {
+		err = q.idx.syncData(posData)
+	}
 
 	q.mu.Lock()
 	if err != nil {
@@ -1112,7 +1119,12 @@ func (q *Queue) flush(explicit bool) error {
 	if dirDirty {
 		q.am.dirSynced(dirSeq)
 	}
-	if err := q.noFault(func() { q.idx.setCheckpoint(target) }); err != nil {
+	if err := q.noFault(func() {
+		q.idx.setCheckpoint(target)
+		if skipping {
+			q.storeWatermark()
+		}
+	}); err != nil {
 		q.mu.Unlock()
 		return err
 	}
@@ -1148,13 +1160,15 @@ func (q *Queue) flush(explicit bool) error {
 // there is nothing to reclaim or no boundary to move to. Needs mu.
 //
 // From then on no Seek and no new consumer goes back into those arenas,
-// and every consumer is past them: the flush does not sync them, and
-// after a power loss the durable positions are past them too. Their
-// pages, written but maybe never synced, are not needed by anything
-// recovery keeps: it deletes the arenas below every consumer's durable
-// position (arenaManager.inventory), as this flush would have. In a
-// steady state of small arenas that are read soon after they were
-// written, most arena pages then never reach the disk.
+// and every consumer is past them, so the flush does not sync them: it
+// msyncs the index for the consumer positions first, then writes the
+// checkpoint together with the watermark past them (storeWatermark), so
+// that after a power loss either the old checkpoint stands, which did
+// not cover their unsynced records, or recovery deletes them as
+// reclaimed (arenaManager.inventory), whatever of the index's pages and
+// sectors the msyncs left. In a steady state of small arenas
+// read soon after they were written, most arena pages then never reach
+// the disk.
 func (q *Queue) passOldest(limit uint64) uint64 {
 	m := q.am
 	if limit <= m.first {
@@ -1177,6 +1191,16 @@ func (q *Queue) passOldest(limit uint64) uint64 {
 	}
 	q.oldest, q.oldestSeq, q.passed = off, seq, true
 	return limit
+}
+
+// storeWatermark stores oldest as the reclaim watermark, when it is past
+// it: the consumer positions past the arenas below oldest's must be
+// durable already. Needs mu.
+func (q *Queue) storeWatermark() {
+	if q.idx.head() < q.oldest {
+		q.idx.setHead(q.oldest)
+	}
+	q.passed = false
 }
 
 // choreErrFor returns, once, the errors of housekeeping that no caller has

@@ -51,8 +51,7 @@ func (q *Queue) recover() error {
 	limit := max(idxTail, ckpt.offset)
 	list, damaged := q.idx.consumers()
 	clean := q.idx.clean()
-	readFloor := readBelow(list, len(damaged) > 0, ckpt.offset, q.am.dataSize)
-	tail, tailSeq, proven, err := q.am.recoverTail(idxHead, limit, ckpt, list, clean, readFloor)
+	tail, tailSeq, proven, err := q.am.recoverTail(idxHead, limit, ckpt, list, clean)
 	if err != nil {
 		return err
 	}
@@ -64,6 +63,12 @@ func (q *Queue) recover() error {
 	q.install(r, list)
 	q.reportMissing(r, list)
 	q.cleanOnDisk = clean
+	if !clean {
+		// What a crashed process wrote since its last flush may be in
+		// the page cache only, as it left it: the first flush syncs
+		// those arenas before its checkpoint covers them.
+		q.am.inheritUnsynced(min(ckpt.offset, tail), tail)
+	}
 	if tail < ckpt.offset {
 		return q.reportCut(ckpt, list)
 	}
@@ -123,61 +128,20 @@ func (q *Queue) reportCut(ckpt checkpoint, list []consumerSlot) error {
 	return nil
 }
 
-// readBelow returns the arena number below which every arena was read by
-// every consumer of list, and lies wholly below the checkpoint's offset
-// ckptOff: 0 when there is no consumer, or a slot is damaged (its
-// position is unknown). A flush reclaims such arenas without syncing them
-// (Queue.passOldest), so after a power loss their pages may be stale or
-// never written: recovery deletes them (dropRead) instead of reading them.
-func readBelow(list []consumerSlot, damaged bool, ckptOff, ds uint64) uint64 {
-	if len(list) == 0 || damaged {
-		return 0
-	}
-	lo := ckptOff
-	for _, c := range list {
-		lo = min(lo, c.offset)
-	}
-	if lo == 0 {
-		return 0
-	}
-	// The arena holding the byte before lo stays: it is where the
-	// oldest record left may start.
-	return (lo - 1) / ds
-}
-
-// dropRead deletes the arenas below floor (readBelow). Needs mu or
-// exclusive access.
-func (m *arenaManager) dropRead(floor uint64) error {
-	if m.first >= floor {
-		return nil
-	}
-	for id := m.nextPresent(m.first); id < min(floor, m.next); id = m.nextPresent(id + 1) {
-		if err := m.drop(id); err != nil {
-			return err
-		}
-	}
-	m.first = min(floor, m.next)
-	return nil
-}
-
 // recoverTail is the log's own recovery. It lists the directory and drops
 // what reclaiming or an interrupted write left (inventory, cutLostBottom),
-// and the arenas every consumer read before the checkpoint (dropRead),
 // verifies the records from the best proven boundary up to limit and
 // returns the end of the last valid one (the tail) with the next sequence
 // number, and the consumer slots whose stored position is a proven
 // boundary. Arena files past the tail go, and, after a shutdown that was
 // not clean or a cut tail, the tail arena's bytes past the tail are
 // zeroed. Needs exclusive access.
-func (m *arenaManager) recoverTail(idxHead, limit uint64, ckpt checkpoint, list []consumerSlot, clean bool, readFloor uint64) (uint64, uint64, map[int]bool, error) {
+func (m *arenaManager) recoverTail(idxHead, limit uint64, ckpt checkpoint, list []consumerSlot, clean bool) (uint64, uint64, map[int]bool, error) {
 	ds := m.dataSize
 	if err := m.inventory(idxHead, limit, ckpt); err != nil {
 		return 0, 0, nil, err
 	}
 	if err := m.cutLostBottom(idxHead, limit, ckpt); err != nil {
-		return 0, 0, nil, err
-	}
-	if err := m.dropRead(readFloor); err != nil {
 		return 0, 0, nil, err
 	}
 	start, seq, proven, err := m.startPoint(ckpt, limit, list)
