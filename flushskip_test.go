@@ -54,6 +54,18 @@ func (h *hookFS) syncMapping(d *queueDir, name string, b []byte) error {
 	return err
 }
 
+// staleArenas inverts the record bytes of the arenas below arena upto
+// still in the image img, from the logical offset from on: pages a power
+// loss left stale, their headers intact.
+func staleArenas(t *testing.T, img string, from, upto uint64) {
+	t.Helper()
+	for id := from / smallDataSize; id < upto; id++ {
+		if _, err := os.Stat(arenaPath(img, id)); err == nil {
+			rewriteRecords(t, img, max(from, id*smallDataSize), (id+1)*smallDataSize, func(b byte) byte { return ^b })
+		}
+	}
+}
+
 // skipMessages returns n messages of 1000 bytes with their record header:
 // 64 records fill an arena of smallOptions but its header's share.
 func skipMessages(n int) [][]byte {
@@ -179,12 +191,7 @@ func TestFlushSkipPowerLoss(t *testing.T) {
 				}
 				// What flush N+1 did not sync: arenas 0 and 1 past flush
 				// N's checkpoint, where they are still there.
-				for id := uint64(0); id < 2; id++ {
-					if _, err := os.Stat(arenaPath(img, id)); err == nil {
-						from, to := max(spans[flushedN].start, id*smallDataSize), (id+1)*smallDataSize
-						rewriteRecords(t, img, from, to, func(b byte) byte { return ^b })
-					}
-				}
+				staleArenas(t, img, spans[flushedN].start, 2)
 				q := openTestQueueIn(t, img, smallOptions()...)
 				requireInvariants(t, q)
 				rd := []func() ([]byte, error){q.Dequeue}
@@ -238,12 +245,7 @@ func TestFlushSkipArenaBoundary(t *testing.T) {
 	require.GreaterOrEqual(t, len(images), 2)
 	for i, img := range images {
 		what := fmt.Sprintf("image after index msync %d", i+1)
-		// Nothing was flushed before: arenas 0 and 1 hold no synced byte.
-		for id := uint64(0); id < 2; id++ {
-			if _, err := os.Stat(arenaPath(img, id)); err == nil {
-				rewriteRecords(t, img, id*smallDataSize, (id+1)*smallDataSize, func(b byte) byte { return ^b })
-			}
-		}
+		staleArenas(t, img, 0, 2) // nothing was flushed before
 		q := openTestQueueIn(t, img, smallOptions()...)
 		late, err := q.NewConsumer("late")
 		require.NoError(t, err)
@@ -291,11 +293,7 @@ func TestDeleteLastConsumerDuringFlush(t *testing.T) {
 
 	for i, img := range images {
 		what := fmt.Sprintf("image after index msync %d", i+1)
-		for id := uint64(0); id < 2; id++ {
-			if _, err := os.Stat(arenaPath(img, id)); err == nil {
-				rewriteRecords(t, img, id*smallDataSize, (id+1)*smallDataSize, func(b byte) byte { return ^b })
-			}
-		}
+		staleArenas(t, img, 0, 2)
 		q := openTestQueueIn(t, img, smallOptions()...)
 		drainChecked(t, what+", the default consumer", q.Dequeue, msgs)
 		require.NoError(t, q.Close())
