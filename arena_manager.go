@@ -124,8 +124,10 @@ type arenaManager struct {
 	// unsynced holds the arenas unmapped with pages written since their
 	// last sync (evict): their pages are in the page cache only. The next
 	// flush fsyncs the files of those it still needs and forgets the ones
-	// it reclaims unsynced (Queue.flush); Close fsyncs them all. At most
-	// maxUnsynced; past that, evict msyncs before unmapping.
+	// it reclaims unsynced (Queue.flush); Close fsyncs them all. Eviction
+	// leaves at most maxUnsynced there (past that it msyncs before
+	// unmapping); after a crash recovery puts every arena written since
+	// the checkpoint there (inheritUnsynced).
 	unsynced map[uint64]bool
 	// prefaultReq (capacity 1) asks the prefaulter (prefault.go) for
 	// pages ahead of the tail; prefaultOff is set when populating failed
@@ -978,70 +980,66 @@ func (m *arenaManager) inheritUnsynced(from, to uint64) {
 	}
 }
 
-// unsyncedFile is the open file of an arena evicted dirty, for a flush
-// to fsync.
-type unsyncedFile struct {
-	id uint64
-	f  *os.File
-}
-
-// takeUnsynced opens the files of the arenas evicted dirty (unsynced)
-// from arena below on and forgets them; the caller fsyncs them, without
-// mu, with syncUnsynced. The ones below below stay: the flush reclaims
-// them without syncing. A file that is gone cannot be synced any more:
-// its records are lost, the read that reaches them reports it, and it is
-// kept as an error of housekeeping wrapping ErrCorrupt. Any other failure
-// to open one is returned, with nothing taken. Needs mu.
-func (m *arenaManager) takeUnsynced(below uint64) ([]unsyncedFile, error) {
-	var list []unsyncedFile
+// takeUnsynced returns, in order, the arenas waiting for a sync
+// (unsynced) from arena below on, and forgets them; the caller syncs
+// them with syncUnsynced. The ones below below stay: the flush reclaims
+// them without syncing. Needs mu.
+func (m *arenaManager) takeUnsynced(below uint64) []uint64 {
+	var ids []uint64
 	for id := range m.unsynced {
 		if id < below {
 			continue
 		}
-		if !m.present[id] {
-			delete(m.unsynced, id)
-			continue
+		delete(m.unsynced, id)
+		if m.present[id] {
+			ids = append(ids, id)
 		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// unsyncedResult is what syncUnsynced did.
+type unsyncedResult struct {
+	syncErr error    // a failed fsync: the queue fails closed on it
+	openErr error    // a failure to open a file, which a retry may get past
+	left    []uint64 // with openErr: the arenas not synced, for the next flush
+	lost    error    // files gone before they could be synced (ErrCorrupt)
+}
+
+// syncUnsynced opens, fsyncs and closes the files of arenas ids, one at a
+// time, so that no number of them runs out of descriptors. It needs no
+// lock: only the flush it runs in reclaims, and no other file takes an
+// arena's name. A file that is gone cannot be synced any more: its
+// records are lost, the read that reaches them reports it, and lost
+// says so (an error of housekeeping). It stops at the first other
+// failure.
+func (m *arenaManager) syncUnsynced(ids []uint64) unsyncedResult {
+	var r unsyncedResult
+	for i, id := range ids {
 		f, err := m.fs.open(m.dir, arenaName(id))
 		if errors.Is(err, os.ErrNotExist) {
-			delete(m.unsynced, id)
-			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("sync arena %d: %w: %w", id, err, ErrCorrupt))
+			r.lost = errors.Join(r.lost, fmt.Errorf("sync arena %d: %w: %w", id, err, ErrCorrupt))
 			continue
 		}
 		if err != nil {
-			err = fmt.Errorf("open arena %d to sync it: %w", id, err)
-			return nil, errors.Join(err, closeUnsynced(list))
+			r.openErr = fmt.Errorf("open arena %d to sync it: %w", id, err)
+			r.left = ids[i:]
+			return r
 		}
-		list = append(list, unsyncedFile{id: id, f: f})
-	}
-	for _, u := range list {
-		delete(m.unsynced, u.id)
-	}
-	return list, nil
-}
-
-// syncUnsynced fsyncs and closes the files takeUnsynced opened. It needs
-// no lock. The first failure is returned.
-func (m *arenaManager) syncUnsynced(list []unsyncedFile) error {
-	var err error
-	for _, u := range list {
-		if e := m.fs.syncFile(u.f); e != nil && err == nil {
-			err = fmt.Errorf("fsync arena %d: %w", u.id, e)
+		err = m.fs.syncFile(f)
+		cerr := f.Close()
+		if err != nil {
+			r.syncErr = fmt.Errorf("fsync arena %d: %w", id, err)
+			return r
+		}
+		if cerr != nil {
+			r.openErr = fmt.Errorf("close arena %d: %w", id, cerr)
+			r.left = ids[i+1:]
+			return r
 		}
 	}
-	if e := closeUnsynced(list); err == nil {
-		err = e
-	}
-	return err
-}
-
-// closeUnsynced closes the files of list.
-func closeUnsynced(list []unsyncedFile) error {
-	var errs []error
-	for _, u := range list {
-		errs = append(errs, u.f.Close())
-	}
-	return errors.Join(errs...)
+	return r
 }
 
 // close msyncs (when sync is set) and unmaps every arena; with sync it
@@ -1049,11 +1047,9 @@ func closeUnsynced(list []unsyncedFile) error {
 func (m *arenaManager) close(sync bool) error {
 	var errs []error
 	if sync && len(m.unsynced) > 0 {
-		list, err := m.takeUnsynced(0)
-		if err == nil {
-			err = m.syncUnsynced(list)
-		}
-		if err != nil {
+		r := m.syncUnsynced(m.takeUnsynced(0))
+		m.choreErr = errors.Join(m.choreErr, r.lost)
+		if err := errors.Join(r.syncErr, r.openErr); err != nil {
 			errs = append(errs, err)
 		}
 	}

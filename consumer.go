@@ -79,7 +79,7 @@ func (q *Queue) FromConsumer(name string, from *Consumer) (*Consumer, error) {
 // queue-level read creates it anew at the oldest stored message. When the
 // last consumer is deleted the data stays until a new consumer reads it
 // (but what every consumer had read when a running flush started goes
-// with that flush).
+// with that flush, when it succeeds).
 // Errors: ErrNoConsumer for an unknown name, ErrClosed.
 func (q *Queue) DeleteConsumer(name string) (err error) {
 	if q.invalid() {

@@ -129,7 +129,8 @@
 //     find their messages. The arena holding the newest record is always
 //     kept, and with no consumer nothing goes: the data waits for the
 //     next one (what every consumer had read when a flush started goes
-//     with that flush, even if the last consumer is deleted meanwhile).
+//     with that flush, when it succeeds, even if the last consumer is
+//     deleted meanwhile).
 //     Retention (SetMaxBytes, SetMaxAge) removes arenas the same way,
 //     read or not (see Retention).
 //  5. Kept as a spare, at most 64 and at most 64 MiB in all (so none
@@ -242,8 +243,8 @@
 //     flush does not sync the arenas it is about to reclaim, which every
 //     consumer has read: they are out of reach of Seek and new consumers
 //     from its start; it msyncs the index for the consumer positions
-//     past them first, then writes its checkpoint together with the
-//     reclaim watermark past them, so that no durable state names their
+//     past them first, then stores the reclaim watermark past them
+//     before its checkpoint, so that no durable state names their
 //     unsynced pages (docs/FORMAT.md, Flushing).
 //  3. After any crash the queue opens by itself and holds a prefix of what
 //     was enqueued. Opening verifies the records written since the last

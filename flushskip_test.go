@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -124,10 +125,15 @@ func TestFlushSkipPowerLoss(t *testing.T) {
 		name      string
 		consumers int // named ones, besides the default consumer
 		oldFrom   int // byte offset of the index from which the image keeps flush N's content; 0 = none
+		// midHeader: the header as the kernel may write it back between
+		// the flush's store of the watermark and its store of the
+		// checkpoint: the watermark new, the checkpoint as before.
+		midHeader bool
 	}{
-		{"as written", 1, 0},
-		{"slot sector as flush N left it", 1, 512},
-		{"second index page as flush N left it", 15, 4096},
+		{"as written", 1, 0, false},
+		{"slot sector as flush N left it", 1, 512, false},
+		{"second index page as flush N left it", 15, 4096, false},
+		{"header between the watermark and the checkpoint", 1, 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hfs := &hookFS{}
@@ -186,6 +192,13 @@ func TestFlushSkipPowerLoss(t *testing.T) {
 					f, err := os.OpenFile(filepath.Join(img, indexFileName), os.O_RDWR, 0)
 					require.NoError(t, err)
 					_, err = f.WriteAt(durable[i][c.oldFrom:], int64(c.oldFrom))
+					require.NoError(t, err)
+					require.NoError(t, f.Close())
+				}
+				if c.midHeader {
+					f, err := os.OpenFile(filepath.Join(img, indexFileName), os.O_RDWR, 0)
+					require.NoError(t, err)
+					_, err = f.WriteAt(durable[i][idxCkptOff:idxCkptOff+2*ckptSize], idxCkptOff)
 					require.NoError(t, err)
 					require.NoError(t, f.Close())
 				}
@@ -348,4 +361,55 @@ func TestCrashLeavesArenasToSync(t *testing.T) {
 	q.mu.Lock()
 	require.Empty(t, q.am.unsynced)
 	q.mu.Unlock()
+}
+
+// failOpenFS is osFS whose next open of an arena file fails once, when
+// armed.
+type failOpenFS struct {
+	osFS
+	fail bool
+}
+
+func (f *failOpenFS) open(d *queueDir, name string) (*os.File, error) {
+	if f.fail && strings.HasPrefix(name, "arena-") {
+		f.fail = false
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EACCES}
+	}
+	return f.osFS.open(d, name)
+}
+
+// TestFlushOpenFailureReclaimsNothing: a flush that cannot open an
+// evicted arena's file to sync it fails, for the next flush to try
+// again, and leaves the queue as it found it: the oldest message stays
+// within reach, also after the last consumer is deleted, and a reopen
+// finds the same oldest message.
+func TestFlushOpenFailureReclaimsNothing(t *testing.T) {
+	ffs := &failOpenFS{}
+	opts := append(smallOptions(), SetMaxInMemArenas(3))
+	q, dir := openTestQueue(t, append(opts, withFS(ffs))...)
+	msgs := skipMessages(6 * smallDataSize / 1000)
+	enqueueAll(t, q, msgs)             // arenas 0 to 5, the first ones evicted dirty
+	for range smallDataSize/1000 + 2 { // into arena 1
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	before := q.Stats().OldestSeq
+	ffs.fail = true
+	err := q.Flush()
+	require.ErrorIs(t, err, syscall.EACCES)
+	requireInvariants(t, q)
+	require.Equal(t, before, q.Stats().OldestSeq, "a failed flush moved the oldest message")
+	q.mu.Lock()
+	require.False(t, q.passed)
+	q.mu.Unlock()
+
+	require.NoError(t, q.DeleteConsumer(defaultConsumerKey))
+	require.NoError(t, q.Flush())
+	requireInvariants(t, q)
+	require.Equal(t, before, q.Stats().OldestSeq)
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, opts...)
+	require.Equal(t, before, q.Stats().OldestSeq, "the oldest stored message after a reopen")
+	got := drainChecked(t, "the default consumer", q.Dequeue, msgs)
+	requireRun(t, "the default consumer", got, []int{0}, len(msgs))
 }

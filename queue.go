@@ -1057,12 +1057,13 @@ func (q *Queue) flush(explicit bool) error {
 	}
 	q.changed, q.pchanged = false, false
 	limit := q.reclaimLimit()
+	oldest, oldestSeq, passed := q.oldest, q.oldestSeq, q.passed
 	below := q.passOldest(limit)
 	// Skipping the arenas below below is sound only once the consumer
 	// positions past them are durable, before the checkpoint covering
 	// them is: the index is msynced first for them (posData), and the
-	// checkpoint's msync carries the watermark past them, in the same
-	// sector, so that no durable state names their stale pages.
+	// watermark past them is stored before the checkpoint, so that no
+	// durable state names their unsynced pages (see passOldest).
 	skipping := below > q.am.first
 	posData := q.idx.data
 	target := checkpoint{offset: q.tail, seq: q.tailSeq, gen: q.ckpt.gen + 1}
@@ -1070,21 +1071,13 @@ func (q *Queue) flush(explicit bool) error {
 	if q.opts.plant&plantSkipUnread != 0 && skip > q.am.first {
 		skip = max(skip+1, q.tail/q.am.dataSize) // deliberately wrong: see plant in options.go
 	}
-	files, err := q.am.takeUnsynced(skip)
-	if err != nil {
-		// Nothing was synced, and nothing failed that a retry could
-		// hide: the next flush tries again.
-		q.changed = true
-		q.noteChoreErr(err)
-		err = q.choreErrFor(explicit)
-		q.mu.Unlock()
-		return err
-	}
+	evicted := q.am.takeUnsynced(skip)
 	pins := q.am.pinDirty(target.offset, skip)
 	dirDirty, dirSeq := q.am.dirDirty, q.am.dirSeq
 	q.am.dirDirty = false
 	q.mu.Unlock()
 
+	var err error
 	if q.opts.plant&plantIndexBeforeData != 0 {
 		// Deliberately wrong: the checkpoint is made durable before the
 		// data it covers; see plant in options.go.
@@ -1100,8 +1093,28 @@ func (q *Queue) flush(explicit bool) error {
 		}
 	}
 	q.am.unpin(pins)
-	if e := q.am.syncUnsynced(files); e != nil && err == nil {
-		err = e
+	var ur unsyncedResult
+	if err == nil {
+		ur = q.am.syncUnsynced(evicted)
+		err = ur.syncErr
+	}
+	if err == nil && ur.openErr != nil {
+		// Nothing failed that a retry could hide: the next flush tries
+		// again. Nothing is reclaimed, so what passOldest moved past is
+		// within reach again.
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for _, id := range ur.left {
+			if q.am.present[id] {
+				q.am.unsynced[id] = true
+			}
+		}
+		q.oldest, q.oldestSeq, q.passed = oldest, oldestSeq, passed
+		q.changed = true
+		q.am.dirDirty = q.am.dirDirty || dirDirty
+		q.am.choreErr = errors.Join(q.am.choreErr, ur.lost)
+		q.noteChoreErr(ur.openErr)
+		return q.choreErrFor(explicit)
 	}
 	if err == nil && dirDirty {
 		err = q.am.syncDir()
@@ -1119,11 +1132,18 @@ func (q *Queue) flush(explicit bool) error {
 	if dirDirty {
 		q.am.dirSynced(dirSeq)
 	}
+	q.am.choreErr = errors.Join(q.am.choreErr, ur.lost)
 	if err := q.noFault(func() {
-		q.idx.setCheckpoint(target)
+		// The watermark first: the kernel may write the index back
+		// between the two stores, and a new watermark with the old
+		// checkpoint is a state recovery keeps a prefix from (it
+		// verifies from the consumer positions past the watermark),
+		// where the new checkpoint with the old watermark would name
+		// the skipped arenas' unsynced records as durable.
 		if skipping {
 			q.storeWatermark()
 		}
+		q.idx.setCheckpoint(target)
 	}); err != nil {
 		q.mu.Unlock()
 		return err
@@ -1161,12 +1181,14 @@ func (q *Queue) flush(explicit bool) error {
 //
 // From then on no Seek and no new consumer goes back into those arenas,
 // and every consumer is past them, so the flush does not sync them: it
-// msyncs the index for the consumer positions first, then writes the
-// checkpoint together with the watermark past them (storeWatermark), so
-// that after a power loss either the old checkpoint stands, which did
-// not cover their unsynced records, or recovery deletes them as
-// reclaimed (arenaManager.inventory), whatever of the index's pages and
-// sectors the msyncs left. In a steady state of small arenas
+// msyncs the index for the consumer positions first, then stores the
+// watermark past them (storeWatermark) and only then the checkpoint, and
+// msyncs the index again. After a power loss, whatever of the index's
+// pages and sectors the msyncs or the kernel's own write-back left, the
+// durable consumer positions are past them, and either the watermark is
+// past them too, and recovery deletes them as reclaimed
+// (arenaManager.inventory), or the old checkpoint stands, which never
+// covered their unsynced records. In a steady state of small arenas
 // read soon after they were written, most arena pages then never reach
 // the disk.
 func (q *Queue) passOldest(limit uint64) uint64 {
