@@ -31,6 +31,9 @@ import (
 const (
 	maxSpareArenas = 64
 	maxSpareBytes  = 64 << 20
+	// reclaimBatchBytes is about how much of what every consumer has read
+	// the writer leaves on disk before it asks for a reclaim (reclaimBatch).
+	reclaimBatchBytes = 1 << 20
 )
 
 // Disk blocks of an arena file are reserved ahead of the writer in steps:
@@ -111,11 +114,15 @@ type arenaManager struct {
 	first, next uint64          // arena numbers in use; a number in between may be absent
 	present     map[uint64]bool // the arena files of [first, next) that exist; the others read as ErrCorrupt
 	spares      []spareFile     // spare files ready for reuse, oldest first
-	spareSeq    uint64          // numbers spare file names
-	dirDirty    bool            // a file was created, renamed or removed since the last directory fsync
-	dirSeq      uint64          // counts changes of the directory
-	dirDurable  uint64          // the dirSeq the last successful directory fsync covered
-	reclaimed   uint64          // arenas reclaimed since open
+	// full holds the arenas whose whole file this process reserved
+	// (arena.reserved reached arenaSize), mapped or not: a spare made of
+	// one needs no reserving when it is reused.
+	full       map[uint64]bool
+	spareSeq   uint64 // numbers spare file names
+	dirDirty   bool   // a file was created, renamed or removed since the last directory fsync
+	dirSeq     uint64 // counts changes of the directory
+	dirDurable uint64 // the dirSeq the last successful directory fsync covered
+	reclaimed  uint64 // arenas reclaimed since open
 	// tailSetAside is set when recovery set the tail's arena aside
 	// (recoverTail): no arena left below the tail then no longer means
 	// that every consumer had read what was there.
@@ -172,6 +179,7 @@ func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64
 		mapped:    make(map[uint64]*arena),
 		present:   make(map[uint64]bool),
 		unsynced:  make(map[uint64]bool),
+		full:      make(map[uint64]bool),
 
 		prefaultReq: make(chan struct{}, 1),
 		readyMin:    readyMinArena,
@@ -186,8 +194,9 @@ func spareName(n uint64) string { return fmt.Sprintf("spare-%d.bq", n) }
 
 // spareFile is a spare and the directory change that made it.
 type spareFile struct {
-	name   string
-	madeAt uint64 // dirSeq after its rename; settled once dirDurable reaches it
+	name     string
+	madeAt   uint64 // dirSeq after its rename; settled once dirDurable reaches it
+	reserved int    // bytes from the start known reserved: arenaSize or 0 (arenaManager.full)
 }
 
 // syncDir fsyncs the queue directory, so that the files created, renamed
@@ -288,14 +297,15 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	}
 	name := arenaName(id)
 	// A spare first (its pages were written before), then the prepared
-	// file, then a new one. reserved stays 0 for a spare: it was written
-	// in full before, but is not known reserved.
-	f, err := m.reuseSpare(name)
+	// file, then a new one. A spare is known reserved in full when this
+	// process reserved the whole arena it was (full): renaming keeps the
+	// blocks. Else reserved stays 0: written in full before, it is still
+	// not known reserved (a crash may have left it).
+	f, reserved, err := m.reuseSpare(name)
 	if err != nil {
 		return nil, err
 	}
 	var data []byte
-	reserved := 0
 	if f == nil {
 		f, data, reserved = m.takeReady(name)
 	}
@@ -330,6 +340,9 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq, started: m.startTime()}.encode(data)
 	m.mapped[id] = a
 	m.present[id] = true
+	if reserved == m.arenaSize {
+		m.full[id] = true
+	}
 	m.next++
 	return a, nil
 }
@@ -387,6 +400,9 @@ func (m *arenaManager) reserveTo(a *arena, end int, dropSpares bool) error {
 		return fmt.Errorf("reserve %d bytes of arena %d: %w", want, a.id, err)
 	}
 	a.reserved = want
+	if want == m.arenaSize {
+		m.full[a.id] = true
+	}
 	return nil
 }
 
@@ -397,6 +413,17 @@ func (m *arenaManager) spareCount() int {
 		return len(m.spares) + 1
 	}
 	return len(m.spares)
+}
+
+// reclaimBatch is how many arenas every consumer has read wait before
+// the writer asks the flusher to reclaim them (Queue.reclaimFlush): about
+// reclaimBatchBytes, at least one arena, and few enough that the spares
+// can hold them and that, evicted unsynced, they stay well below the
+// count that has the writer ask for a full flush (maxUnsynced/2). Each
+// reclaim costs two index msyncs and a directory fsync, which a batch
+// shares.
+func (m *arenaManager) reclaimBatch() uint64 {
+	return uint64(max(1, min(reclaimBatchBytes/m.arenaSize, m.spareLimit(), maxUnsynced/4)))
 }
 
 // spareLimit is how many spares the queue keeps: maxSpareArenas, fewer
@@ -434,8 +461,9 @@ func (m *arenaManager) closeFile(a *arena) error {
 	return nil
 }
 
-// reuseSpare renames a spare file to name and opens it; it returns nil and
-// no error when there is no usable spare.
+// reuseSpare renames a spare file to name and opens it, and returns it
+// with how many bytes from its start are known reserved; it returns nil
+// and no error when there is no usable spare.
 //
 // The spare's own rename (from the arena it was) must be durable before
 // anything is written into the file. Otherwise a power loss could keep
@@ -444,7 +472,7 @@ func (m *arenaManager) closeFile(a *arena) error {
 // that never happened. A directory fsync since the spare was made (a
 // Flush's) settled it; else the directory is fsynced here, with mu held.
 // A failed fsync fails the queue.
-func (m *arenaManager) reuseSpare(name string) (*os.File, error) {
+func (m *arenaManager) reuseSpare(name string) (*os.File, int, error) {
 	for len(m.spares) > 0 {
 		// The oldest spare: the likeliest to be settled.
 		sp := m.spares[0]
@@ -456,14 +484,14 @@ func (m *arenaManager) reuseSpare(name string) (*os.File, error) {
 					m.syncErr = fmt.Errorf("fsync directory: %w", err)
 				}
 				m.spares = slices.Insert(m.spares, 0, sp)
-				return nil, fmt.Errorf("reuse spare %s: fsync directory: %w", sp.name, err)
+				return nil, 0, fmt.Errorf("reuse spare %s: fsync directory: %w", sp.name, err)
 			}
 			m.dirSynced(seq)
 		}
 		m.dirChanged()
 		if err := m.fs.rename(m.dir, sp.name, name); err != nil {
 			if rerr := m.fs.remove(m.dir, sp.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				return nil, fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, rerr))
+				return nil, 0, fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, rerr))
 			}
 			// A fresh file replaces the spare; report the failure later.
 			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
@@ -477,16 +505,16 @@ func (m *arenaManager) reuseSpare(name string) (*os.File, error) {
 			if rerr := m.fs.remove(m.dir, name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				err = errors.Join(err, rerr)
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		if st, err := f.Stat(); err == nil && st.Size() == int64(m.arenaSize) {
-			return f, nil
+			return f, sp.reserved, nil
 		}
 		if err := m.discard(f, name, nil); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return nil, nil
+	return nil, 0, nil
 }
 
 // discard closes and removes a file create could not finish, and returns
@@ -794,6 +822,7 @@ func (m *arenaManager) setAside(id uint64) error {
 	}
 	delete(m.present, id)
 	delete(m.unsynced, id)
+	delete(m.full, id)
 	return nil
 }
 
@@ -816,6 +845,7 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 type reclaimJob struct {
 	id          uint64
 	name, spare string
+	reserved    int // of its file: arenaSize or 0 (full)
 }
 
 // detachBelow takes the arenas below id out of the queue and returns the
@@ -842,9 +872,13 @@ func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 				return jobs, fmt.Errorf("reclaim: %w", err)
 			}
 		}
+		job := reclaimJob{id: m.first, name: arenaName(m.first)}
+		if m.full[m.first] {
+			job.reserved = m.arenaSize
+		}
 		delete(m.present, m.first)
 		delete(m.unsynced, m.first)
-		job := reclaimJob{id: m.first, name: arenaName(m.first)}
+		delete(m.full, m.first)
 		if spares < m.spareLimit() {
 			m.spareSeq++
 			job.spare = spareName(m.spareSeq)
@@ -892,7 +926,7 @@ func (m *arenaManager) adoptReclaim(done []reclaimJob) {
 	for _, j := range done {
 		m.dirChanged()
 		if j.spare != "" {
-			m.spares = append(m.spares, spareFile{name: j.spare, madeAt: m.dirSeq})
+			m.spares = append(m.spares, spareFile{name: j.spare, madeAt: m.dirSeq, reserved: j.reserved})
 		}
 		m.reclaimed++
 	}
@@ -1102,6 +1136,7 @@ func (m *arenaManager) drop(id uint64) error {
 	}
 	m.dirChanged()
 	delete(m.unsynced, id)
+	delete(m.full, id)
 	if !m.present[id] {
 		return nil
 	}

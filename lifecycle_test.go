@@ -138,11 +138,16 @@ func TestReclaimWaitsForFlush(t *testing.T) {
 // has no space of its own left to give back.
 func TestFullDiskTakesSparesBack(t *testing.T) {
 	fs := newFaultFS()
-	q, dir := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs)}
+	q, dir := openTestQueue(t, opts...)
 	msg := make([]byte, 1000)
 	for range 40 {
 		require.NoError(t, q.Enqueue(msg))
 	}
+	// Arenas written before this open are not known reserved in full:
+	// the spares they become are reserved again when they are reused.
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, opts...)
 	for range 40 {
 		_, err := q.Dequeue()
 		require.NoError(t, err)
@@ -177,6 +182,41 @@ func TestFullDiskTakesSparesBack(t *testing.T) {
 	require.ErrorIs(t, err, syscall.ENOSPC)
 	fs.heal()
 	require.NoError(t, q.Enqueue(msg), "and writes go on once there is space")
+}
+
+// A spare made of an arena this process reserved in full keeps its
+// blocks: reusing it reserves nothing, so a full disk cannot fail it, and
+// the writer makes no fallocate call per arena.
+func TestKnownReservedSpareSkipsReserving(t *testing.T) {
+	fs := newFaultFS()
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	msg := make([]byte, 1000)
+	for range 40 {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	for range 40 {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.Flush()) // settles the spares' renames
+	spares := q.Stats().SpareArenas
+	require.Greater(t, spares, 2)
+
+	fs.failNth(callAllocate, 1, true, syscall.ENOSPC)
+	for q.Stats().SpareArenas > 0 {
+		require.NoError(t, q.Enqueue(msg), "a spare known reserved needs no new block")
+	}
+	require.Zero(t, fs.count(callAllocate), "reserving was tried")
+	// Past the spares, a new arena needs blocks: the full disk shows.
+	var err error
+	for before := q.Stats().ArenasOnDisk; err == nil && q.Stats().ArenasOnDisk == before; {
+		err = q.Enqueue(msg)
+	}
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.Positive(t, fs.count(callAllocate))
+	fs.heal()
+	require.NoError(t, q.Enqueue(msg))
 }
 
 // Disk follows the data: blocks are reserved in steps, spares are capped in

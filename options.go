@@ -51,6 +51,7 @@ const (
 	plantEarlyReclaim                      // a read that passes an arena reclaims it before a flush made the consumer positions durable
 	plantForgetEvicted                     // an arena evicted dirty is neither msynced nor left to the next flush to sync
 	plantSkipUnread                        // a flush that reclaims arenas syncs only the tail's, not those holding unread records
+	plantReclaimEarly                      // reclaimFlush removes arenas without first msyncing the consumer positions past them
 )
 
 func defaultOptions() options {

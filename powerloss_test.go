@@ -167,7 +167,8 @@ const (
 	plBatch
 	plDequeue
 	plFlush
-	plReopen // Close, then NewQueue on the same directory
+	plReopen  // Close, then NewQueue on the same directory
+	plReclaim // the background flusher's reclaimFlush: no promise made
 )
 
 type plOp struct {
@@ -193,6 +194,8 @@ func (op plOp) String() string {
 		return "deq(" + strconv.Itoa(op.consumer) + ")"
 	case plFlush:
 		return "flush"
+	case plReclaim:
+		return "reclaim"
 	}
 	return "reopen"
 }
@@ -384,6 +387,12 @@ func plRecord(w *plWorkload, dir string) (_ *plRecording, err error) {
 				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
 			}
 			model.flushedAt(pre)
+		case plReclaim:
+			// It makes positions durable early, which the page cache's
+			// own write-back may do anyway, and promises nothing.
+			if err := q.reclaimFlush(); err != nil {
+				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
+			}
 		case plReopen:
 			if err := closeQueue(); err != nil {
 				return nil, fmt.Errorf("op %d %s: %w", i, op, err)
@@ -1293,8 +1302,10 @@ func plLongWorkload(rng *rand.Rand, index, n int) *plWorkload {
 			op = plOp{kind: plDequeue, consumer: 0}
 		case r < 84:
 			op = plOp{kind: plDequeue, consumer: 1}
-		case r < 97:
+		case r < 93:
 			op = plOp{kind: plFlush}
+		case r < 97:
+			op = plOp{kind: plReclaim}
 		default:
 			op = plOp{kind: plReopen}
 		}
@@ -1338,6 +1349,13 @@ func plExplicitWorkloads() []*plWorkload {
 	// Half is read and flushed (the arenas below may go), then the rest is
 	// read: everything from message n/2 must come back.
 	add(n+1+n/2+1, enq(n), flush, deq(n/2), flush, deq(n/2))
+	// The background flusher reclaims what was read, without a flush:
+	// the positions and the watermark go to the disk before the files,
+	// and the spares it makes take new messages; what the last Flush
+	// covered and no consumer read must come back.
+	reclaim := []plOp{{kind: plReclaim}}
+	add(n+1, enq(n), flush, deq(n/2), reclaim, enq(20), deq(20), reclaim, enq(20))
+	add(n/2, enq(n/2), deq(n/2), reclaim, enq(n/2), flush, deq(n/4), reclaim, flush)
 	return out
 }
 
@@ -1642,6 +1660,7 @@ func TestPowerLossBroken(t *testing.T) {
 		{name: "early-reclaim", plant: plantEarlyReclaim},
 		{name: "forget-evicted", plant: plantForgetEvicted},
 		{name: "skip-unread", plant: plantSkipUnread},
+		{name: "reclaim-early", plant: plantReclaimEarly},
 	} {
 		t.Run(variant.name, func(t *testing.T) {
 			cfg := cfg

@@ -72,6 +72,7 @@ type Queue struct {
 	scratch      [recordHeaderSize]byte // header of the record being read or written
 
 	flushReq     chan struct{} // capacity 1: asks the flusher for a flush
+	reclaimReq   chan struct{} // capacity 1: asks the flusher for a reclaim (reclaimFlush)
 	quit         chan struct{} // closed by Close: the flusher returns
 	flusherDone  chan struct{} // closed by the flusher when it returns
 	prefaultDone chan struct{} // closed by the prefaulter when it returns
@@ -181,6 +182,7 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 		opts:         o,
 		consumers:    make(map[string]*consumerState),
 		flushReq:     make(chan struct{}, 1),
+		reclaimReq:   make(chan struct{}, 1),
 		quit:         make(chan struct{}),
 		flusherDone:  make(chan struct{}),
 		prefaultDone: make(chan struct{}),
@@ -414,10 +416,19 @@ func (q *Queue) appendRecord(off, seq uint64, msg []byte) (uint64, error) {
 		return 0, err
 	}
 	if q.am.next != arenas && ((q.evictionNear() && q.periodicFlush()) || q.retaining()) {
-		// A new arena: have the flusher sync the ones just filled in the
-		// background, so that evicting them later needs no msync while
-		// producers wait, and apply retention.
-		q.requestFlush()
+		// A new arena while others are evicted: have the flusher reclaim
+		// what every consumer has read in the background, a batch of
+		// arenas at a time (reclaimBatch), so that disk space and spares
+		// keep up, and apply retention. A full flush only when many
+		// evicted arenas wait for their sync (past maxUnsynced eviction
+		// would msync while producers wait), or for retention; the
+		// periodic flush syncs the rest.
+		switch {
+		case q.retaining() || len(q.am.unsynced) >= maxUnsynced/2:
+			q.requestFlush()
+		case q.reclaimLimit() >= q.am.first+q.am.reclaimBatch():
+			q.requestReclaim()
+		}
 	}
 	return span.end, nil
 }
@@ -455,6 +466,15 @@ func (q *Queue) periodicFlush() bool {
 func (q *Queue) requestFlush() {
 	select {
 	case q.flushReq <- struct{}{}:
+	default:
+	}
+}
+
+// requestReclaim asks the flusher for a reclaimFlush without waiting.
+// Needs mu.
+func (q *Queue) requestReclaim() {
+	select {
+	case q.reclaimReq <- struct{}{}:
 	default:
 	}
 }
@@ -1215,6 +1235,68 @@ func (q *Queue) passOldest(limit uint64) uint64 {
 	return limit
 }
 
+// reclaimFlush reclaims the arenas wholly below every consumer's
+// position without making any record durable: it is the first half of a
+// flush that skips what it reclaims (see flush and passOldest), without
+// syncing the arenas it keeps or moving the checkpoint. It msyncs the
+// index for the consumer positions of this moment, then stores the
+// watermark past the arenas below them and msyncs the index again
+// (reclaimTo), renames or removes their files and fsyncs the directory,
+// so that the spares it made can be reused at once. The background
+// flusher runs it when an arena fills while others are evicted, in
+// place of a full flush, which syncs the arenas consumers have not read
+// yet: in a steady state read soon after it is written, most arena pages
+// then never reach the disk, between periodic flushes too.
+//
+// The durable state it leaves is one a full flush passes through: a
+// watermark past the checkpoint, with the consumer positions past the
+// watermark durable (see flush); the checkpoint's promise is unchanged,
+// since the arenas it removes hold only records every consumer had read.
+// A failed msync or fsync fails the queue, as a flush's does; housekeeping
+// errors are kept for the next Flush. It returns nil, or ErrClosed or the
+// queue's sticky error.
+func (q *Queue) reclaimFlush() error {
+	q.flushMu.Lock()
+	defer q.flushMu.Unlock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return err
+	}
+	below := q.passOldest(q.reclaimLimit())
+	if below <= q.am.first {
+		return nil
+	}
+	if q.opts.plant&plantReclaimEarly != 0 {
+		q.reclaimTo(below, true, false) // deliberately wrong: see plant in options.go
+		return q.failed
+	}
+	posData := q.idx.data
+	q.mu.Unlock()
+	err := q.idx.syncData(posData)
+	q.mu.Lock()
+	if err != nil {
+		return q.fail(err)
+	}
+	q.reclaimTo(below, true, true) // stores the watermark first
+	if q.failed != nil {
+		return q.failed // the watermark's msync failed
+	}
+	if !q.am.dirDirty {
+		return nil
+	}
+	seq := q.am.dirSeq
+	q.am.dirDirty = false
+	q.mu.Unlock()
+	err = q.am.syncDir()
+	q.mu.Lock()
+	if err != nil {
+		return q.fail(err)
+	}
+	q.am.dirSynced(seq)
+	return nil
+}
+
 // storeWatermark stores oldest as the reclaim watermark, when it is past
 // it: the consumer positions past the arenas below oldest's must be
 // durable already. Needs mu.
@@ -1260,6 +1342,11 @@ func (q *Queue) runFlusher() {
 			return
 		case <-tick:
 		case <-q.flushReq:
+		case <-q.reclaimReq:
+			if err := q.reclaimFlush(); errors.Is(err, ErrClosed) {
+				return
+			}
+			continue
 		}
 		if err := q.flush(false); errors.Is(err, ErrClosed) {
 			return
