@@ -130,13 +130,23 @@
 //     kept, and with no consumer nothing goes: the data waits for the
 //     next one (what every consumer had read when a flush started goes
 //     with that flush, when it succeeds, even if the last consumer is
-//     deleted meanwhile).
+//     deleted meanwhile). Between flushes, with background flushing
+//     on, an enqueue that starts an arena while others are evicted from
+//     memory has the flusher reclaim too, once about 1 MiB of arenas
+//     (at least one) is wholly below every consumer: it makes the
+//     consumer positions durable, then the watermark past those arenas,
+//     renames or removes them and fsyncs the directory. It syncs no
+//     arena and moves no checkpoint, so it makes no promise and breaks
+//     none; a queue read as fast as it is written then writes almost
+//     nothing but the index to the disk.
 //     Retention (SetMaxBytes, SetMaxAge) removes arenas the same way,
 //     read or not (see Retention).
 //  5. Kept as a spare, at most 64 and at most 64 MiB in all (so none
 //     with arenas over 64 MiB), or removed. A spare is reused as the next
 //     tail arena, where rewriting already allocated blocks is cheaper than
-//     faulting in fresh ones. When reserving an arena's blocks finds the
+//     faulting in fresh ones; one this process reserved in full is
+//     reused without reserving again (a crash leaves none: NewQueue
+//     deletes spares). When reserving an arena's blocks finds the
 //     disk full, the queue removes its spares and tries again before it
 //     reports ENOSPC.
 //  6. Given back: a flush that finds nothing to do (an idle queue) and
@@ -245,7 +255,9 @@
 //     from its start; it msyncs the index for the consumer positions
 //     past them first, then stores the reclaim watermark past them
 //     before its checkpoint, so that no durable state names their
-//     unsynced pages (docs/FORMAT.md, Flushing).
+//     unsynced pages (docs/FORMAT.md, Flushing). The background
+//     flusher's reclaim between flushes (see Disk space) takes the same
+//     steps without syncing any arena or storing a checkpoint.
 //  3. After any crash the queue opens by itself and holds a prefix of what
 //     was enqueued. Opening verifies the records written since the last
 //     checkpoint (checksum, length, sequence number) and cuts the tail back

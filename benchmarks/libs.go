@@ -70,7 +70,7 @@ var libraries = []library{
 	{
 		name:       "bigqueue",
 		module:     "github.com/bigqueue-go/bigqueue (this repository)",
-		settings:   "defaults: `SetPeriodicFlushOps(1_000_000)`, `SetPeriodicFlushDuration(1s)` (background msync, never per operation), `SetMaxInMemArenas(3)`, arena 128 MiB unless the workload sets `SetArenaSize`; dequeue with `DequeueAppend` into a reused buffer. Flushes-off workload: `SetPeriodicFlushOps(0)`, `SetPeriodicFlushDuration(0)` (no background flush: none on a timer, after a count or when an arena fills; an arena evicted from memory keeps its pages in the page cache until the next `Flush` or `Close`, which fsyncs it, or, with 64 waiting, is msynced before it is unmapped; `Close` msyncs the arenas and the index)",
+		settings:   "defaults: `SetPeriodicFlushOps(1_000_000)`, `SetPeriodicFlushDuration(1s)` (background msync, never per operation; between flushes, when an arena fills while others are evicted, the flusher reclaims the arenas every consumer has read, about 1 MiB at a time, without syncing them), `SetMaxInMemArenas(3)`, arena 128 MiB unless the workload sets `SetArenaSize`; dequeue with `DequeueAppend` into a reused buffer. Flushes-off workload: `SetPeriodicFlushOps(0)`, `SetPeriodicFlushDuration(0)` (no background flush: none on a timer, after a count or when an arena fills; an arena evicted from memory keeps its pages in the page cache until the next `Flush` or `Close`, which fsyncs it, or, with 64 waiting, is msynced before it is unmapped; `Close` msyncs the arenas and the index)",
 		persistent: true,
 		open:       openBigqueue,
 	},
