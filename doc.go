@@ -133,9 +133,10 @@
 //     deleted meanwhile). Between flushes, with background flushing
 //     on, an enqueue that starts an arena while others are evicted from
 //     memory has the flusher reclaim too, once about 1 MiB of arenas
-//     (at least one) is wholly below every consumer: it makes the
-//     consumer positions durable, then the watermark past those arenas,
-//     renames or removes them and fsyncs the directory. It syncs no
+//     (at least one) is wholly below every consumer: it fsyncs the
+//     directory, makes the consumer positions durable, then the
+//     watermark past those arenas, renames or removes them and fsyncs
+//     the directory again. It syncs no
 //     arena and moves no checkpoint, so it makes no promise and breaks
 //     none; a queue read as fast as it is written then writes almost
 //     nothing but the index to the disk.

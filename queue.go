@@ -1238,11 +1238,11 @@ func (q *Queue) passOldest(limit uint64) uint64 {
 // reclaimFlush reclaims the arenas wholly below every consumer's
 // position without making any record durable: it is the first half of a
 // flush that skips what it reclaims (see flush and passOldest), without
-// syncing the arenas it keeps or moving the checkpoint. It msyncs the
-// index for the consumer positions of this moment, then stores the
-// watermark past the arenas below them and msyncs the index again
-// (reclaimTo), renames or removes their files and fsyncs the directory,
-// so that the spares it made can be reused at once. The background
+// syncing the arenas it keeps or moving the checkpoint. It fsyncs the
+// directory, msyncs the index for the consumer positions of this moment,
+// then stores the watermark past the arenas below them and msyncs the
+// index again (reclaimTo), renames or removes their files and fsyncs the
+// directory again, so that the spares it made can be reused at once. The background
 // flusher runs it when an arena fills while others are evicted, in
 // place of a full flush, which syncs the arenas consumers have not read
 // yet: in a steady state read soon after it is written, most arena pages
@@ -1271,6 +1271,14 @@ func (q *Queue) reclaimFlush() error {
 		q.reclaimTo(below, true, false) // deliberately wrong: see plant in options.go
 		return q.failed
 	}
+	// Every arena created so far, those holding the consumer positions
+	// and the tail included, is in the directory durably before any
+	// position or the watermark is: after a power loss an arena missing
+	// between the watermark and the tail would be a hole in what
+	// recovery keeps, not the end of it.
+	if err := q.syncDirUnlocked(); err != nil {
+		return err
+	}
 	posData := q.idx.data
 	q.mu.Unlock()
 	err := q.idx.syncData(posData)
@@ -1282,13 +1290,21 @@ func (q *Queue) reclaimFlush() error {
 	if q.failed != nil {
 		return q.failed // the watermark's msync failed
 	}
+	// The spares' renames, so that the writer can reuse them at once.
+	return q.syncDirUnlocked()
+}
+
+// syncDirUnlocked fsyncs the directory when files changed since the last
+// directory fsync, releasing mu meanwhile; the caller holds flushMu. A
+// failed fsync fails the queue. Needs mu.
+func (q *Queue) syncDirUnlocked() error {
 	if !q.am.dirDirty {
 		return nil
 	}
 	seq := q.am.dirSeq
 	q.am.dirDirty = false
 	q.mu.Unlock()
-	err = q.am.syncDir()
+	err := q.am.syncDir()
 	q.mu.Lock()
 	if err != nil {
 		return q.fail(err)

@@ -92,6 +92,9 @@ func eightArenas(t *testing.T, fs fileSystem) (*Queue, string) {
 func TestReclaimFlush(t *testing.T) {
 	fs := &logFS{}
 	q, dir := eightArenas(t, fs)
+	for i := range 4 { // arena 8, created since the last directory fsync
+		require.NoError(t, q.Enqueue(message(9, uint64(4*8+i), 1000)))
+	}
 	fs.take()
 	q.mu.Lock()
 	ckpt := q.ckpt
@@ -103,11 +106,11 @@ func TestReclaimFlush(t *testing.T) {
 	for _, c := range log {
 		require.False(t, strings.HasPrefix(c, "fsync ") || strings.HasPrefix(c, "msync arena-"), "it synced an arena: %q", log)
 	}
-	require.GreaterOrEqual(t, len(log), 2+5+1)
-	require.Equal(t, []string{"msync " + indexFileName, "msync " + indexFileName}, log[:2],
-		"the positions, then the watermark, are durable before any file goes: %q", log)
-	for i, c := range log[2 : len(log)-1] {
-		require.True(t, strings.HasPrefix(c, "rename arena-") || strings.HasPrefix(c, "remove arena-"), "call %d: %q", i+2, log)
+	require.Len(t, log, 1+2+5+1)
+	require.Equal(t, []string{"syncdir", "msync " + indexFileName, "msync " + indexFileName}, log[:3],
+		"the arenas' creations, the positions, then the watermark, are durable before any file goes: %q", log)
+	for i, c := range log[3 : len(log)-1] {
+		require.True(t, strings.HasPrefix(c, "rename arena-") || strings.HasPrefix(c, "remove arena-"), "call %d: %q", i+3, log)
 	}
 	require.Equal(t, "syncdir", log[len(log)-1], "the spares are settled: %q", log)
 
@@ -115,7 +118,7 @@ func TestReclaimFlush(t *testing.T) {
 	for id := range uint64(5) {
 		require.NoFileExists(t, arenaPath(dir, id))
 	}
-	for id := uint64(5); id < 8; id++ {
+	for id := uint64(5); id <= 8; id++ {
 		require.FileExists(t, arenaPath(dir, id))
 	}
 	q.mu.Lock()
@@ -131,7 +134,7 @@ func TestReclaimFlush(t *testing.T) {
 	require.Empty(t, fs.take())
 
 	// What was not read is all there, and the spares take new messages.
-	for i := 4*5 + 1; i < 4*8; i++ {
+	for i := 4*5 + 1; i < 4*9; i++ {
 		msg, err := q.Dequeue()
 		require.NoError(t, err)
 		require.Equal(t, message(9, uint64(i), 1000), msg)
@@ -147,9 +150,9 @@ func TestReclaimFlush(t *testing.T) {
 	requireInvariants(t, q)
 }
 
-// A failed msync of the positions or of the watermark, or a failed fsync
-// of the directory, fails the queue as a flush's would; before the
-// watermark is durable no file goes.
+// A failed fsync of the directory, before or after, or a failed msync of
+// the positions or of the watermark fails the queue as a flush's would;
+// before the watermark is durable no file goes.
 func TestReclaimFlushFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -157,13 +160,17 @@ func TestReclaimFlushFailures(t *testing.T) {
 		n      int
 		remove bool // the files are renamed or removed before the failure
 	}{
+		{"directory first", callSyncDir, 1, false},
 		{"positions", callMsync, 1, false},
 		{"watermark", callMsync, 2, false},
-		{"directory", callSyncDir, 1, true},
+		{"directory last", callSyncDir, 2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFaultFS()
 			q, dir := eightArenas(t, fs)
+			for range 4 { // a new arena: the directory changed
+				require.NoError(t, q.Enqueue(make([]byte, 1000)))
+			}
 			fs.failNth(tc.kind, tc.n, false, syscall.EIO)
 			err := q.reclaimFlush()
 			require.ErrorIs(t, err, syscall.EIO)
