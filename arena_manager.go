@@ -1129,6 +1129,7 @@ func (m *arenaManager) checksum(off, n uint64, crc uint32) (uint32, error) {
 // (detachBelow): a spare's old records then carry sequence numbers no
 // future record gets, so none can pass for a new one after a power loss.
 func (m *arenaManager) drop(id uint64) error {
+	delete(m.full, id) // whatever comes of it, the number may be made anew
 	if a := m.mapped[id]; a != nil {
 		if err := m.evict(a, evictDrop); err != nil {
 			return err
@@ -1136,7 +1137,6 @@ func (m *arenaManager) drop(id uint64) error {
 	}
 	m.dirChanged()
 	delete(m.unsynced, id)
-	delete(m.full, id)
 	if !m.present[id] {
 		return nil
 	}

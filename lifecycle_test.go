@@ -157,8 +157,8 @@ func TestFullDiskTakesSparesBack(t *testing.T) {
 	spares := q.Stats().SpareArenas
 	require.Greater(t, spares, 1)
 
-	// The next arena reuses a spare, whose blocks are reserved again: the
-	// disk is full for that once.
+	// The next reservation (the reopened tail arena's, its blocks not
+	// known reserved) finds the disk full once: the spares go first.
 	fs.failNth(callAllocate, 1, false, syscall.ENOSPC)
 	for before := q.Stats().ArenasOnDisk; q.Stats().ArenasOnDisk == before; {
 		require.NoError(t, q.Enqueue(msg))
@@ -215,6 +215,49 @@ func TestKnownReservedSpareSkipsReserving(t *testing.T) {
 	}
 	require.ErrorIs(t, err, syscall.ENOSPC)
 	require.Positive(t, fs.count(callAllocate))
+	fs.heal()
+	require.NoError(t, q.Enqueue(msg))
+}
+
+// A spare made of an arena an earlier process wrote is not known reserved
+// (a crash may have left it anything): reusing it reserves its blocks,
+// and a full disk then shows as ENOSPC, never as a write into blocks
+// that are not there.
+func TestUnknownSpareIsReservedAgain(t *testing.T) {
+	fs := newFaultFS()
+	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs)}
+	q, dir := openTestQueue(t, opts...)
+	msg := make([]byte, 1000)
+	for range 40 {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	require.NoError(t, q.Close())
+	q = openTestQueueIn(t, dir, opts...)
+	for range 40 {
+		_, err := q.Dequeue()
+		require.NoError(t, err)
+	}
+	require.NoError(t, q.Flush())
+	require.NoError(t, q.Flush()) // settles the spares' renames
+	require.Greater(t, q.Stats().SpareArenas, 1)
+	// Into the next arena (a spare) with space to spare: the tail's arena
+	// and that one are then reserved in full (4 KiB is one step).
+	for before := q.Stats().ArenasOnDisk; q.Stats().ArenasOnDisk == before; {
+		require.NoError(t, q.Enqueue(msg))
+	}
+	q.mu.Lock()
+	spares := slices.Clone(q.am.spares)
+	q.mu.Unlock()
+	require.NotEmpty(t, spares)
+	for _, sp := range spares {
+		require.Zero(t, sp.reserved, "spare %s, an earlier process's arena, is taken for reserved", sp.name)
+	}
+	fs.failNth(callAllocate, 1, true, syscall.ENOSPC)
+	var err error
+	for before := q.Stats().ArenasOnDisk; err == nil && q.Stats().ArenasOnDisk == before; {
+		err = q.Enqueue(msg)
+	}
+	require.ErrorIs(t, err, syscall.ENOSPC, "a spare not known reserved was used without reserving it")
 	fs.heal()
 	require.NoError(t, q.Enqueue(msg))
 }
