@@ -132,20 +132,18 @@ func TestReclaimWaitsForFlush(t *testing.T) {
 	require.Len(t, lifecycleFiles(t, dir), 1+spares, "the tail's arena and the spares")
 }
 
-// A full disk meets the queue's own spares first: when reserving blocks
-// fails with ENOSPC, the queue removes its spares and tries again, so the
-// write goes through, and a full disk is reported only when the queue
-// has no space of its own left to give back.
-func TestFullDiskTakesSparesBack(t *testing.T) {
-	fs := newFaultFS()
+// sparesOfEarlierProcess returns a queue of 4 KiB arenas, flushing off,
+// on fs, with more than one spare made of arenas written before it was
+// reopened: not known reserved in full, they are reserved again when
+// reused.
+func sparesOfEarlierProcess(t *testing.T, fs fileSystem) (*Queue, string) {
+	t.Helper()
 	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs)}
 	q, dir := openTestQueue(t, opts...)
 	msg := make([]byte, 1000)
 	for range 40 {
 		require.NoError(t, q.Enqueue(msg))
 	}
-	// Arenas written before this open are not known reserved in full:
-	// the spares they become are reserved again when they are reused.
 	require.NoError(t, q.Close())
 	q = openTestQueueIn(t, dir, opts...)
 	for range 40 {
@@ -154,8 +152,18 @@ func TestFullDiskTakesSparesBack(t *testing.T) {
 	}
 	require.NoError(t, q.Flush())
 	require.NoError(t, q.Flush()) // settles the spares' renames
-	spares := q.Stats().SpareArenas
-	require.Greater(t, spares, 1)
+	require.Greater(t, q.Stats().SpareArenas, 1)
+	return q, dir
+}
+
+// A full disk meets the queue's own spares first: when reserving blocks
+// fails with ENOSPC, the queue removes its spares and tries again, so the
+// write goes through, and a full disk is reported only when the queue
+// has no space of its own left to give back.
+func TestFullDiskTakesSparesBack(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := sparesOfEarlierProcess(t, fs)
+	msg := make([]byte, 1000)
 
 	// The next reservation (the reopened tail arena's, its blocks not
 	// known reserved) finds the disk full once: the spares go first.
@@ -225,21 +233,8 @@ func TestKnownReservedSpareSkipsReserving(t *testing.T) {
 // that are not there.
 func TestUnknownSpareIsReservedAgain(t *testing.T) {
 	fs := newFaultFS()
-	opts := []Option{SetArenaSize(4096), SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs)}
-	q, dir := openTestQueue(t, opts...)
+	q, _ := sparesOfEarlierProcess(t, fs)
 	msg := make([]byte, 1000)
-	for range 40 {
-		require.NoError(t, q.Enqueue(msg))
-	}
-	require.NoError(t, q.Close())
-	q = openTestQueueIn(t, dir, opts...)
-	for range 40 {
-		_, err := q.Dequeue()
-		require.NoError(t, err)
-	}
-	require.NoError(t, q.Flush())
-	require.NoError(t, q.Flush()) // settles the spares' renames
-	require.Greater(t, q.Stats().SpareArenas, 1)
 	// Into the next arena (a spare) with space to spare: the tail's arena
 	// and that one are then reserved in full (4 KiB is one step).
 	for before := q.Stats().ArenasOnDisk; q.Stats().ArenasOnDisk == before; {
