@@ -205,8 +205,9 @@
 // reaches it. When the oldest arena files are missing, every consumer
 // whose stored position lay in them gets one ErrCorrupt saying how many
 // messages it had not read were lost, then reads on from the oldest
-// message left (reclaiming removes an arena only once a flush made every
-// position past it durable, and retention records what it removes).
+// message left (reclaiming removes an arena only once a flush, or the
+// flusher's reclaim between flushes, made every position past it
+// durable, and retention records what it removes).
 //
 // File systems: disk blocks are reserved with fallocate; where there is
 // none (ext2, ext3, ramfs) the range is read and written back, which

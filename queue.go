@@ -91,7 +91,7 @@ type Queue struct {
 	pubTail atomic.Uint64
 
 	_       cpu.CacheLinePad
-	head    uint64 // cons: min of the consumer offsets; oldest when there is no consumer. Arenas below it may be reclaimed once a flush made the positions durable
+	head    uint64 // cons: min of the consumer offsets; oldest when there is no consumer. Arenas below it may be reclaimed once a flush or reclaimFlush made the positions durable
 	headSeq uint64 // cons: sequence number of the record at head
 	ops     int64  // cons: dequeues and other mutations since the last flush started
 	changed bool   // cons: the index or an arena changed since the last flush started
