@@ -147,9 +147,14 @@
 //     tail arena, where rewriting already allocated blocks is cheaper than
 //     faulting in fresh ones; one this process reserved in full is
 //     reused without reserving again (a crash leaves none: NewQueue
-//     deletes spares). When reserving an arena's blocks finds the
-//     disk full, the queue removes its spares and tries again before it
-//     reports ENOSPC.
+//     deletes spares). An arena every consumer has read keeps its
+//     mapping when it is evicted from memory (it is "parked"), and the
+//     spare it becomes takes the mapping over, so reusing it opens and
+//     maps nothing; a spare reserved in full, of at most 256 KiB, has
+//     all its pages made writable in one call when it is reused, instead
+//     of a page fault per page. When reserving an arena's blocks finds
+//     the disk full, the queue removes its spares and tries again before
+//     it reports ENOSPC.
 //  6. Given back: a flush that finds nothing to do (an idle queue) and
 //     Close remove every spare (a Close after a failed sync leaves them;
 //     the idle flush keeps a prepared next arena, one block),
@@ -231,7 +236,11 @@
 // SetMaxInMemArenas(0) (no limit) a queue of tens of thousands of arenas
 // can exhaust vm.max_map_count (65,530 by default on Linux) and make
 // later mmaps, the Go runtime's included, fail. Keep the default limit,
-// or a bound well below that, unless arenas are large. Consumers are
+// or a bound well below that, unless arenas are large. Parked arenas and
+// spares that kept their mappings (see Disk space) are mappings beyond
+// SetMaxInMemArenas: at most as many as there may be spares (64, and
+// 64 MiB), twice that while a reclaim is under way, and none with arenas
+// over 64 MiB. Consumers are
 // bounded by the index size NewQueue accepts (ErrTooManyConsumers, about
 // four million); adding one costs O(1).
 //

@@ -244,6 +244,7 @@ func (q *Queue) open() error {
 	}
 	q.am = newArenaManager(q.opts.fs, q.dir, q.opts.arenaSize, q.idx.queueID(), q.opts.maxInMemArenas)
 	q.am.readyMin = q.opts.readyMin
+	q.am.readBelow = q.reclaimLimit
 	q.am.now = q.opts.now
 	q.am.noChecksum = q.opts.plant&plantNoChecksum != 0
 	q.am.forgetEvicted = q.opts.plant&plantForgetEvicted != 0
@@ -975,6 +976,8 @@ func (q *Queue) reclaimTo(limit uint64, unlock, syncIndex bool) {
 		q.mu.Lock()
 	}
 	if err != nil {
+		// The files stay where they are; only the kept mappings go.
+		q.noteChoreErr(releaseJobs(jobs))
 		q.fail(err)
 		return
 	}
@@ -1441,13 +1444,13 @@ func (q *Queue) closeFiles() []error {
 			// Every position is durable: what they passed can go, and
 			// the spares give their disk space back.
 			if jobs, err := q.am.detachBelow(max(q.reclaimLimit(), q.applyRetention(q.ckpt.offset))); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, err, releaseJobs(jobs))
 			} else if len(jobs) > 0 {
 				// Not below the retention mark, which lies past the
 				// detached arenas when one message spans them.
 				q.idx.setHead(max(q.am.first*q.am.dataSize, q.oldest))
 				if err := q.idx.sync(); err != nil {
-					errs = append(errs, err)
+					errs = append(errs, err, releaseJobs(jobs))
 				} else {
 					done, err := q.am.runReclaim(jobs)
 					q.am.adoptReclaim(done)

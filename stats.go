@@ -33,7 +33,9 @@ type Stats struct {
 	// flush keeps it).
 	SpareArenas int
 	// ArenasMapped is the number of arenas memory-mapped right now; at
-	// most SetMaxInMemArenas when that is not 0.
+	// most SetMaxInMemArenas when that is not 0. Arenas every consumer
+	// has read that kept their mappings for reuse are not counted (see
+	// SetMaxInMemArenas).
 	ArenasMapped int
 	// Lag maps the name of every consumer to the number of messages it
 	// has not read (its Len).

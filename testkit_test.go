@@ -566,6 +566,16 @@ func (q *Queue) checkInvariants() error {
 	for id := range m.mapped {
 		check(id >= m.first && id < m.next, "mapped arena %d outside [%d,%d)", id, m.first, m.next)
 	}
+	for id, data := range m.parked {
+		check(m.present[id], "parked arena %d is not present", id)
+		check(m.mapped[id] == nil, "arena %d is mapped and parked", id)
+		check(len(data) == q.opts.arenaSize, "parked arena %d: mapping of %d bytes", id, len(data))
+	}
+	// Parking and detachBelow keep a mapping only below the spare limit;
+	// a reclaim's mappings in flight (mu released) are not counted then,
+	// so the kept ones may reach twice the limit.
+	check(len(m.parked) <= m.spareLimit(), "%d parked mappings, limit %d", len(m.parked), m.spareLimit())
+	check(m.keptMappings() <= 2*m.spareLimit(), "%d kept mappings, limit %d", m.keptMappings(), 2*m.spareLimit())
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,192 @@
+package bigqueue
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// queueMappings returns the lines of /proc/self/maps that map a file of
+// the directory dir, removed files included.
+func queueMappings(t *testing.T, dir string) []string {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(dir)
+	require.NoError(t, err)
+	f, err := os.Open("/proc/self/maps")
+	if os.IsNotExist(err) {
+		t.Skip("no /proc/self/maps")
+	}
+	require.NoError(t, err)
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), real+string(filepath.Separator)) {
+			lines = append(lines, sc.Text())
+		}
+	}
+	require.NoError(t, sc.Err())
+	return lines
+}
+
+// keptSpares returns how many spares kept their mapping, and how many
+// arenas are parked.
+func keptSpares(q *Queue) (kept, parked int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, sp := range q.am.spares {
+		if sp.data != nil {
+			kept++
+		}
+	}
+	return kept, len(q.am.parked)
+}
+
+// readAsWritten enqueues n messages of 1000 bytes, four to an arena of
+// 4 KiB, each read back at once, and checks them.
+func readAsWritten(t *testing.T, q *Queue, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		require.NoError(t, q.Enqueue(message(13, uint64(i), 1000)))
+		msg, err := q.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, message(13, uint64(i), 1000), msg)
+	}
+}
+
+// An arena every consumer has read is parked when it is evicted, its
+// mapping kept, and the spare it becomes takes the mapping over: reusing
+// that spare opens and maps nothing, and what is written there reads back.
+func TestSpareKeepsItsMapping(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	readAsWritten(t, q, 0, 4*10)
+	kept, parked := keptSpares(q)
+	require.Zero(t, kept)
+	require.Positive(t, parked, "no arena every consumer had read was parked")
+	require.NoError(t, q.Flush()) // reclaims them
+	kept, parked = keptSpares(q)
+	require.Zero(t, parked, "a parked arena outlived its reclaim")
+	require.Positive(t, kept, "no spare kept a mapping")
+	var spareMaps int
+	for _, l := range queueMappings(t, dir) {
+		if strings.Contains(l, "/spare-") {
+			spareMaps++
+		}
+	}
+	require.Equal(t, kept, spareMaps, "the kept mappings are not those of the spare files")
+
+	fs.failNth(callOpen, 0, false, nil) // counts from here, fails nothing
+	q.mu.Lock()
+	next := q.am.next
+	q.mu.Unlock()
+	for i := 0; ; i++ {
+		require.NoError(t, q.Enqueue(message(14, uint64(i), 1000)))
+		q.mu.Lock()
+		created := q.am.next > next
+		q.mu.Unlock()
+		if created {
+			break
+		}
+	}
+	require.Zero(t, fs.count(callOpen), "the spare was opened again")
+	require.Zero(t, fs.count(callMmap), "the spare was mapped again")
+	require.Zero(t, fs.count(callCreate), "a new file was created")
+	kept2, _ := keptSpares(q)
+	require.Equal(t, kept-1, kept2)
+	for i := 0; !q.IsEmpty(); i++ {
+		msg, err := q.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, message(14, uint64(i), 1000), msg)
+	}
+}
+
+// A parked arena that a consumer comes back to (a new consumer starts at
+// the oldest message stored) is mapped again from the parked mapping and
+// reads as it was written.
+func TestParkedArenaReadAgain(t *testing.T) {
+	fs := newFaultFS()
+	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	readAsWritten(t, q, 0, 4*10)
+	q.mu.Lock()
+	_, parked0 := q.am.parked[0]
+	q.mu.Unlock()
+	require.True(t, parked0, "arena 0 is not parked")
+
+	fs.failNth(callOpen, 0, false, nil)
+	c, err := q.NewConsumer("late")
+	require.NoError(t, err)
+	msg, err := c.Dequeue()
+	require.NoError(t, err)
+	require.Equal(t, message(13, 0, 1000), msg)
+	require.Zero(t, fs.count(callOpen), "arena 0 was opened again instead of taken back")
+	q.mu.Lock()
+	_, parked0 = q.am.parked[0]
+	q.mu.Unlock()
+	require.False(t, parked0, "arena 0 is mapped and parked")
+	requireInvariants(t, q)
+	for i := 1; i < 4*10; i++ {
+		msg, err := c.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, message(13, uint64(i), 1000), msg)
+	}
+	require.True(t, c.IsEmpty())
+}
+
+// Close unmaps the parked arenas and the spares' kept mappings, with
+// background flushing on or off, and after failures that leave a reclaim
+// half done: no mapping of the queue's files outlives the queue.
+func TestKeptMappingsGoAtClose(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail fsCall // "": none
+		n    int
+		late bool // a new consumer keeps every arena from reclaim
+	}{
+		{name: "clean"},
+		{name: "parked arenas not reclaimed", late: true},
+		{name: "rename to spare fails", fail: callRename, n: 1},
+		{name: "positions msync fails", fail: callMsync, n: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFaultFS()
+			dir := t.TempDir()
+			q, err := NewQueue(dir, SetArenaSize(4096), SetMaxInMemArenas(3),
+				SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+			require.NoError(t, err)
+			readAsWritten(t, q, 0, 4*10)
+			require.NoError(t, q.Flush())
+			readAsWritten(t, q, 4*10, 4*10) // parks again, with kept spares about
+			kept, parked := keptSpares(q)
+			require.Positive(t, kept+parked)
+			if tc.late {
+				_, err := q.NewConsumer("late")
+				require.NoError(t, err)
+			}
+			if tc.fail != "" {
+				fs.failNth(tc.fail, tc.n, false, os.ErrPermission)
+				q.mu.Lock()
+				q.reclaimTo(q.reclaimLimit(), false, tc.fail == callMsync)
+				q.mu.Unlock()
+				for _, l := range queueMappings(t, dir) {
+					require.NotContains(t, l, "(deleted)", "a removed file is still mapped")
+				}
+			}
+			closeErr := q.Close()
+			if tc.fail != "" {
+				// Failed closed, or a housekeeping error kept for the
+				// next Flush or Close.
+				require.ErrorIs(t, closeErr, os.ErrPermission)
+			} else {
+				require.NoError(t, closeErr)
+			}
+			require.Empty(t, queueMappings(t, dir), "mappings outlived Close")
+		})
+	}
+}
