@@ -1292,6 +1292,12 @@ func (m *arenaManager) close(sync bool) error {
 		// Evicted: its pages are in unsynced when they need a sync.
 		errs = append(errs, m.unpark(id))
 	}
+	for i := range m.spares {
+		// The files stay when Close leaves them (after a failed sync);
+		// their mappings must not, or they would keep the disk space of
+		// files the next NewQueue deletes.
+		errs = append(errs, m.spares[i].release())
+	}
 	for _, a := range m.mapped {
 		mode := evictDrop
 		if sync {

@@ -148,11 +148,15 @@ func TestKeptMappingsGoAtClose(t *testing.T) {
 		fail fsCall // "": none
 		n    int
 		late bool // a new consumer keeps every arena from reclaim
+		// atClose fails Close's first call of fail, which leaves the
+		// spares' files for the next NewQueue.
+		atClose bool
 	}{
 		{name: "clean"},
 		{name: "parked arenas not reclaimed", late: true},
 		{name: "rename to spare fails", fail: callRename, n: 1},
 		{name: "positions msync fails", fail: callMsync, n: 1},
+		{name: "close fails", fail: callMsync, n: 1, atClose: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFaultFS()
@@ -169,7 +173,12 @@ func TestKeptMappingsGoAtClose(t *testing.T) {
 				_, err := q.NewConsumer("late")
 				require.NoError(t, err)
 			}
-			if tc.fail != "" {
+			if tc.atClose {
+				require.NoError(t, q.Flush()) // the parked arenas become spares
+				kept, _ := keptSpares(q)
+				require.Positive(t, kept)
+				fs.failNth(tc.fail, tc.n, false, os.ErrPermission)
+			} else if tc.fail != "" {
 				fs.failNth(tc.fail, tc.n, false, os.ErrPermission)
 				q.mu.Lock()
 				q.reclaimTo(q.reclaimLimit(), false, tc.fail == callMsync)
