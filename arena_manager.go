@@ -119,6 +119,9 @@ type arenaManager struct {
 	// readBelow returns the arena number below which every consumer has
 	// read everything (Queue.reclaimLimit); nil parks nothing.
 	readBelow func() uint64
+	// inFlight counts the kept mappings of a reclaim under way, which
+	// its jobs hold while mu is released (Queue.reclaimTo).
+	inFlight int
 	// writing is the arena whose file is open for reserving blocks; at
 	// most one arena file is open at a time (and the prepared next one,
 	// ready).
@@ -374,12 +377,14 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	m.clock++
 	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
 	if reserved == m.arenaSize && m.arenaSize <= prefaultChunk && !m.prefaultOff {
-		// A small arena reserved in full (a spare, mostly) is populated
-		// here, in one call: the writer fills it in a few dozen messages,
-		// faster than the prefaulter gets to it, and a write fault per
-		// page costs several times what populating that page does.
-		// Pages a consumer only read were mapped read-only, so even a
-		// spare that kept its mapping faults on each page otherwise.
+		// A small arena reserved in full (a spare, mostly; a new arena
+		// of one step too) is populated here, in one call, with mu held:
+		// at most prefaultChunk, of pages in the page cache when it is a
+		// spare of this process. The writer fills it in a few dozen
+		// messages, faster than the prefaulter gets to it, and a write
+		// fault per page costs several times what populating that page
+		// does. Pages a consumer only read were mapped read-only, so
+		// even a spare that kept its mapping faults on each otherwise.
 		if err := prefault(data); err != nil {
 			m.prefaultOff = true // as in prefaultStep
 		} else {
@@ -721,9 +726,10 @@ func (m *arenaManager) park(a *arena) (bool, error) {
 }
 
 // keptMappings is how many mappings are kept for spares: those of parked
-// arenas and those of spares.
+// arenas, of a reclaim under way and of spares. park and detachBelow keep
+// it at most spareLimit.
 func (m *arenaManager) keptMappings() int {
-	n := len(m.parked)
+	n := len(m.parked) + m.inFlight
 	for _, sp := range m.spares {
 		if sp.data != nil {
 			n++
@@ -981,8 +987,10 @@ func (m *arenaManager) header(id uint64) (arenaHeader, error) {
 }
 
 // reclaimJob is an arena file taken out of the queue by detachBelow: its
-// mapping is gone and its number is below first. runReclaim renames it to
-// spare, or removes it when spare is empty.
+// number is below first, and it is no longer mapped as an arena, but its
+// mapping may be kept for the spare it is to become (data). runReclaim
+// renames it to spare, or removes it (and unmaps data) when spare is
+// empty or the rename fails.
 type reclaimJob struct {
 	id          uint64
 	name, spare string
@@ -1001,6 +1009,17 @@ func (j *reclaimJob) release() error {
 		return fmt.Errorf("unmap arena %d: %w", j.id, err)
 	}
 	return nil
+}
+
+// mappedJobs is how many of jobs hold a kept mapping.
+func mappedJobs(jobs []reclaimJob) int {
+	n := 0
+	for _, j := range jobs {
+		if j.data != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // releaseJobs unmaps the kept mappings of jobs that will not become

@@ -149,10 +149,12 @@
 //     reused without reserving again (a crash leaves none: NewQueue
 //     deletes spares). An arena every consumer has read keeps its
 //     mapping when it is evicted from memory (it is "parked"), and the
-//     spare it becomes takes the mapping over, so reusing it opens and
-//     maps nothing; a spare reserved in full, of at most 256 KiB, has
-//     all its pages made writable in one call when it is reused, instead
-//     of a page fault per page. When reserving an arena's blocks finds
+//     spare it becomes takes the mapping over, so reusing it maps
+//     nothing (and, when it is known reserved, opens nothing). A new
+//     arena of at most 256 KiB whose blocks are all reserved (a spare,
+//     mostly) has all its pages made writable in one call when it is
+//     created, instead of a page fault per page (Linux 5.14 and later,
+//     MADV_POPULATE_WRITE). When reserving an arena's blocks finds
 //     the disk full, the queue removes its spares and tries again before
 //     it reports ENOSPC.
 //  6. Given back: a flush that finds nothing to do (an idle queue) and
@@ -238,9 +240,8 @@
 // later mmaps, the Go runtime's included, fail. Keep the default limit,
 // or a bound well below that, unless arenas are large. Parked arenas and
 // spares that kept their mappings (see Disk space) are mappings beyond
-// SetMaxInMemArenas: at most as many as there may be spares (64, and
-// 64 MiB), twice that while a reclaim is under way, and none with arenas
-// over 64 MiB. Consumers are
+// SetMaxInMemArenas: together at most as many as there may be spares (64,
+// and 64 MiB), so none with arenas over 64 MiB. Consumers are
 // bounded by the index size NewQueue accepts (ErrTooManyConsumers, about
 // four million); adding one costs O(1).
 //

@@ -99,9 +99,9 @@ func SetArenaSize(bytes int) Option {
 // and more, one more mapping may exist: the next arena, prepared ahead of
 // the writer. Arenas every consumer has read, and the spares they become,
 // may keep their mappings beyond the bound, so that reusing them maps
-// nothing: bounded like the spares, at most 64 MiB (twice that while a
-// reclaim is under way), and none with arenas over 64 MiB (see Limits in
-// the package doc).
+// nothing: together at most as many as there may be spares (64, and
+// 64 MiB), so none with arenas over 64 MiB (see Limits in the package
+// doc).
 //
 // With 0, every arena a queue touches stays mapped until Close, and each
 // mapping counts against the kernel's per-process limit

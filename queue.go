@@ -955,11 +955,18 @@ func (q *Queue) reclaimTo(limit uint64, unlock, syncIndex bool) {
 	jobs, err := q.am.detachBelow(limit)
 	q.noteChoreErr(err)
 	if q.noFault(q.updateOldest) != nil {
+		// Failed closed: the files stay, the kept mappings go.
+		q.noteChoreErr(releaseJobs(jobs))
 		return
 	}
 	if len(jobs) == 0 {
 		return
 	}
+	// The jobs' kept mappings count against the bound while mu is
+	// released (keptMappings), so that park does not pass it meanwhile.
+	inFlight := mappedJobs(jobs)
+	q.am.inFlight += inFlight
+	defer func() { q.am.inFlight -= inFlight }()
 	idxData := q.idx.data // grow may replace the field once mu is released
 	if unlock {
 		q.mu.Unlock()

@@ -571,11 +571,9 @@ func (q *Queue) checkInvariants() error {
 		check(m.mapped[id] == nil, "arena %d is mapped and parked", id)
 		check(len(data) == q.opts.arenaSize, "parked arena %d: mapping of %d bytes", id, len(data))
 	}
-	// Parking and detachBelow keep a mapping only below the spare limit;
-	// a reclaim's mappings in flight (mu released) are not counted then,
-	// so the kept ones may reach twice the limit.
-	check(len(m.parked) <= m.spareLimit(), "%d parked mappings, limit %d", len(m.parked), m.spareLimit())
-	check(m.keptMappings() <= 2*m.spareLimit(), "%d kept mappings, limit %d", m.keptMappings(), 2*m.spareLimit())
+	// Parking and detachBelow keep a mapping only below the spare limit,
+	// counting those a reclaim under way holds.
+	check(m.keptMappings() <= m.spareLimit(), "%d kept mappings, limit %d", m.keptMappings(), m.spareLimit())
 	return errors.Join(errs...)
 }
 
