@@ -226,14 +226,18 @@ type spareFile struct {
 }
 
 // release unmaps the spare's kept mapping, if it has one.
-func (sp *spareFile) release() error {
-	if sp.data == nil {
+func (sp *spareFile) release() error { return releaseKept(&sp.data, "spare "+sp.name) }
+
+// releaseKept unmaps *data, a kept mapping of what, if it is not nil,
+// and clears it.
+func releaseKept(data *[]byte, what string) error {
+	if *data == nil {
 		return nil
 	}
-	err := unmap(sp.data)
-	sp.data = nil
+	err := unmap(*data)
+	*data = nil
 	if err != nil {
-		return fmt.Errorf("unmap spare %s: %w", sp.name, err)
+		return fmt.Errorf("unmap %s: %w", what, err)
 	}
 	return nil
 }
@@ -1003,12 +1007,7 @@ func (j *reclaimJob) release() error {
 	if j.data == nil {
 		return nil
 	}
-	err := unmap(j.data)
-	j.data = nil
-	if err != nil {
-		return fmt.Errorf("unmap arena %d: %w", j.id, err)
-	}
-	return nil
+	return releaseKept(&j.data, fmt.Sprintf("arena %d", j.id))
 }
 
 // mappedJobs is how many of jobs hold a kept mapping.

@@ -60,14 +60,37 @@ func readAsWritten(t *testing.T, q *Queue, from, n int) {
 	}
 }
 
+// keptQueue opens a queue of 4 KiB arenas, three mapped, without
+// background flushes, and runs readAsWritten through ten arenas: the ones
+// read are parked as they are evicted.
+func keptQueue(t *testing.T, fs fileSystem) (*Queue, string) {
+	t.Helper()
+	q, dir := newKeptQueue(t, fs)
+	t.Cleanup(func() {
+		requireInvariants(t, q)
+		require.NoError(t, q.Close())
+	})
+	return q, dir
+}
+
+// newKeptQueue is keptQueue for a test that closes the queue itself.
+func newKeptQueue(t *testing.T, fs fileSystem) (*Queue, string) {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
+	require.NoError(t, err)
+	requireInvariants(t, q)
+	readAsWritten(t, q, 0, 4*10)
+	return q, dir
+}
+
 // An arena every consumer has read is parked when it is evicted, its
 // mapping kept, and the spare it becomes takes the mapping over: reusing
 // that spare opens and maps nothing, and what is written there reads back.
 func TestSpareKeepsItsMapping(t *testing.T) {
 	fs := newFaultFS()
-	q, dir := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
-	readAsWritten(t, q, 0, 4*10)
+	q, dir := keptQueue(t, fs)
 	kept, parked := keptSpares(q)
 	require.Zero(t, kept)
 	require.Positive(t, parked, "no arena every consumer had read was parked")
@@ -113,9 +136,7 @@ func TestSpareKeepsItsMapping(t *testing.T) {
 // reads as it was written.
 func TestParkedArenaReadAgain(t *testing.T) {
 	fs := newFaultFS()
-	q, _ := openTestQueue(t, SetArenaSize(4096), SetMaxInMemArenas(3),
-		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
-	readAsWritten(t, q, 0, 4*10)
+	q, _ := keptQueue(t, fs)
 	q.mu.Lock()
 	_, parked0 := q.am.parked[0]
 	q.mu.Unlock()
@@ -162,11 +183,7 @@ func TestKeptMappingsGoAtClose(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFaultFS()
-			dir := t.TempDir()
-			q, err := NewQueue(dir, SetArenaSize(4096), SetMaxInMemArenas(3),
-				SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
-			require.NoError(t, err)
-			readAsWritten(t, q, 0, 4*10)
+			q, dir := newKeptQueue(t, fs)
 			require.NoError(t, q.Flush())
 			readAsWritten(t, q, 4*10, 4*10) // parks again, with kept spares about
 			kept, parked := keptSpares(q)
@@ -228,11 +245,7 @@ func TestFailedCloseUnmapsSpares(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFaultFS()
-			dir := t.TempDir()
-			q, err := NewQueue(dir, SetArenaSize(4096), SetMaxInMemArenas(3),
-				SetPeriodicFlushOps(0), SetPeriodicFlushDuration(0), withFS(fs))
-			require.NoError(t, err)
-			readAsWritten(t, q, 0, 4*10)
+			q, dir := newKeptQueue(t, fs)
 			require.NoError(t, q.Flush()) // reclaims: spares keep mappings
 			kept, _ := keptSpares(q)
 			require.Positive(t, kept)
