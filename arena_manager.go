@@ -400,6 +400,10 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		// Only a reused spare can get here: a new file has its first
 		// step reserved.
 		errs := []error{err, m.closeFile(a), unmap(data)}
+		a.data = nil
+		if m.writing == a { // a kept mapping's file may never have opened
+			m.writing = nil
+		}
 		if rerr := m.fs.remove(m.dir, name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			errs = append(errs, rerr)
 		}
