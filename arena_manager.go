@@ -753,10 +753,7 @@ func (m *arenaManager) unpark(id uint64) error {
 		return nil
 	}
 	delete(m.parked, id)
-	if err := unmap(data); err != nil {
-		return fmt.Errorf("unmap arena %d: %w", id, err)
-	}
-	return nil
+	return releaseKept(&data, fmt.Sprintf("arena %d", id))
 }
 
 // writeAt copies p to the logical offset off, creating the next arena when
