@@ -410,12 +410,15 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 		m.dirChanged()
 		return nil, errors.Join(errs...)
 	}
-	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq, started: m.startTime()}.encode(data)
+	// Mapped before the header is written: a write that faults (the
+	// file truncated under the queue) fails the queue, whose Close then
+	// finds the mapping to unmap.
 	m.mapped[id] = a
 	m.present[id] = true
 	if reserved == m.arenaSize {
 		m.full[id] = true
 	}
+	arenaHeader{arenaSize: uint64(m.arenaSize), queueID: m.queueID, id: id, first: first, firstSeq: firstSeq, started: m.startTime()}.encode(data)
 	m.next++
 	return a, nil
 }
@@ -565,14 +568,26 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 			}
 			m.dirSynced(seq)
 		}
+		if sp.data != nil {
+			// A kept mapping's file is not opened again, so check here
+			// what the open path checks below: a spare truncated under
+			// the queue would make the writer's access fault.
+			st, err := m.dir.stat(sp.name)
+			if err == nil && st.size != int64(m.arenaSize) {
+				err = fmt.Errorf("its size is %d, not %d: changed under the queue", st.size, m.arenaSize)
+			}
+			if err != nil {
+				if err := m.giveUpSpare(sp, err); err != nil {
+					return reused{}, err
+				}
+				continue
+			}
+		}
 		m.dirChanged()
 		if err := m.fs.rename(m.dir, sp.name, name); err != nil {
-			err = errors.Join(err, sp.release())
-			if rerr := m.fs.remove(m.dir, sp.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				return reused{}, fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, rerr))
+			if err := m.giveUpSpare(sp, err); err != nil {
+				return reused{}, err
 			}
-			// A fresh file replaces the spare; report the failure later.
-			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
 			continue
 		}
 		if sp.data != nil {
@@ -596,6 +611,19 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 		}
 	}
 	return reused{}, nil
+}
+
+// giveUpSpare unmaps and removes sp, which reuseSpare could not reuse for
+// cause, and keeps cause for the next Flush: a fresh file replaces the
+// spare. It returns an error only when the file stays.
+func (m *arenaManager) giveUpSpare(sp spareFile, cause error) error {
+	err := errors.Join(cause, sp.release())
+	if rerr := m.fs.remove(m.dir, sp.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, rerr))
+	}
+	m.dirChanged()
+	m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
+	return nil
 }
 
 // reused is a spare reuseSpare made arena: its file, or its kept

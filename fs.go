@@ -94,11 +94,11 @@ func (d *queueDir) openRead(name string) (*os.File, error) {
 	return openAt(d.f, name, os.O_RDONLY, 0)
 }
 
-func (d *queueDir) rename(from, to string) error     { return renameAt(d.f, from, to) }
-func (d *queueDir) remove(name string) error         { return unlinkAt(d.f, name) }
-func (d *queueDir) stat(name string) (fileID, error) { return statAt(d.f, name) }
-func (d *queueDir) names() ([]string, error)         { return listAt(d.f) }
-func (d *queueDir) lock() error                      { return lockDir(d.f) }
+func (d *queueDir) rename(from, to string) error       { return renameAt(d.f, from, to) }
+func (d *queueDir) remove(name string) error           { return unlinkAt(d.f, name) }
+func (d *queueDir) stat(name string) (fileStat, error) { return statAt(d.f, name) }
+func (d *queueDir) names() ([]string, error)           { return listAt(d.f) }
+func (d *queueDir) lock() error                        { return lockDir(d.f) }
 
 // sync fsyncs the directory, so that the files created, renamed or
 // removed in it survive a power loss.

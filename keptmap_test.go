@@ -361,3 +361,159 @@ func TestKeptMappingsBoundedDuringReclaim(t *testing.T) {
 	require.LessOrEqual(t, kept+parked, limit,
 		"%d spares' and %d parked mappings kept after the reclaim ended, bound %d", kept, parked, limit)
 }
+
+// spareFiles returns the names of dir's spare files.
+func spareFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "spare-*"))
+	require.NoError(t, err)
+	return names
+}
+
+// writeUntilCreated enqueues messages of series 14 until the queue
+// creates an arena or an enqueue fails, and returns how many it took and
+// the error.
+func writeUntilCreated(t *testing.T, q *Queue) (int, error) {
+	t.Helper()
+	q.mu.Lock()
+	next := q.am.next
+	q.mu.Unlock()
+	for i := 0; i < 8; i++ { // four to an arena
+		if err := q.Enqueue(message(14, uint64(i), 1000)); err != nil {
+			return i, err
+		}
+		q.mu.Lock()
+		created := q.am.next > next
+		q.mu.Unlock()
+		if created {
+			return i + 1, nil
+		}
+	}
+	t.Fatal("no arena created in 8 enqueues of 1000 bytes into arenas of 4 KiB")
+	return 0, nil
+}
+
+// Spare files truncated under the live queue, while it keeps their
+// mappings: reuseSpare finds their size wrong (a kept spare is not opened
+// again, but it is stat'ed), gives them up, and the queue creates a fresh
+// file instead, loses nothing, and reports the change at the next Flush.
+func TestKeptSpareTruncatedUnderQueue(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := newKeptQueue(t, fs)
+	require.NoError(t, q.Flush()) // the read arenas become spares, mapped
+	kept, _ := keptSpares(q)
+	require.Positive(t, kept)
+	spares := spareFiles(t, dir)
+	require.Len(t, spares, kept)
+	for _, name := range spares {
+		require.NoError(t, os.Truncate(name, 0))
+	}
+
+	fs.failNth(callCreate, 0, false, nil) // counts from here, fails nothing
+	n, err := writeUntilCreated(t, q)
+	require.NoError(t, err)
+	require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the truncated spares")
+	requireNoKeptSpares(t, q, dir)
+	require.Empty(t, spareFiles(t, dir), "a truncated spare was kept")
+	err = q.Flush()
+	require.ErrorContains(t, err, "changed under the queue")
+	require.ErrorContains(t, err, "reuse spare")
+	require.NoError(t, q.Flush(), "the change is reported once")
+	requireInvariants(t, q)
+	require.NoError(t, q.Close())
+	requireReadsSeries14(t, dir, n)
+}
+
+// requireNoKeptSpares checks that q keeps no spare's mapping, and that
+// no removed file of dir is still mapped.
+func requireNoKeptSpares(t *testing.T, q *Queue, dir string) {
+	t.Helper()
+	kept, _ := keptSpares(q)
+	require.Zero(t, kept, "a spare given up kept its mapping")
+	require.Empty(t, spareMappings(t, dir))
+	for _, l := range queueMappings(t, dir) {
+		require.NotContains(t, l, "(deleted)", "a removed spare is still mapped")
+	}
+}
+
+// requireReadsSeries14 reopens the queue in dir and reads the n messages
+// writeUntilCreated enqueued, and nothing else.
+func requireReadsSeries14(t *testing.T, dir string, n int) {
+	t.Helper()
+	q := openTestQueueIn(t, dir, SetArenaSize(4096))
+	for i := 0; i < n; i++ {
+		msg, err := q.Dequeue()
+		require.NoError(t, err, "message %d of %d acknowledged", i, n)
+		require.Equal(t, message(14, uint64(i), 1000), msg)
+	}
+	require.True(t, q.IsEmpty())
+}
+
+// truncFS truncates the next spare renamed to an arena, once armed, right
+// after the rename: after reuseSpare checked its size.
+type truncFS struct {
+	osFS
+	armed bool // set and read with the queue's mu held
+}
+
+func (f *truncFS) rename(d *queueDir, from, to string) error {
+	err := f.osFS.rename(d, from, to)
+	if err == nil && f.armed && strings.HasPrefix(from, "spare-") && strings.HasPrefix(to, "arena-") {
+		f.armed = false
+		err = os.Truncate(d.join(to), 0)
+	}
+	return err
+}
+
+// A kept spare truncated after reuseSpare checked it, before the new
+// arena's header is written: the write faults, the queue fails closed
+// with ErrFault, Close unmaps every mapping, and every message
+// acknowledged before reads back after a reopen.
+func TestKeptSpareTruncatedAfterCheck(t *testing.T) {
+	fs := &truncFS{}
+	q, dir := newKeptQueue(t, fs)
+	require.NoError(t, q.Flush())
+	kept, _ := keptSpares(q)
+	require.Positive(t, kept)
+	q.mu.Lock()
+	fs.armed = true
+	q.mu.Unlock()
+
+	n, err := writeUntilCreated(t, q)
+	require.ErrorIs(t, err, ErrFault)
+	require.ErrorIs(t, q.Enqueue([]byte("x")), ErrFault, "the queue failed closed")
+	_, err = q.Dequeue()
+	require.ErrorIs(t, err, ErrFault)
+	require.ErrorIs(t, q.Close(), ErrFault)
+	require.Empty(t, queueMappings(t, dir), "mappings outlived Close")
+	requireReadsSeries14(t, dir, n)
+}
+
+// Spare files removed under the live queue, while it keeps their
+// mappings: the rename that makes a spare an arena fails, the queue
+// creates a fresh file instead, loses nothing, and reports the failure at
+// the next Flush.
+func TestKeptSpareRemovedUnderQueue(t *testing.T) {
+	fs := newFaultFS()
+	q, dir := newKeptQueue(t, fs)
+	require.NoError(t, q.Flush())
+	kept, _ := keptSpares(q)
+	require.Positive(t, kept)
+	for _, name := range spareFiles(t, dir) {
+		require.NoError(t, os.Remove(name))
+	}
+
+	fs.failNth(callCreate, 0, false, nil) // counts from here, fails nothing
+	n, err := writeUntilCreated(t, q)
+	require.NoError(t, err)
+	require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the removed spares")
+	requireNoKeptSpares(t, q, dir)
+	err = q.Flush()
+	require.ErrorIs(t, err, os.ErrNotExist)
+	require.ErrorContains(t, err, "reuse spare")
+	require.NoError(t, q.Flush(), "the failure is reported once")
+	requireInvariants(t, q)
+	require.NoError(t, q.Close())
+
+	requireReadsSeries14(t, dir, n)
+}

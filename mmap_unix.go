@@ -111,14 +111,20 @@ func unlinkAt(dir *os.File, name string) error {
 // file.
 type fileID struct{ dev, ino uint64 }
 
-// statAt returns the identity of the file name inside the directory dir,
-// without following a symlink.
-func statAt(dir *os.File, name string) (fileID, error) {
+// fileStat is what statAt tells of a file.
+type fileStat struct {
+	id   fileID
+	size int64
+}
+
+// statAt returns the identity and size of the file name inside the
+// directory dir, without following a symlink.
+func statAt(dir *os.File, name string) (fileStat, error) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fileID{}, &os.PathError{Op: "stat", Path: filepath.Join(dir.Name(), name), Err: err}
+		return fileStat{}, &os.PathError{Op: "stat", Path: filepath.Join(dir.Name(), name), Err: err}
 	}
-	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
+	return fileStat{id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, size: st.Size}, nil
 }
 
 // statFile returns the identity of the open file f.

@@ -257,8 +257,8 @@ func (q *Queue) open() error {
 // read, and a flush or Close must not report it durable. The queue then
 // fails closed. Needs no lock.
 func (q *Queue) indexInPlace() error {
-	id, err := q.dir.stat(indexFileName)
-	if err == nil && id == q.idx.id {
+	st, err := q.dir.stat(indexFileName)
+	if err == nil && st.id == q.idx.id {
 		return nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
