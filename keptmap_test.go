@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -516,4 +517,55 @@ func TestKeptSpareRemovedUnderQueue(t *testing.T) {
 	require.NoError(t, q.Close())
 
 	requireReadsSeries14(t, dir, n)
+}
+
+// Close while the flusher's reclaim is under way (mu released, its jobs
+// holding kept mappings, an arena half renamed to a spare): Close waits
+// for it, then removes the spares and unmaps every mapping; nothing
+// written and unread is lost, and the queue reopens clean.
+func TestCloseDuringBackgroundReclaim(t *testing.T) {
+	g := &gateFS{armed: true, hit: make(chan struct{}), gate: make(chan struct{})}
+	dir := t.TempDir()
+	// Background flushes on (a long period), so that filling an arena
+	// while others are evicted asks the flusher for a reclaim.
+	q, err := NewQueue(dir, SetArenaSize(4096), SetMaxInMemArenas(3),
+		SetPeriodicFlushOps(0), SetPeriodicFlushDuration(time.Hour), withFS(g))
+	require.NoError(t, err)
+	q.mu.Lock()
+	batch := int(q.am.reclaimBatch())
+	q.mu.Unlock()
+	read := 0
+	for ; read < 4*(batch+8); read += 4 {
+		readAsWritten(t, q, read, 4)
+		select {
+		case <-g.hit:
+		default:
+			continue
+		}
+		break
+	}
+	if read == 4*(batch+8) {
+		<-g.hit // the request was made; the flusher is on its way
+	}
+	// The reclaim waits in its first rename, mu released: the queue
+	// still takes writes, and Close must wait for the reclaim.
+	for i := 0; i < 6; i++ {
+		require.NoError(t, q.Enqueue(message(15, uint64(i), 1000)))
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close() }()
+	<-q.quit // Close has begun, and waits for the flusher
+	require.ErrorIs(t, q.Enqueue([]byte("late")), ErrClosed)
+	close(g.gate)
+	require.NoError(t, <-closed)
+	require.Empty(t, queueMappings(t, dir), "mappings outlived Close")
+	require.Empty(t, spareFiles(t, dir), "spares outlived Close")
+
+	q = openTestQueueIn(t, dir, SetArenaSize(4096))
+	for i := 0; i < 6; i++ {
+		msg, err := q.Dequeue()
+		require.NoError(t, err)
+		require.Equal(t, message(15, uint64(i), 1000), msg)
+	}
+	require.True(t, q.IsEmpty())
 }
