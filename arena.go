@@ -28,6 +28,10 @@ type arena struct {
 	// reserves blocks in (arenaManager.writing), so that reserving a step
 	// is one fallocate; nil otherwise.
 	file *os.File
+	// fid identifies the file mapped: a mapping kept for a spare
+	// (arenaManager.park) is reused only while the spare's name still
+	// names that file.
+	fid fileID
 
 	// lastUse is arenaManager.clock at the last access: LRU order.
 	// Readers (dequeueFast) write it while the writer uses the fields

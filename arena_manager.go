@@ -115,7 +115,7 @@ type arenaManager struct {
 	// parked holds the mappings of arenas evicted after every consumer had
 	// read them (park), kept for the spares they will become; with the
 	// spares' own mappings, at most spareLimit.
-	parked map[uint64][]byte
+	parked map[uint64]keptMap
 	// readBelow returns the arena number below which every consumer has
 	// read everything (Queue.reclaimLimit); nil parks nothing.
 	readBelow func() uint64
@@ -198,7 +198,7 @@ func newArenaManager(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64
 		queueID:   queueID,
 		maxMapped: maxMapped,
 		mapped:    make(map[uint64]*arena),
-		parked:    make(map[uint64][]byte),
+		parked:    make(map[uint64]keptMap),
 		present:   make(map[uint64]bool),
 		unsynced:  make(map[uint64]bool),
 		full:      make(map[uint64]bool),
@@ -223,6 +223,13 @@ type spareFile struct {
 	// that reusing the spare needs no open, mmap or fresh faults (its
 	// pages stay mapped); nil when the arena was not mapped then.
 	data []byte
+	fid  fileID // the file data maps
+}
+
+// keptMap is the mapping of a parked arena and the identity of its file.
+type keptMap struct {
+	data []byte
+	fid  fileID
 }
 
 // release unmaps the spare's kept mapping, if it has one.
@@ -276,13 +283,13 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		m.last = a
 		return a, nil
 	}
-	if data, ok := m.parked[id]; ok {
+	if k, ok := m.parked[id]; ok {
 		// Read again (a new consumer, a seek back): mapped once more.
 		if err := m.makeRoom(); err != nil {
 			return nil, err
 		}
 		delete(m.parked, id)
-		a := &arena{id: id, data: data, lastUse: m.clock}
+		a := &arena{id: id, data: k.data, fid: k.fid, lastUse: m.clock}
 		m.mapped[id] = a
 		m.last = a
 		return a, nil
@@ -302,14 +309,14 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		return nil, fmt.Errorf("open arena %d: %w", id, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	st, err := statFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("stat arena %d: %w", id, err)
 	}
-	if st.Size() != int64(m.arenaSize) {
+	if st.size != int64(m.arenaSize) {
 		// Mapping past the end of a file faults on access: refuse it, set
 		// it aside for inspection and leave a hole that reads as damage.
-		err := fmt.Errorf("arena %d: size %d, want %d: %w", id, st.Size(), m.arenaSize, ErrCorrupt)
+		err := fmt.Errorf("arena %d: size %d, want %d: %w", id, st.size, m.arenaSize, ErrCorrupt)
 		if rerr := m.setAside(id); rerr != nil {
 			return nil, fmt.Errorf("%w (set aside: %v)", err, rerr)
 		}
@@ -333,7 +340,7 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 			return nil, err
 		}
 	}
-	a := &arena{id: id, data: data, lastUse: m.clock}
+	a := &arena{id: id, data: data, fid: st.id, lastUse: m.clock}
 	m.mapped[id] = a
 	return a, nil
 }
@@ -359,27 +366,37 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, data, reserved := sp.file, sp.data, sp.reserved
+	f, data, reserved, fid := sp.file, sp.data, sp.reserved, sp.fid
 	if f == nil && data == nil {
 		f, data, reserved = m.takeReady(name)
 	}
-	if data == nil {
-		if f == nil {
-			f, err = m.fs.create(m.dir, name)
-			if err != nil {
-				return nil, fmt.Errorf("create arena %d: %w", id, err)
-			}
-			m.dirChanged()
-			if reserved, err = m.allocateNew(f); err != nil {
-				return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
-			}
+	if f == nil && data == nil {
+		f, err = m.fs.create(m.dir, name)
+		if err != nil {
+			return nil, fmt.Errorf("create arena %d: %w", id, err)
 		}
+		m.dirChanged()
+		if reserved, err = m.allocateNew(f); err != nil {
+			return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
+		}
+	}
+	if f != nil {
+		st, err := statFile(f)
+		if err != nil {
+			if data != nil {
+				err = errors.Join(err, unmap(data))
+			}
+			return nil, m.discard(f, name, fmt.Errorf("arena %d: %w", id, err))
+		}
+		fid = st.id
+	}
+	if data == nil {
 		if data, err = m.fs.mmap(f, m.arenaSize); err != nil {
 			return nil, m.discard(f, name, fmt.Errorf("arena %d: %w", id, err))
 		}
 	}
 	m.clock++
-	a := &arena{id: id, data: data, lastUse: m.clock, dirty: true, reserved: reserved}
+	a := &arena{id: id, data: data, fid: fid, lastUse: m.clock, dirty: true, reserved: reserved}
 	if reserved == m.arenaSize && m.arenaSize <= prefaultChunk && !m.prefaultOff {
 		// A small arena reserved in full (a spare, mostly; a new arena
 		// of one step too) is populated here, in one call, with mu held:
@@ -570,28 +587,30 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 		}
 		if sp.data != nil {
 			// A kept mapping's file is not opened again, so check here
-			// what the open path checks below: a spare truncated under
-			// the queue would make the writer's access fault.
+			// what the open path checks below, and that the name still
+			// names the file mapped: a spare truncated under the queue
+			// would make the writer's access fault, and the writes into
+			// the mapping of one removed or replaced would be in no file.
 			st, err := m.dir.stat(sp.name)
-			if err == nil && st.size != int64(m.arenaSize) {
+			switch {
+			case err != nil:
+			case st.id != sp.fid:
+				err = errors.New("it is no longer the file the queue mapped: replaced under the queue")
+			case st.size != int64(m.arenaSize):
 				err = fmt.Errorf("its size is %d, not %d: changed under the queue", st.size, m.arenaSize)
 			}
 			if err != nil {
-				if err := m.giveUpSpare(sp, err); err != nil {
-					return reused{}, err
-				}
+				m.giveUpSpare(sp, err)
 				continue
 			}
 		}
 		m.dirChanged()
 		if err := m.fs.rename(m.dir, sp.name, name); err != nil {
-			if err := m.giveUpSpare(sp, err); err != nil {
-				return reused{}, err
-			}
+			m.giveUpSpare(sp, err)
 			continue
 		}
 		if sp.data != nil {
-			return reused{data: sp.data, reserved: sp.reserved}, nil
+			return reused{data: sp.data, fid: sp.fid, reserved: sp.reserved}, nil
 		}
 		f, err := m.fs.open(m.dir, name)
 		if err != nil {
@@ -605,7 +624,12 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 		}
 		if st, err := f.Stat(); err == nil && st.Size() == int64(m.arenaSize) {
 			return reused{file: f, reserved: sp.reserved}, nil
+		} else if err == nil {
+			err = fmt.Errorf("its size is %d, not %d: changed under the queue", st.Size(), m.arenaSize)
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
 		}
+		// Under the arena's name now: the arena cannot be created while
+		// the file stays.
 		if err := m.discard(f, name, nil); err != nil {
 			return reused{}, err
 		}
@@ -613,17 +637,17 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 	return reused{}, nil
 }
 
-// giveUpSpare unmaps and removes sp, which reuseSpare could not reuse for
-// cause, and keeps cause for the next Flush: a fresh file replaces the
-// spare. It returns an error only when the file stays.
-func (m *arenaManager) giveUpSpare(sp spareFile, cause error) error {
+// giveUpSpare unmaps sp, which reuseSpare could not reuse for cause, and
+// removes its file; a fresh file replaces it. The failure is
+// housekeeping, kept for the next Flush: a file that could not be removed
+// stays for the next NewQueue, which deletes spares.
+func (m *arenaManager) giveUpSpare(sp spareFile, cause error) {
 	err := errors.Join(cause, sp.release())
 	if rerr := m.fs.remove(m.dir, sp.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		return fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, rerr))
+		err = errors.Join(err, rerr)
 	}
 	m.dirChanged()
 	m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
-	return nil
 }
 
 // reused is a spare reuseSpare made arena: its file, or its kept
@@ -631,7 +655,8 @@ func (m *arenaManager) giveUpSpare(sp spareFile, cause error) error {
 type reused struct {
 	file     *os.File
 	data     []byte
-	reserved int // bytes from the start known reserved
+	fid      fileID // the file data maps
+	reserved int    // bytes from the start known reserved
 }
 
 // discard closes and removes a file create could not finish, and returns
@@ -755,7 +780,7 @@ func (m *arenaManager) park(a *arena) (bool, error) {
 	if err := m.closeFile(a); err != nil {
 		m.choreErr = errors.Join(m.choreErr, err)
 	}
-	m.parked[a.id] = a.data
+	m.parked[a.id] = keptMap{data: a.data, fid: a.fid}
 	a.data = nil
 	delete(m.mapped, a.id)
 	return true, nil
@@ -776,12 +801,12 @@ func (m *arenaManager) keptMappings() int {
 
 // unpark unmaps the parked mapping of arena id, if there is one.
 func (m *arenaManager) unpark(id uint64) error {
-	data, ok := m.parked[id]
+	k, ok := m.parked[id]
 	if !ok {
 		return nil
 	}
 	delete(m.parked, id)
-	return releaseKept(&data, fmt.Sprintf("arena %d", id))
+	return releaseKept(&k.data, fmt.Sprintf("arena %d", id))
 }
 
 // writeAt copies p to the logical offset off, creating the next arena when
@@ -1029,6 +1054,7 @@ type reclaimJob struct {
 	name, spare string
 	reserved    int    // of its file: arenaSize or 0 (full)
 	data        []byte // the arena's mapping, kept for the spare; nil when it was not mapped
+	fid         fileID // the file data maps
 }
 
 // release unmaps the job's kept mapping, if it has one.
@@ -1105,15 +1131,15 @@ func (m *arenaManager) detachBelow(id uint64) ([]reclaimJob, error) {
 			m.pinMu.Unlock()
 			if job.spare != "" && kept < m.spareLimit() {
 				// The spare keeps the mapping (spareFile.data).
-				job.data = m.detachMapping(a)
+				job.data, job.fid = m.detachMapping(a), a.fid
 				kept++
 			} else if err := m.evict(a, evictDrop); err != nil {
 				return jobs, fmt.Errorf("reclaim: %w", err)
 			}
-		} else if data, ok := m.parked[m.first]; ok {
+		} else if k, ok := m.parked[m.first]; ok {
 			if job.spare != "" {
 				delete(m.parked, m.first)
-				job.data = data
+				job.data, job.fid = k.data, k.fid
 			} else if err := m.unpark(m.first); err != nil {
 				return jobs, fmt.Errorf("reclaim: %w", err)
 			}
@@ -1166,7 +1192,7 @@ func (m *arenaManager) adoptReclaim(done []reclaimJob) {
 	for _, j := range done {
 		m.dirChanged()
 		if j.spare != "" {
-			m.spares = append(m.spares, spareFile{name: j.spare, madeAt: m.dirSeq, reserved: j.reserved, data: j.data})
+			m.spares = append(m.spares, spareFile{name: j.spare, madeAt: m.dirSeq, reserved: j.reserved, data: j.data, fid: j.fid})
 		}
 		m.reclaimed++
 	}

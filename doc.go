@@ -150,10 +150,11 @@
 //     deletes spares). An arena every consumer has read keeps its
 //     mapping when it is evicted from memory (it is "parked"), and the
 //     spare it becomes takes the mapping over, so reusing it maps
-//     nothing (and, when it is known reserved, opens nothing); its size
-//     is still checked (one fstatat), and a spare truncated or removed
-//     under the live queue is given up for a fresh file, the change
-//     reported by the next Flush. A new
+//     nothing (and, when it is known reserved, opens nothing); one
+//     fstatat still checks that its name names the file mapped, at the
+//     arena's size, and a spare truncated, removed or replaced under the
+//     live queue is given up for a fresh file, the change reported by the
+//     next Flush. A new
 //     arena of at most 256 KiB whose blocks are all reserved (a spare,
 //     mostly) has all its pages made writable in one call when it is
 //     created, instead of a page fault per page (Linux 5.14 and later,

@@ -103,7 +103,7 @@ func createIndex(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64) (x
 		return nil, fmt.Errorf("create index: %w", err)
 	}
 	renamed = true
-	id, err := statFile(f)
+	st, err := statFile(f)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func createIndex(fs fileSystem, dir *queueDir, arenaSize int, queueID uint64) (x
 	if err != nil {
 		return nil, err
 	}
-	return &index{fs: fs, dir: dir, path: path, id: id, data: data}, nil
+	return &index{fs: fs, dir: dir, path: path, id: st.id, data: data}, nil
 }
 
 // openIndex maps an existing index file and checks its header. It returns
@@ -124,17 +124,13 @@ func openIndex(fs fileSystem, dir *queueDir) (*index, error) {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	st, err := statFile(f)
 	if err != nil {
-		return nil, fmt.Errorf("stat index %s: %w", path, err)
+		return nil, fmt.Errorf("stat index: %w", err)
 	}
-	size := st.Size()
+	size, id := st.size, st.id
 	if size < initialIndexSize || (size-indexHeaderSize)%slotSize != 0 || size > maxIndexSize {
 		return nil, fmt.Errorf("index %s: size %d is not a valid index size: %w", path, size, ErrCorrupt)
-	}
-	id, err := statFile(f)
-	if err != nil {
-		return nil, err
 	}
 	data, err := fs.mmap(f, int(size))
 	if err != nil {

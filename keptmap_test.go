@@ -366,7 +366,7 @@ func TestKeptMappingsBoundedDuringReclaim(t *testing.T) {
 // spareFiles returns the names of dir's spare files.
 func spareFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	names, err := filepath.Glob(filepath.Join(dir, "spare-*"))
+	names, err := filepath.Glob(filepath.Join(dir, "spare-*.bq"))
 	require.NoError(t, err)
 	return names
 }
@@ -394,35 +394,88 @@ func writeUntilCreated(t *testing.T, q *Queue) (int, error) {
 	return 0, nil
 }
 
-// Spare files truncated under the live queue, while it keeps their
-// mappings: reuseSpare finds their size wrong (a kept spare is not opened
-// again, but it is stat'ed), gives them up, and the queue creates a fresh
-// file instead, loses nothing, and reports the change at the next Flush.
-func TestKeptSpareTruncatedUnderQueue(t *testing.T) {
-	fs := newFaultFS()
-	q, dir := newKeptQueue(t, fs)
-	require.NoError(t, q.Flush()) // the read arenas become spares, mapped
-	kept, _ := keptSpares(q)
-	require.Positive(t, kept)
-	spares := spareFiles(t, dir)
-	require.Len(t, spares, kept)
-	for _, name := range spares {
-		require.NoError(t, os.Truncate(name, 0))
-	}
+// Spare files changed under the live queue while it keeps their
+// mappings (a kept spare is not opened again): reuseSpare stats each one
+// before it renames it, gives up any whose name no longer names the file
+// mapped, at the arena size, or that it cannot rename, and the queue
+// creates a fresh file instead, loses nothing, and reports the change
+// once, at the next Flush. A failure to remove a spare given up is
+// reported too, and does not fail the write.
+func TestKeptSpareChangedUnderQueue(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, fs *faultFS, spare string)
+		want   string // in the next Flush's error
+		is     error  // and that error wraps it, when not nil
+		left   bool   // the spare files stay (removing them failed)
+	}{
+		{name: "truncated", want: "changed under the queue", change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Truncate(spare, 0))
+		}},
+		{name: "removed", is: os.ErrNotExist, change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Remove(spare))
+		}},
+		{name: "renamed away", is: os.ErrNotExist, change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Rename(spare, spare+".moved"))
+		}},
+		{name: "replaced by a file of the arena size", want: "replaced under the queue", change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Remove(spare))
+			require.NoError(t, os.WriteFile(spare, make([]byte, 4096), 0o600))
+		}},
+		{name: "replaced by a directory", want: "replaced under the queue", change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Remove(spare))
+			require.NoError(t, os.Mkdir(spare, 0o700))
+			// A file in it: removing the spare must fail on it too.
+			require.NoError(t, os.WriteFile(filepath.Join(spare, "x"), nil, 0o600))
+		}, left: true},
+		{name: "rename fails", is: os.ErrPermission, change: func(t *testing.T, fs *faultFS, _ string) {
+			fs.failNth(callRename, 1, true, os.ErrPermission)
+		}},
+		{name: "truncated, removing it fails", want: "changed under the queue", is: os.ErrPermission, change: func(t *testing.T, fs *faultFS, spare string) {
+			require.NoError(t, os.Truncate(spare, 0))
+			fs.failNth(callRemove, 1, true, os.ErrPermission)
+		}, left: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFaultFS()
+			q, dir := newKeptQueue(t, fs)
+			require.NoError(t, q.Flush()) // the read arenas become spares, mapped
+			kept, _ := keptSpares(q)
+			require.Positive(t, kept)
+			spares := spareFiles(t, dir)
+			require.Len(t, spares, kept)
+			fs.failNth(callCreate, 0, false, nil) // counts from here, fails nothing
+			for _, spare := range spares {
+				tc.change(t, fs, spare)
+			}
 
-	fs.failNth(callCreate, 0, false, nil) // counts from here, fails nothing
-	n, err := writeUntilCreated(t, q)
-	require.NoError(t, err)
-	require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the truncated spares")
-	requireNoKeptSpares(t, q, dir)
-	require.Empty(t, spareFiles(t, dir), "a truncated spare was kept")
-	err = q.Flush()
-	require.ErrorContains(t, err, "changed under the queue")
-	require.ErrorContains(t, err, "reuse spare")
-	require.NoError(t, q.Flush(), "the change is reported once")
-	requireInvariants(t, q)
-	require.NoError(t, q.Close())
-	requireReadsSeries14(t, dir, n)
+			n, err := writeUntilCreated(t, q)
+			require.NoError(t, err)
+			require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the changed spares")
+			fs.heal()
+			requireNoKeptSpares(t, q, dir)
+			if !tc.left {
+				require.Empty(t, spareFiles(t, dir), "a spare given up was kept")
+			}
+			err = q.Flush()
+			require.ErrorContains(t, err, "reuse spare")
+			if tc.want != "" {
+				require.ErrorContains(t, err, tc.want)
+			}
+			if tc.is != nil {
+				require.ErrorIs(t, err, tc.is)
+			}
+			require.NoError(t, q.Flush(), "the change is reported once")
+			requireInvariants(t, q)
+			require.NoError(t, q.Close())
+			if tc.left {
+				for _, spare := range spares {
+					require.NoError(t, os.RemoveAll(spare)) // NewQueue refuses a directory
+				}
+			}
+			requireReadsSeries14(t, dir, n)
+		})
+	}
 }
 
 // requireNoKeptSpares checks that q keeps no spare's mapping, and that
@@ -490,35 +543,6 @@ func TestKeptSpareTruncatedAfterCheck(t *testing.T) {
 	requireReadsSeries14(t, dir, n)
 }
 
-// Spare files removed under the live queue, while it keeps their
-// mappings: the rename that makes a spare an arena fails, the queue
-// creates a fresh file instead, loses nothing, and reports the failure at
-// the next Flush.
-func TestKeptSpareRemovedUnderQueue(t *testing.T) {
-	fs := newFaultFS()
-	q, dir := newKeptQueue(t, fs)
-	require.NoError(t, q.Flush())
-	kept, _ := keptSpares(q)
-	require.Positive(t, kept)
-	for _, name := range spareFiles(t, dir) {
-		require.NoError(t, os.Remove(name))
-	}
-
-	fs.failNth(callCreate, 0, false, nil) // counts from here, fails nothing
-	n, err := writeUntilCreated(t, q)
-	require.NoError(t, err)
-	require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the removed spares")
-	requireNoKeptSpares(t, q, dir)
-	err = q.Flush()
-	require.ErrorIs(t, err, os.ErrNotExist)
-	require.ErrorContains(t, err, "reuse spare")
-	require.NoError(t, q.Flush(), "the failure is reported once")
-	requireInvariants(t, q)
-	require.NoError(t, q.Close())
-
-	requireReadsSeries14(t, dir, n)
-}
-
 // Close while the flusher's reclaim is under way (mu released, its jobs
 // holding kept mappings, an arena half renamed to a spare): Close waits
 // for it, then removes the spares and unmaps every mapping; nothing
@@ -545,7 +569,11 @@ func TestCloseDuringBackgroundReclaim(t *testing.T) {
 		break
 	}
 	if read == 4*(batch+8) {
-		<-g.hit // the request was made; the flusher is on its way
+		select { // the request was made; the flusher is on its way
+		case <-g.hit:
+		case <-time.After(time.Minute):
+			t.Fatal("the flusher never reclaimed")
+		}
 	}
 	// The reclaim waits in its first rename, mu released: the queue
 	// still takes writes, and Close must wait for the reclaim.
@@ -556,8 +584,17 @@ func TestCloseDuringBackgroundReclaim(t *testing.T) {
 	go func() { closed <- q.Close() }()
 	<-q.quit // Close has begun, and waits for the flusher
 	require.ErrorIs(t, q.Enqueue([]byte("late")), ErrClosed)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while the reclaim was under way", err)
+	default:
+	}
 	close(g.gate)
 	require.NoError(t, <-closed)
+	// Close returned; the flusher, whose reclaim it waited for, has
+	// returned too (checked, so that a Close that did not wait cannot
+	// pass by checking before the reclaim adopts its spares).
+	<-q.flusherDone
 	require.Empty(t, queueMappings(t, dir), "mappings outlived Close")
 	require.Empty(t, spareFiles(t, dir), "spares outlived Close")
 

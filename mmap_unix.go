@@ -127,13 +127,13 @@ func statAt(dir *os.File, name string) (fileStat, error) {
 	return fileStat{id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, size: st.Size}, nil
 }
 
-// statFile returns the identity of the open file f.
-func statFile(f *os.File) (fileID, error) {
+// statFile returns the identity and size of the open file f.
+func statFile(f *os.File) (fileStat, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fileID{}, &os.PathError{Op: "stat", Path: f.Name(), Err: err}
+		return fileStat{}, &os.PathError{Op: "stat", Path: f.Name(), Err: err}
 	}
-	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
+	return fileStat{id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, size: st.Size}, nil
 }
 
 // listAt returns the names in the directory dir. It reads through a

@@ -477,11 +477,13 @@ func requireInvariants(tb testing.TB, q *Queue) {
 }
 
 // checkInvariants returns what does not hold, of what must hold between
-// any two operations on an open queue; nil on a closed one.
+// any two operations on an open queue; nil on a closed one, and on one
+// that failed closed (a fault may leave an operation half done: create
+// maps an arena before it writes its header, so that Close unmaps it).
 func (q *Queue) checkInvariants() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
+	if q.closed || q.failed != nil {
 		return nil
 	}
 	var errs []error
@@ -566,10 +568,10 @@ func (q *Queue) checkInvariants() error {
 	for id := range m.mapped {
 		check(id >= m.first && id < m.next, "mapped arena %d outside [%d,%d)", id, m.first, m.next)
 	}
-	for id, data := range m.parked {
+	for id, k := range m.parked {
 		check(m.present[id], "parked arena %d is not present", id)
 		check(m.mapped[id] == nil, "arena %d is mapped and parked", id)
-		check(len(data) == q.opts.arenaSize, "parked arena %d: mapping of %d bytes", id, len(data))
+		check(len(k.data) == q.opts.arenaSize, "parked arena %d: mapping of %d bytes", id, len(k.data))
 	}
 	// Parking and detachBelow keep a mapping only below the spare limit,
 	// counting those a reclaim under way holds.

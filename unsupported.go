@@ -20,7 +20,7 @@ func openAt(*os.File, string, int, uint32) (*os.File, error) { panic("unsupporte
 func renameAt(*os.File, string, string) error                { panic("unsupported platform") }
 func unlinkAt(*os.File, string) error                        { panic("unsupported platform") }
 func statAt(*os.File, string) (fileStat, error)              { panic("unsupported platform") }
-func statFile(*os.File) (fileID, error)                      { panic("unsupported platform") }
+func statFile(*os.File) (fileStat, error)                    { panic("unsupported platform") }
 func listAt(*os.File) ([]string, error)                      { panic("unsupported platform") }
 
 type fileID struct{ dev, ino uint64 }
