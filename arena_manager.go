@@ -380,7 +380,7 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 			return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
 		}
 	}
-	if f != nil {
+	if f != nil && fid == (fileID{}) {
 		st, err := statFile(f)
 		if err != nil {
 			if data != nil {
@@ -585,62 +585,56 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 			}
 			m.dirSynced(seq)
 		}
-		if sp.data != nil {
-			// A kept mapping's file is not opened again, so check here
-			// what the open path checks below, and that the name still
-			// names the file mapped: a spare truncated under the queue
-			// would make the writer's access fault, and the writes into
-			// the mapping of one removed or replaced would be in no file.
-			st, err := m.dir.stat(sp.name)
-			switch {
-			case err != nil:
-			case st.id != sp.fid:
-				err = errors.New("it is no longer the file the queue mapped: replaced under the queue")
-			case st.size != int64(m.arenaSize):
-				err = fmt.Errorf("its size is %d, not %d: changed under the queue", st.size, m.arenaSize)
-			}
-			if err != nil {
-				m.giveUpSpare(sp, err)
-				continue
-			}
-		}
 		m.dirChanged()
 		if err := m.fs.rename(m.dir, sp.name, name); err != nil {
 			m.giveUpSpare(sp, err)
 			continue
 		}
+		// Under the arena's name now: a file that is not reused must go,
+		// or the arena cannot be created.
+		var f *os.File
+		var st fileStat
+		var err error
 		if sp.data != nil {
-			return reused{data: sp.data, fid: sp.fid, reserved: sp.reserved}, nil
-		}
-		f, err := m.fs.open(m.dir, name)
-		if err != nil {
-			// The file is under the arena's name but not in the queue:
-			// remove it, so that the next try creates the arena anew.
-			err = fmt.Errorf("reuse spare %s: %w", sp.name, err)
-			if rerr := m.fs.remove(m.dir, name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				err = errors.Join(err, rerr)
+			// A kept mapping's file is not opened again; the name must
+			// still name the file mapped, at the arena's size: a spare
+			// truncated under the queue would make the writer's access
+			// fault, and the writes into the mapping of one removed or
+			// replaced would be in no file. Checked after the rename, so
+			// that no change between the check and the rename is missed.
+			st, err = m.dir.stat(name)
+			if err == nil && st.id != sp.fid {
+				err = errors.New("it is no longer the file the queue mapped: replaced under the queue")
 			}
-			return reused{}, err
+		} else if f, err = m.fs.open(m.dir, name); err == nil {
+			if st, err = statFile(f); err != nil {
+				err = errors.Join(err, f.Close())
+			}
 		}
-		if st, err := f.Stat(); err == nil && st.Size() == int64(m.arenaSize) {
-			return reused{file: f, reserved: sp.reserved}, nil
-		} else if err == nil {
-			err = fmt.Errorf("its size is %d, not %d: changed under the queue", st.Size(), m.arenaSize)
-			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("reuse spare %s: %w", sp.name, err))
+		if err == nil && st.size != int64(m.arenaSize) {
+			err = fmt.Errorf("its size is %d, not %d: changed under the queue", st.size, m.arenaSize)
+			if f != nil {
+				err = errors.Join(err, f.Close())
+			}
 		}
-		// Under the arena's name now: the arena cannot be created while
-		// the file stays.
-		if err := m.discard(f, name, nil); err != nil {
-			return reused{}, err
+		if err == nil {
+			return reused{file: f, data: sp.data, fid: st.id, reserved: sp.reserved}, nil
 		}
+		err = fmt.Errorf("reuse spare %s: %w", sp.name, errors.Join(err, sp.release()))
+		if rerr := m.fs.remove(m.dir, name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return reused{}, errors.Join(err, rerr)
+		}
+		m.dirChanged()
+		m.choreErr = errors.Join(m.choreErr, err)
 	}
 	return reused{}, nil
 }
 
-// giveUpSpare unmaps sp, which reuseSpare could not reuse for cause, and
-// removes its file; a fresh file replaces it. The failure is
+// giveUpSpare unmaps sp, which reuseSpare could not rename for cause,
+// and removes its file; a fresh file replaces it. The failure is
 // housekeeping, kept for the next Flush: a file that could not be removed
-// stays for the next NewQueue, which deletes spares.
+// stays under its spare's name for the next NewQueue, which deletes
+// spares.
 func (m *arenaManager) giveUpSpare(sp spareFile, cause error) {
 	err := errors.Join(cause, sp.release())
 	if rerr := m.fs.remove(m.dir, sp.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {

@@ -151,10 +151,12 @@
 //     mapping when it is evicted from memory (it is "parked"), and the
 //     spare it becomes takes the mapping over, so reusing it maps
 //     nothing (and, when it is known reserved, opens nothing); one
-//     fstatat still checks that its name names the file mapped, at the
-//     arena's size, and a spare truncated, removed or replaced under the
-//     live queue is given up for a fresh file, the change reported by the
-//     next Flush. A new
+//     fstatat, after the rename, still checks that the arena's name names
+//     the file mapped, at the arena's size. A spare truncated, removed or
+//     replaced under the live queue is given up for a fresh file, the
+//     change reported by the next Flush; only one the queue cannot remove
+//     from the arena's name (a directory put there) fails the write, until
+//     it is gone. A new
 //     arena of at most 256 KiB whose blocks are all reserved (a spare,
 //     mostly) has all its pages made writable in one call when it is
 //     created, instead of a page fault per page (Linux 5.14 and later,

@@ -161,6 +161,23 @@ func TestParkedArenaReadAgain(t *testing.T) {
 		require.Equal(t, message(13, uint64(i), 1000), msg)
 	}
 	require.True(t, c.IsEmpty())
+
+	// Read by every consumer now, arena 0 is parked again, reclaimed, and
+	// its spare (the oldest, reused first) takes its mapping over: the
+	// identity of its file went with the mapping, so the spare is reused,
+	// not given up as changed under the queue.
+	readAsWritten(t, q, 4*10, 4) // evicts arena 0 again
+	require.NoError(t, q.Flush())
+	q.mu.Lock()
+	require.NotEmpty(t, q.am.spares)
+	first := q.am.spares[0]
+	q.mu.Unlock()
+	require.NotNil(t, first.data, "the oldest spare kept no mapping")
+	fs.failNth(callCreate, 0, false, nil)
+	_, err = writeUntilCreated(t, q)
+	require.NoError(t, err)
+	require.Zero(t, fs.count(callCreate), "a fresh file replaced the spare")
+	require.NoError(t, q.Flush(), "the spare was given up")
 }
 
 // Close unmaps the parked arenas and the spares' kept mappings, with
@@ -394,22 +411,30 @@ func writeUntilCreated(t *testing.T, q *Queue) (int, error) {
 	return 0, nil
 }
 
-// Spare files changed under the live queue while it keeps their
-// mappings (a kept spare is not opened again): reuseSpare stats each one
-// before it renames it, gives up any whose name no longer names the file
-// mapped, at the arena size, or that it cannot rename, and the queue
-// creates a fresh file instead, loses nothing, and reports the change
-// once, at the next Flush. A failure to remove a spare given up is
-// reported too, and does not fail the write.
+// Spare files changed under the live queue: reuseSpare renames each to
+// the arena's name, then checks that the name names the file a kept
+// mapping maps (a kept spare is not opened again), at the arena's size,
+// and gives up any that fails, or that it cannot rename; the queue then
+// creates a fresh file, loses nothing, and reports the change once, at
+// the next Flush. Only a file it cannot remove from the arena's name
+// fails the write, since the arena cannot be created while it is there;
+// once it is gone the queue writes on.
 func TestKeptSpareChangedUnderQueue(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		change func(t *testing.T, fs *faultFS, spare string)
-		want   string // in the next Flush's error
+		want   string // in the next Flush's error, or in the write's
 		is     error  // and that error wraps it, when not nil
-		left   bool   // the spare files stay (removing them failed)
+		unkept bool   // the spares' mappings are dropped first: they are opened by name
+		// stuck: a file the queue cannot remove stays under the arena's
+		// name and the write fails; unstick then heals the fault and
+		// removes what the test made.
+		stuck bool
 	}{
 		{name: "truncated", want: "changed under the queue", change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Truncate(spare, 0))
+		}},
+		{name: "truncated, not kept", want: "changed under the queue", unkept: true, change: func(t *testing.T, _ *faultFS, spare string) {
 			require.NoError(t, os.Truncate(spare, 0))
 		}},
 		{name: "removed", is: os.ErrNotExist, change: func(t *testing.T, _ *faultFS, spare string) {
@@ -422,19 +447,18 @@ func TestKeptSpareChangedUnderQueue(t *testing.T) {
 			require.NoError(t, os.Remove(spare))
 			require.NoError(t, os.WriteFile(spare, make([]byte, 4096), 0o600))
 		}},
-		{name: "replaced by a directory", want: "replaced under the queue", change: func(t *testing.T, _ *faultFS, spare string) {
-			require.NoError(t, os.Remove(spare))
-			require.NoError(t, os.Mkdir(spare, 0o700))
-			// A file in it: removing the spare must fail on it too.
-			require.NoError(t, os.WriteFile(filepath.Join(spare, "x"), nil, 0o600))
-		}, left: true},
 		{name: "rename fails", is: os.ErrPermission, change: func(t *testing.T, fs *faultFS, _ string) {
 			fs.failNth(callRename, 1, true, os.ErrPermission)
 		}},
-		{name: "truncated, removing it fails", want: "changed under the queue", is: os.ErrPermission, change: func(t *testing.T, fs *faultFS, spare string) {
+		{name: "replaced by a directory", want: "replaced under the queue", stuck: true, change: func(t *testing.T, _ *faultFS, spare string) {
+			require.NoError(t, os.Remove(spare))
+			require.NoError(t, os.Mkdir(spare, 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(spare, "x"), nil, 0o600))
+		}},
+		{name: "truncated, removing it fails", want: "changed under the queue", is: os.ErrPermission, stuck: true, change: func(t *testing.T, fs *faultFS, spare string) {
 			require.NoError(t, os.Truncate(spare, 0))
 			fs.failNth(callRemove, 1, true, os.ErrPermission)
-		}, left: true},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newFaultFS()
@@ -444,37 +468,63 @@ func TestKeptSpareChangedUnderQueue(t *testing.T) {
 			require.Positive(t, kept)
 			spares := spareFiles(t, dir)
 			require.Len(t, spares, kept)
+			if tc.unkept {
+				q.mu.Lock()
+				for i := range q.am.spares {
+					require.NoError(t, q.am.spares[i].release())
+				}
+				q.mu.Unlock()
+			}
 			fs.failNth(callCreate, 0, false, nil) // counts from here, fails nothing
 			for _, spare := range spares {
 				tc.change(t, fs, spare)
 			}
 
 			n, err := writeUntilCreated(t, q)
-			require.NoError(t, err)
-			require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the changed spares")
+			if tc.stuck {
+				require.ErrorContains(t, err, "reuse spare")
+				require.ErrorContains(t, err, tc.want)
+				if tc.is != nil {
+					require.ErrorIs(t, err, tc.is)
+				}
+				require.Zero(t, fs.count(callCreate))
+				fs.heal()
+				removeDirs(t, dir)
+				require.NoError(t, q.Enqueue(message(14, uint64(n), 1000)), "the queue did not write on")
+				n++
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, 1, fs.count(callCreate), "no fresh file replaced the changed spares")
+			}
 			fs.heal()
 			requireNoKeptSpares(t, q, dir)
-			if !tc.left {
-				require.Empty(t, spareFiles(t, dir), "a spare given up was kept")
-			}
+			require.Empty(t, spareFiles(t, dir), "a spare given up was kept")
 			err = q.Flush()
 			require.ErrorContains(t, err, "reuse spare")
-			if tc.want != "" {
+			if !tc.stuck && tc.want != "" {
 				require.ErrorContains(t, err, tc.want)
 			}
-			if tc.is != nil {
+			if !tc.stuck && tc.is != nil {
 				require.ErrorIs(t, err, tc.is)
 			}
 			require.NoError(t, q.Flush(), "the change is reported once")
 			requireInvariants(t, q)
 			require.NoError(t, q.Close())
-			if tc.left {
-				for _, spare := range spares {
-					require.NoError(t, os.RemoveAll(spare)) // NewQueue refuses a directory
-				}
-			}
 			requireReadsSeries14(t, dir, n)
 		})
+	}
+}
+
+// removeDirs removes the directories the test made in the queue
+// directory dir, under the name of a spare or of an arena.
+func removeDirs(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if e.IsDir() {
+			require.NoError(t, os.RemoveAll(filepath.Join(dir, e.Name())))
+		}
 	}
 }
 
@@ -503,38 +553,40 @@ func requireReadsSeries14(t *testing.T, dir string, n int) {
 	require.True(t, q.IsEmpty())
 }
 
-// truncFS truncates the next spare renamed to an arena, once armed, right
-// after the rename: after reuseSpare checked its size.
+// truncFS truncates the next arena file it maps, once armed, right after
+// mapping it: after create checked it, before its header is written.
 type truncFS struct {
 	osFS
 	armed bool // set and read with the queue's mu held
 }
 
-func (f *truncFS) rename(d *queueDir, from, to string) error {
-	err := f.osFS.rename(d, from, to)
-	if err == nil && f.armed && strings.HasPrefix(from, "spare-") && strings.HasPrefix(to, "arena-") {
+func (f *truncFS) mmap(file *os.File, size int) ([]byte, error) {
+	data, err := f.osFS.mmap(file, size)
+	if err == nil && f.armed && strings.HasPrefix(filepath.Base(file.Name()), "arena-") {
 		f.armed = false
-		err = os.Truncate(d.join(to), 0)
+		err = file.Truncate(0)
 	}
-	return err
+	return data, err
 }
 
-// A kept spare truncated after reuseSpare checked it, before the new
-// arena's header is written: the write faults, the queue fails closed
-// with ErrFault, Close unmaps every mapping, and every message
-// acknowledged before reads back after a reopen.
-func TestKeptSpareTruncatedAfterCheck(t *testing.T) {
+// A new arena file truncated after create checked it, before its header
+// is written: the write faults, the queue fails closed with ErrFault,
+// Close unmaps every mapping (the arena is in mapped before its header is
+// written), and every message acknowledged before reads back after a
+// reopen.
+func TestArenaTruncatedBeforeItsHeader(t *testing.T) {
 	fs := &truncFS{}
-	q, dir := newKeptQueue(t, fs)
-	require.NoError(t, q.Flush())
-	kept, _ := keptSpares(q)
-	require.Positive(t, kept)
+	q, dir := newKeptQueue(t, fs) // no flush: no spares, the next arena is a new file
 	q.mu.Lock()
+	require.Empty(t, q.am.spares)
 	fs.armed = true
 	q.mu.Unlock()
 
 	n, err := writeUntilCreated(t, q)
 	require.ErrorIs(t, err, ErrFault)
+	q.mu.Lock()
+	require.False(t, fs.armed, "the new arena was not mapped through the file system")
+	q.mu.Unlock()
 	require.ErrorIs(t, q.Enqueue([]byte("x")), ErrFault, "the queue failed closed")
 	_, err = q.Dequeue()
 	require.ErrorIs(t, err, ErrFault)

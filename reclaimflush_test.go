@@ -211,6 +211,16 @@ func TestReclaimInBackground(t *testing.T) {
 		msg, err := q.Dequeue()
 		require.NoError(t, err)
 		require.Equal(t, message(11, uint64(i), 1000), msg)
+		// Every four arenas, wait for the flusher to be at most a batch
+		// and four arenas behind: a flusher starved by a loaded machine
+		// would otherwise let maxUnsynced/2 evicted arenas pile up, and
+		// the writer then rightly asks for a full flush.
+		if written := i/4 + 1; i%16 == 15 && written > int(batch)+4 {
+			want := uint64(written) - batch - 4
+			require.Eventually(t, func() bool {
+				return q.Stats().ArenasReclaimed >= want
+			}, 10*time.Second, time.Millisecond, "the flusher did not reclaim %d arenas of %d", want, written)
+		}
 	}
 	require.Eventually(t, func() bool {
 		return q.Stats().ArenasReclaimed >= batch
