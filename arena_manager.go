@@ -38,7 +38,11 @@ import (
 // spare in one call when it is reused (create) took about as much again,
 // since pages a consumer only read are mapped read-only and the writer
 // faulted on each. The kept mappings are bounded like the spares
-// (keptMappings), and are beyond SetMaxInMemArenas.
+// (keptMappings), and are beyond SetMaxInMemArenas. Since nothing opens a
+// kept spare again, every arena carries the identity of the file it maps
+// (arena.fid), and reuseSpare checks, after the rename, that the arena's
+// name still names that file at the arena's size: a spare truncated,
+// removed or replaced under the queue is given up for a fresh file.
 const (
 	maxSpareArenas = 64
 	maxSpareBytes  = 64 << 20
