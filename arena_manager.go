@@ -1012,14 +1012,20 @@ func (m *arenaManager) readAt(off uint64, p []byte) error {
 
 // setAside takes arena id out of the queue and renames its file to
 // damaged-<id>.bq for inspection: from then on it is a hole, which reads
-// report as damage. A file already gone is no error. Needs mu or
-// exclusive access.
+// report as damage. A file already gone is no error. When an earlier
+// set-aside of the same number (the arena made anew after it) holds that
+// name, the file gets the first free damaged-<id>-<k>.bq instead: no
+// set-aside file replaces another. Needs mu or exclusive access.
 func (m *arenaManager) setAside(id uint64) error {
 	if err := m.unpark(id); err != nil {
 		return err
 	}
+	to, err := m.setAsideName(id)
+	if err != nil {
+		return err
+	}
 	m.dirChanged()
-	err := m.fs.rename(m.dir, arenaName(id), fmt.Sprintf("damaged-%d.bq", id))
+	err = m.fs.rename(m.dir, arenaName(id), to)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err // the file is still there under the arena's name
 	}
@@ -1027,6 +1033,31 @@ func (m *arenaManager) setAside(id uint64) error {
 	delete(m.unsynced, id)
 	delete(m.full, id)
 	return nil
+}
+
+// setAsideName returns the first name of damaged-<id>.bq,
+// damaged-<id>-1.bq, damaged-<id>-2.bq, ... that names no file in the
+// directory. The directory is locked, so no other queue takes it before
+// the rename.
+func (m *arenaManager) setAsideName(id uint64) (string, error) {
+	for k := 0; ; k++ {
+		name := setAsideName(id, k)
+		_, err := m.dir.stat(name)
+		if errors.Is(err, os.ErrNotExist) {
+			return name, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("look for a free name to set arena %d aside: %w", id, err)
+		}
+	}
+}
+
+// setAsideName is the name of the k-th file set aside for arena id.
+func setAsideName(id uint64, k int) string {
+	if k == 0 {
+		return fmt.Sprintf("damaged-%d.bq", id)
+	}
+	return fmt.Sprintf("damaged-%d-%d.bq", id, k)
 }
 
 // header decodes the header of arena id and checks that it belongs here.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,6 +192,59 @@ func TestTailArenaOfAnotherQueue(t *testing.T) {
 			require.Equal(t, "A-newer", msg)
 		})
 	}
+}
+
+// The tail's arena set aside twice under one number: the second file
+// does not replace the first (damaged-<n>-1.bq), both stay for
+// inspection, Inspect lists them, and the queue takes writes after each.
+func TestSetAsideTwiceKeepsBoth(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	qb, err := NewQueue(dirB, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, qb, "B", 0, 100)
+	require.NoError(t, qb.Close())
+
+	q, err := NewQueue(dirA, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 100)
+	require.Zero(t, readTagged(t, q, "A", 200))
+	require.NoError(t, q.Flush()) // reclaims the arenas read
+	require.NoError(t, q.Close())
+	last := lastArena(t, dirA)
+	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(last)))
+	require.NoError(t, err, "queue B has no arena %d", last)
+
+	var kept [][]byte
+	for round := range 2 {
+		// Another copy of B's file each round, told apart by a byte
+		// past B's records, which no read looks at.
+		planted := slices.Clone(foreign)
+		planted[len(planted)-1] = byte(round + 1)
+		kept = append(kept, planted)
+		require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(last)), planted, 0o644))
+
+		q, err := NewQueue(dirA, SetArenaSize(4096))
+		require.NoError(t, err)
+		require.NoError(t, q.EnqueueString(fmt.Sprintf("A-round-%d", round)), "round %d: the queue refuses writes", round)
+		require.Zero(t, readTagged(t, q, "A", 10), "round %d", round)
+		require.NoError(t, q.Flush())
+		require.NoError(t, q.Close())
+		require.Equal(t, last, lastArena(t, dirA), "round %d: the tail left arena %d; the test needs it there", round, last)
+	}
+
+	for k, want := range kept {
+		got, err := os.ReadFile(filepath.Join(dirA, setAsideName(last, k)))
+		require.NoError(t, err, "set-aside file %d", k)
+		require.Equal(t, want, got, "set-aside file %d was replaced", k)
+	}
+	in, err := Inspect(dirA)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{setAsideName(last, 0), setAsideName(last, 1)}, in.Info().SetAside)
+	require.NoError(t, in.Close())
+
+	q, err = NewQueue(dirA, SetArenaSize(4096))
+	require.NoError(t, err, "set-aside files of both forms must not stop an open")
+	require.NoError(t, q.Close())
 }
 
 // lastArena returns the highest arena number in dir.

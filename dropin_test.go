@@ -176,7 +176,9 @@ func TestForeignDirectories(t *testing.T) {
 func TestOwnFileNames(t *testing.T) {
 	for name, want := range map[string]bool{
 		"lock": true, "index.bq": true, "index.bq.tmp": true, "arena-0.bq": true, "arena-123.bq": true,
-		"spare-7.bq": true, "damaged-12.bq": true,
+		"spare-7.bq": true, "damaged-12.bq": true, "damaged-12-3.bq": true,
+		"damaged-12-.bq": false, "damaged--3.bq": false, "damaged-1-2-3.bq": false, "damaged-1x.bq": false,
+		"spare-1-2.bq": false, "arena-1-2.bq": false,
 		"arena-.bq": false, "arena-1.bqx": false, "arena-1a.bq": false, "arena--1.bq": false,
 		"metadata.dat": false, "0_arena.dat": false, "index": false, "lock.bq": false,
 	} {

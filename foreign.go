@@ -107,14 +107,17 @@ func checkStoredIndex(d *queueDir, o *options) error {
 
 // isOwnFileName reports whether name is one this library writes into a
 // queue directory: index.bq, index.bq.tmp, arena-N.bq,
-// spare-N.bq, damaged-N.bq with N a decimal number, and the lock file
-// of earlier versions.
+// spare-N.bq, damaged-N.bq and damaged-N-K.bq with N and K decimal
+// numbers, and the lock file of earlier versions.
 func isOwnFileName(name string) bool {
 	switch name {
 	case legacyLockFileName, indexFileName, indexFileName + ".tmp":
 		return true
 	}
-	for _, prefix := range []string{"arena-", "spare-", "damaged-"} {
+	if isSetAsideName(name) {
+		return true
+	}
+	for _, prefix := range []string{"arena-", "spare-"} {
 		digits, ok := strings.CutPrefix(name, prefix)
 		if !ok {
 			continue
@@ -123,4 +126,20 @@ func isOwnFileName(name string) bool {
 		return ok && digits != "" && strings.Trim(digits, "0123456789") == ""
 	}
 	return false
+}
+
+// isSetAsideName reports whether name is one setAside gives a file:
+// damaged-N.bq or damaged-N-K.bq, with N and K decimal numbers.
+func isSetAsideName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "damaged-")
+	if !ok {
+		return false
+	}
+	rest, ok = strings.CutSuffix(rest, ".bq")
+	if !ok {
+		return false
+	}
+	id, k, twoParts := strings.Cut(rest, "-")
+	isNumber := func(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
+	return isNumber(id) && (!twoParts || isNumber(k))
 }

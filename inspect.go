@@ -34,8 +34,9 @@ type Info struct {
 	Arenas []ArenaFile
 	// Spares names the spare files (consumed arenas kept for reuse, or
 	// the next arena prepared ahead of the writer) and
-	// SetAside the arenas of the wrong size that NewQueue set aside for
-	// inspection (damaged-N.bq); neither holds queue data.
+	// SetAside the arena files that the queue set aside for inspection
+	// (damaged-N.bq or damaged-N-K.bq: of the wrong size, or under the
+	// tail's name but of another queue); neither holds queue data.
 	Spares, SetAside []string
 	// Leftovers names arena files that NewQueue will delete: below the
 	// reclaim watermark (a removal that was interrupted) or past the
@@ -331,7 +332,7 @@ func (in *Inspection) inventory(idxHead uint64) error {
 			in.info.Spares = append(in.info.Spares, name)
 			continue
 		}
-		if _, ok := parseFileNumber(name, "damaged-"); ok {
+		if isSetAsideName(name) {
 			in.info.SetAside = append(in.info.SetAside, name)
 			continue
 		}
@@ -733,7 +734,7 @@ func (in *Inspection) Verify(progress func(done, total int64)) (Report, error) {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is left over from an interrupted reclaim or write: the next NewQueue deletes it", name))
 	}
 	for _, name := range in.info.SetAside {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is an arena of the wrong size that was set aside earlier; the queue never reads it", name))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is an arena file that was set aside earlier (of the wrong size, or of another queue); the queue never reads it", name))
 	}
 	return rep, nil
 }

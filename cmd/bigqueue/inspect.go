@@ -168,7 +168,7 @@ func printStat(out io.Writer, s statJSON) {
 		fmt.Fprintf(w, "spares\t%d %v (consumed arenas kept for reuse, or the next arena prepared)\n", len(s.Spares), s.Spares)
 	}
 	if len(s.SetAside) > 0 {
-		fmt.Fprintf(w, "set aside\t%v (arenas of the wrong size, never read again)\n", s.SetAside)
+		fmt.Fprintf(w, "set aside\t%v (arena files set aside for damage, never read again)\n", s.SetAside)
 	}
 	if len(s.Leftovers) > 0 {
 		fmt.Fprintf(w, "leftovers\t%v (the next open deletes them)\n", s.Leftovers)
