@@ -1458,6 +1458,41 @@ func (m *arenaManager) drop(id uint64) error {
 	return nil
 }
 
+// discardRecovered removes arena id, which recovery found where no committed
+// record of this queue can be (below the reclaim watermark, past the
+// tail, or above a lost bottom), as drop does; but a file whose intact
+// header names another queue is set aside instead (setAside), for it
+// holds another queue's records, copied or moved in by mistake, which
+// this queue must not destroy. An arena of this queue of another number
+// (a spare renamed into place before a crash, its header not yet
+// rewritten) is removed as before. Needs exclusive access.
+func (m *arenaManager) discardRecovered(id uint64) error {
+	if _, ok := m.parked[id]; !ok && m.mapped[id] == nil && m.ofAnotherQueue(arenaName(id)) {
+		if err := m.setAside(id); err != nil {
+			return fmt.Errorf("set aside arena %d, which holds another queue's records: %w", id, err)
+		}
+		return nil
+	}
+	return m.drop(id)
+}
+
+// ofAnotherQueue reports whether the file name holds an intact arena
+// header naming a queue other than this one. A file that cannot be read
+// or holds no intact header is not known to be another queue's.
+func (m *arenaManager) ofAnotherQueue(name string) bool {
+	f, err := m.dir.openRead(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [arenaHeaderSize]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	h, err := decodeArenaHeader(b[:])
+	return err == nil && h.queueID != m.queueID
+}
+
 // zeroPast clears the bytes of tail's arena past tail and msyncs them,
 // when any is not zero. Pages that are zero already (the common case: a
 // preallocated file reads as zeros) are only read. A missing or damaged

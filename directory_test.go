@@ -247,6 +247,88 @@ func TestSetAsideTwiceKeepsBoth(t *testing.T) {
 	require.NoError(t, q.Close())
 }
 
+// Recovery deletes arena files where no committed record of the queue
+// can be: below the reclaim watermark (an interrupted reclaim) and past
+// the tail (an interrupted write). A file there whose intact header
+// names another queue, copied in by mistake, is set aside instead, with
+// its content; one of this queue's own arenas under another number (a
+// spare renamed into place just before a crash) is still deleted.
+func TestRecoveryNeverDeletesAnotherQueuesArena(t *testing.T) {
+	dirB := t.TempDir()
+	qb, err := NewQueue(dirB, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, qb, "B", 0, 20)
+	require.NoError(t, qb.Close())
+	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(0)))
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name    string
+		drained bool   // A read everything and reclaimed its arenas
+		at      uint64 // the arena name the file is planted under; past the tail when not drained
+		own     bool   // plant A's own arena 0 instead of B's
+		newest  bool   // plant over A's newest arena, whose flushed records are then lost
+	}{
+		{name: "past the tail"},
+		{name: "over the newest arena", newest: true},
+		{name: "below the watermark", drained: true, at: 0},
+		{name: "own arena past the tail", own: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dirA := t.TempDir()
+			q, err := NewQueue(dirA, SetArenaSize(4096))
+			require.NoError(t, err)
+			enqueueN(t, q, "A", 0, 100) // arenas 0 to 3
+			if tc.drained {
+				require.Zero(t, readTagged(t, q, "A", 200))
+				require.NoError(t, q.Flush()) // reclaims the arenas read
+			}
+			require.NoError(t, q.Close())
+			switch {
+			case tc.newest:
+				// Recovery's tail then ends in the arena before it,
+				// and the planted file lies past it, below the
+				// tail the index recorded.
+				tc.at = lastArena(t, dirA)
+			case !tc.drained:
+				tc.at = lastArena(t, dirA) + 2 // past the tail, and past what the index recorded
+			}
+			_, err = os.Stat(filepath.Join(dirA, arenaName(tc.at)))
+			require.Equal(t, tc.newest, err == nil, "the test plants a file where the queue has none, or over its newest arena: %v", err)
+			planted := foreign
+			if tc.own {
+				planted, err = os.ReadFile(filepath.Join(dirA, arenaName(0)))
+				require.NoError(t, err)
+			}
+			require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(tc.at)), planted, 0o644))
+
+			q, err = NewQueue(dirA, SetArenaSize(4096))
+			require.NoError(t, err)
+			corrupt := readTagged(t, q, "A", 200) // the queue's own messages, and never B's
+			if tc.newest {
+				require.Positive(t, corrupt, "the flushed messages of the replaced arena were lost silently")
+			} else {
+				require.Zero(t, corrupt)
+			}
+			require.NoError(t, q.EnqueueString("A-new"))
+			msg, err := q.DequeueString()
+			require.NoError(t, err)
+			require.Equal(t, "A-new", msg)
+			require.NoError(t, q.Close())
+
+			_, err = os.Stat(filepath.Join(dirA, arenaName(tc.at)))
+			require.ErrorIs(t, err, os.ErrNotExist, "the planted file is still under the arena's name")
+			kept, err := os.ReadFile(filepath.Join(dirA, setAsideName(tc.at, 0)))
+			if tc.own {
+				require.ErrorIs(t, err, os.ErrNotExist, "the queue's own leftover arena was set aside, not deleted")
+				return
+			}
+			require.NoError(t, err, "another queue's file was deleted")
+			require.Equal(t, foreign, kept)
+		})
+	}
+}
+
 // lastArena returns the highest arena number in dir.
 func lastArena(t *testing.T, dir string) uint64 {
 	t.Helper()

@@ -207,7 +207,10 @@
 // never truncates a file it did not make, nor follows a symlink planted
 // in its directory. An arena file whose header names another queue or
 // arena (copied or renamed in) is refused with ErrCorrupt before any of
-// its records is read. Index and arenas that leave the directory while
+// its records is read, and never deleted: where recovery removes leftover
+// arena files (below the reclaim watermark, past the tail), one whose
+// intact header names another queue is renamed to damaged-<n>.bq
+// instead, and set-aside files never replace each other. Index and arenas that leave the directory while
 // the queue is open (removed, or replaced by a rename) make the next
 // Flush or Close fail with ErrCorrupt instead of reporting success for
 // data no later NewQueue would find. What a checkpoint covered and is

@@ -20,9 +20,11 @@ package bigqueue
 //	arena-<n>.bq    arena number n, n in decimal, all of one size
 //	spare-<n>.bq    a consumed arena kept for reuse as a later arena;
 //	                NewQueue deletes the ones a crash left
-//	damaged-<n>.bq  an arena of the wrong size, or one under the tail's
-//	                name whose header names another queue or arena, set
-//	                aside for inspection; the queue never reads it again.
+//	damaged-<n>.bq  an arena of the wrong size, one under the tail's
+//	                name whose header names another queue or arena, or
+//	                another queue's file where recovery deletes
+//	                leftovers, set aside for inspection; the queue never
+//	                reads it again.
 //	                A later set-aside of the same number gets
 //	                damaged-<n>-<k>.bq, k = 1, 2, ...: none replaces another
 //	lock            made by earlier versions, ignored; the owner now

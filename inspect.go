@@ -731,7 +731,7 @@ func (in *Inspection) Verify(progress func(done, total int64)) (Report, error) {
 		}
 	}
 	for _, name := range in.info.Leftovers {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is left over from an interrupted reclaim or write: the next NewQueue deletes it", name))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is left over from an interrupted reclaim or write: the next NewQueue deletes it (or sets it aside, when its header names another queue)", name))
 	}
 	for _, name := range in.info.SetAside {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is an arena file that was set aside earlier (of the wrong size, or of another queue); the queue never reads it", name))

@@ -186,7 +186,7 @@ func (m *arenaManager) recoverTail(idxHead, limit uint64, ckpt checkpoint, list 
 		keepNext = tail / ds
 	}
 	for id := m.nextPresent(keepNext); id < m.next; id = m.nextPresent(id + 1) {
-		if err := m.drop(id); err != nil {
+		if err := m.discardRecovered(id); err != nil {
 			return 0, 0, nil, err
 		}
 	}
@@ -524,8 +524,8 @@ func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 		switch {
 		case !ok:
 		case id < floor:
-			m.dirChanged()
-			if err := m.fs.remove(m.dir, name); err != nil {
+			m.present[id] = true // for discardRecovered, which takes it out
+			if err := m.discardRecovered(id); err != nil {
 				return fmt.Errorf("remove consumed arena %d: %w", id, err)
 			}
 		case id >= limitArena:
@@ -548,7 +548,7 @@ func (m *arenaManager) inventory(idxHead, limit uint64, ckpt checkpoint) error {
 	}
 	for _, id := range beyond {
 		m.present[id] = true
-		if err := m.drop(id); err != nil {
+		if err := m.discardRecovered(id); err != nil {
 			return err
 		}
 	}
@@ -574,7 +574,7 @@ func (m *arenaManager) cutLostBottom(idxHead, limit uint64, ckpt checkpoint) err
 		return nil
 	}
 	for id := m.nextPresent(m.first); id < m.next; id = m.nextPresent(id + 1) {
-		if err := m.drop(id); err != nil {
+		if err := m.discardRecovered(id); err != nil {
 			return err
 		}
 	}
