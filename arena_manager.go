@@ -176,6 +176,11 @@ type arenaManager struct {
 	readySkip    uint64 // no preparing while next is this (a full disk failed it); 0 = none
 	readyUsed    uint64 // prepared arenas that became arenas; for tests
 	choreErr     error  // an error of housekeeping the caller did not see; the next Flush returns it
+	// asideAt holds, per arena number whose file setAside renamed away,
+	// the dirSeq after that rename: create fsyncs the directory before it
+	// makes a new file under the name, unless a directory fsync since
+	// covered the rename (see setAside).
+	asideAt map[uint64]uint64
 
 	// pinMu guards arena.pins. A flush pins the arenas it syncs without the
 	// queue's mu; eviction waits on pinCond, still holding mu, for a pin to
@@ -275,6 +280,24 @@ func (m *arenaManager) dirSynced(seq uint64) {
 	m.dirDurable = max(m.dirDurable, seq)
 }
 
+// settleDir fsyncs the directory when the directory change counted as
+// seq (a dirSeq) is not known durable yet. A failed fsync is kept in
+// syncErr, which fails the queue. Needs mu or exclusive access.
+func (m *arenaManager) settleDir(seq uint64) error {
+	if seq <= m.dirDurable {
+		return nil
+	}
+	now := m.dirSeq
+	if err := m.syncDir(); err != nil {
+		if m.syncErr == nil {
+			m.syncErr = fmt.Errorf("fsync directory: %w", err)
+		}
+		return fmt.Errorf("fsync directory: %w", err)
+	}
+	m.dirSynced(now)
+	return nil
+}
+
 // get returns arena id mapped, mapping it when needed.
 func (m *arenaManager) get(id uint64) (*arena, error) {
 	m.clock++
@@ -339,7 +362,18 @@ func (m *arenaManager) get(id uint64) (*arena, error) {
 		if err := h.belongsTo(id, m.queueID, uint64(m.arenaSize)); err != nil {
 			err = fmt.Errorf("%s: %w", m.dir.join(name), err)
 			if uerr := unmap(data); uerr != nil {
-				err = errors.Join(err, uerr)
+				return nil, errors.Join(err, uerr)
+			}
+			if h.queueID != m.queueID {
+				// Another queue's records: set aside, so that no
+				// reclaim or recovery of this queue removes or
+				// reuses the file. (One of this queue's own, under
+				// another number, stays a hole until reclaimed:
+				// a power loss can leave a spare renamed into place
+				// with its old header.)
+				if rerr := m.setAside(id); rerr != nil {
+					return nil, fmt.Errorf("%w (set aside: %v)", err, rerr)
+				}
 			}
 			return nil, err
 		}
@@ -366,6 +400,14 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	// process reserved the whole arena it was (full): renaming keeps the
 	// blocks. Else reserved stays 0: written in full before, it is still
 	// not known reserved (a crash may have left it).
+	if seq, ok := m.asideAt[id]; ok {
+		// The file that held the name was set aside: that rename is
+		// durable before anything new takes the name (setAside).
+		if err := m.settleDir(seq); err != nil {
+			return nil, fmt.Errorf("create arena %d: %w", id, err)
+		}
+		delete(m.asideAt, id)
+	}
 	sp, err := m.reuseSpare(name)
 	if err != nil {
 		return nil, err
@@ -578,16 +620,9 @@ func (m *arenaManager) reuseSpare(name string) (reused, error) {
 		// The oldest spare: the likeliest to be settled.
 		sp := m.spares[0]
 		m.spares = slices.Delete(m.spares, 0, 1)
-		if sp.madeAt > m.dirDurable {
-			seq := m.dirSeq
-			if err := m.syncDir(); err != nil {
-				if m.syncErr == nil {
-					m.syncErr = fmt.Errorf("fsync directory: %w", err)
-				}
-				m.spares = slices.Insert(m.spares, 0, sp)
-				return reused{}, fmt.Errorf("reuse spare %s: fsync directory: %w", sp.name, err)
-			}
-			m.dirSynced(seq)
+		if err := m.settleDir(sp.madeAt); err != nil {
+			m.spares = slices.Insert(m.spares, 0, sp)
+			return reused{}, fmt.Errorf("reuse spare %s: %w", sp.name, err)
 		}
 		m.dirChanged()
 		if err := m.fs.rename(m.dir, sp.name, name); err != nil {
@@ -1015,7 +1050,11 @@ func (m *arenaManager) readAt(off uint64, p []byte) error {
 // report as damage. A file already gone is no error. When an earlier
 // set-aside of the same number (the arena made anew after it) holds that
 // name, the file gets the first free damaged-<id>-<k>.bq instead: no
-// set-aside file replaces another. Needs mu or exclusive access.
+// set-aside file replaces another. A new file made under the arena's
+// name later (the tail's arena made anew) waits for a directory fsync
+// that covers the rename (create): else a power loss could keep the new
+// file and lose the rename, and with it the file set aside. Needs mu or
+// exclusive access.
 func (m *arenaManager) setAside(id uint64) error {
 	if err := m.unpark(id); err != nil {
 		return err
@@ -1028,6 +1067,12 @@ func (m *arenaManager) setAside(id uint64) error {
 	err = m.fs.rename(m.dir, arenaName(id), to)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err // the file is still there under the arena's name
+	}
+	if err == nil {
+		if m.asideAt == nil {
+			m.asideAt = make(map[uint64]uint64)
+		}
+		m.asideAt[id] = m.dirSeq
 	}
 	delete(m.present, id)
 	delete(m.unsynced, id)
@@ -1469,7 +1514,15 @@ func (m *arenaManager) drop(id uint64) error {
 func (m *arenaManager) discardRecovered(id uint64) error {
 	if _, ok := m.parked[id]; !ok && m.mapped[id] == nil && m.ofAnotherQueue(arenaName(id)) {
 		if err := m.setAside(id); err != nil {
-			return fmt.Errorf("set aside arena %d, which holds another queue's records: %w", id, err)
+			// Left where it is, out of the queue, rather than failing
+			// the open (a rename may need a directory block on a full
+			// disk, where an unlink does not): creating the arena
+			// anew then fails on it, until it is moved away.
+			delete(m.present, id)
+			delete(m.full, id)
+			delete(m.unsynced, id)
+			m.choreErr = errors.Join(m.choreErr, fmt.Errorf("arena file %s holds another queue's records and could not be set aside; "+
+				"it is left in place, and the queue cannot create that arena until it is moved away: %w", m.dir.join(arenaName(id)), err))
 		}
 		return nil
 	}

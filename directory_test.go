@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -327,6 +328,175 @@ func TestRecoveryNeverDeletesAnotherQueuesArena(t *testing.T) {
 			require.Equal(t, foreign, kept)
 		})
 	}
+}
+
+// Another queue's file over an arena in the middle of the queue is
+// refused, and set aside when first mapped, so that the reclaim that
+// later passes its number neither removes nor reuses it.
+func TestMiddleArenaOfAnotherQueueSetAside(t *testing.T) {
+	dirB, dirA := t.TempDir(), t.TempDir()
+	for _, d := range []struct{ dir, tag string }{{dirB, "B"}, {dirA, "A"}} {
+		q, err := NewQueue(d.dir, SetArenaSize(4096))
+		require.NoError(t, err)
+		enqueueN(t, q, d.tag, 0, 100)
+		require.NoError(t, q.Close())
+	}
+	require.Greater(t, lastArena(t, dirA), uint64(2), "the test needs arena 1 in the middle")
+	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(1)))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dirA, arenaName(1)), foreign, 0o644))
+
+	q, err := NewQueue(dirA, SetArenaSize(4096))
+	require.NoError(t, err)
+	require.Positive(t, readTagged(t, q, "A", 300), "the loss of arena 1 was not reported")
+	require.NoError(t, q.Flush()) // reclaims the arenas read
+	enqueueN(t, q, "A", 100, 50)  // reuses the spares
+	require.NoError(t, q.Close())
+
+	kept, err := os.ReadFile(filepath.Join(dirA, setAsideName(1, 0)))
+	require.NoError(t, err, "another queue's file was removed or reused by the reclaim")
+	require.Equal(t, foreign, kept)
+}
+
+// The same when the bottom of the arenas was lost (cutLostBottom): a
+// crash image taken before the first flush, whose arena 0 is gone, with
+// another queue's file at arena 1.
+func TestLostBottomKeepsAnotherQueuesArena(t *testing.T) {
+	dirB := t.TempDir()
+	qb, err := NewQueue(dirB, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, qb, "B", 0, 100)
+	require.NoError(t, qb.Close())
+	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(1)))
+	require.NoError(t, err)
+
+	live, img := t.TempDir(), t.TempDir()
+	q, err := NewQueue(live, manualFlush...)
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 40) // arenas 0 to 3, nothing flushed
+	copyDir(t, live, img)
+	require.NoError(t, q.Close())
+
+	require.NoError(t, os.Remove(filepath.Join(img, arenaName(0))))
+	require.NoError(t, os.WriteFile(filepath.Join(img, arenaName(1)), foreign, 0o644))
+	q, err = NewQueue(img, SetArenaSize(4096))
+	require.NoError(t, err)
+	require.NoError(t, q.EnqueueString("A-new"))
+	require.NoError(t, q.Close())
+	kept, err := os.ReadFile(filepath.Join(img, setAsideName(1, 0)))
+	require.NoError(t, err, "cutting the lost bottom deleted another queue's file")
+	require.Equal(t, foreign, kept)
+}
+
+// A FIFO at an arena name recovery removes does not block NewQueue: the
+// look at its header opens it without waiting for a writer.
+func TestFIFOAtLeftoverArenaName(t *testing.T) {
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 0, 100)
+	require.NoError(t, q.Close())
+	fifo := filepath.Join(dir, arenaName(lastArena(t, dir)+2))
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+
+	done := make(chan error, 1)
+	go func() {
+		q, err := NewQueue(dir, SetArenaSize(4096))
+		if err == nil {
+			err = errors.Join(q.EnqueueString("A-new"), q.Close())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		// A writer unblocks the open, so that the goroutine ends.
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		<-done
+		t.Fatal("NewQueue blocked opening a FIFO at a leftover arena name")
+	}
+}
+
+// A set-aside whose rename fails (ENOSPC: a new directory entry may need
+// a block where an unlink does not) does not keep the queue from
+// opening: the file stays where it is, with its content, the next Flush
+// reports it once, and the queue takes messages.
+func TestSetAsideRenameFails(t *testing.T) {
+	dirB, dirA := t.TempDir(), t.TempDir()
+	for _, d := range []struct{ dir, tag string }{{dirB, "B"}, {dirA, "A"}} {
+		q, err := NewQueue(d.dir, SetArenaSize(4096))
+		require.NoError(t, err)
+		enqueueN(t, q, d.tag, 0, 100)
+		require.NoError(t, q.Close())
+	}
+	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(0)))
+	require.NoError(t, err)
+	at := lastArena(t, dirA) + 2
+	planted := filepath.Join(dirA, arenaName(at))
+	require.NoError(t, os.WriteFile(planted, foreign, 0o644))
+
+	fs := newFaultFS()
+	fs.failNth(callRename, 1, false, syscall.ENOSPC)
+	q, err := NewQueue(dirA, append(manualFlush, withFS(fs))...)
+	require.NoError(t, err, "a failed set-aside kept the queue from opening")
+	require.Equal(t, 1, fs.count(callRename), "the set-aside was not tried")
+	require.NoError(t, q.EnqueueString("A-new"))
+	err = q.Flush()
+	require.ErrorIs(t, err, syscall.ENOSPC, "the failed set-aside was not reported")
+	require.NoError(t, q.Flush(), "reported more than once")
+	require.Zero(t, readTagged(t, q, "A", 200))
+	require.NoError(t, q.Close())
+	kept, err := os.ReadFile(planted)
+	require.NoError(t, err)
+	require.Equal(t, foreign, kept)
+}
+
+// createLogFS is logFS that logs creates too: "create arena-3.bq".
+type createLogFS struct{ *logFS }
+
+func (c createLogFS) create(d *queueDir, name string) (*os.File, error) {
+	c.add("create " + name)
+	return c.logFS.create(d, name)
+}
+
+// The tail's next arena name held another queue's file, which recovery
+// set aside: a directory fsync covers that rename before a new file
+// takes the name, or a power loss could keep the new file and lose the
+// rename, and with it the other queue's file.
+func TestSetAsideDurableBeforeNameReused(t *testing.T) {
+	dirB, dirA := t.TempDir(), t.TempDir()
+	for _, d := range []struct{ dir, tag string }{{dirB, "B"}, {dirA, "A"}} {
+		q, err := NewQueue(d.dir, SetArenaSize(4096))
+		require.NoError(t, err)
+		enqueueN(t, q, d.tag, 0, 100)
+		require.NoError(t, q.Close())
+	}
+	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(0)))
+	require.NoError(t, err)
+	at := lastArena(t, dirA) + 1 // the next arena the writer makes
+	name := arenaName(at)
+	require.NoError(t, os.WriteFile(filepath.Join(dirA, name), foreign, 0o644))
+
+	fs := createLogFS{&logFS{}}
+	q, err := NewQueue(dirA, append(manualFlush, withFS(fs))...)
+	require.NoError(t, err)
+	enqueueN(t, q, "A", 100, 60) // reaches arena at
+	require.NoError(t, q.Close())
+
+	log := fs.take()
+	aside := slices.Index(log, "rename "+name+" "+setAsideName(at, 0))
+	require.NotEqual(t, -1, aside, "the file was not set aside: %q", log)
+	reuse := slices.IndexFunc(log[aside+1:], func(s string) bool {
+		return s == "create "+name || (strings.HasPrefix(s, "rename ") && strings.HasSuffix(s, " "+name))
+	})
+	require.NotEqual(t, -1, reuse, "arena %d was not made anew: %q", at, log)
+	require.Contains(t, log[aside+1:aside+1+reuse], "syncdir", "no directory fsync between the set-aside and the new file: %q", log)
+	kept, err := os.ReadFile(filepath.Join(dirA, setAsideName(at, 0)))
+	require.NoError(t, err)
+	require.Equal(t, foreign, kept)
 }
 
 // lastArena returns the highest arena number in dir.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // fileSystem is the seam between the queue and the file and sync calls of
@@ -89,9 +90,11 @@ func (d *queueDir) open(name string) (*os.File, error) {
 	return openAt(d.f, name, os.O_RDWR, 0)
 }
 
-// openRead opens the existing name read-only.
+// openRead opens the existing name read-only. O_NONBLOCK keeps a FIFO
+// planted under the name from blocking the open until a writer comes;
+// it changes nothing for a regular file.
 func (d *queueDir) openRead(name string) (*os.File, error) {
-	return openAt(d.f, name, os.O_RDONLY, 0)
+	return openAt(d.f, name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
 func (d *queueDir) rename(from, to string) error       { return renameAt(d.f, from, to) }

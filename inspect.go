@@ -35,10 +35,11 @@ type Info struct {
 	// Spares names the spare files (consumed arenas kept for reuse, or
 	// the next arena prepared ahead of the writer) and
 	// SetAside the arena files that the queue set aside for inspection
-	// (damaged-N.bq or damaged-N-K.bq: of the wrong size, or under the
-	// tail's name but of another queue); neither holds queue data.
+	// (damaged-N.bq or damaged-N-K.bq: of the wrong size, or another
+	// queue's file); neither holds queue data.
 	Spares, SetAside []string
-	// Leftovers names arena files that NewQueue will delete: below the
+	// Leftovers names arena files that NewQueue will delete (or set
+	// aside, when the header names another queue): below the
 	// reclaim watermark (a removal that was interrupted) or past the
 	// tail (an interrupted write).
 	Leftovers []string

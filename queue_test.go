@@ -527,11 +527,24 @@ func TestConcurrentProducersConsumers(t *testing.T) {
 	t.Run("created", func(t *testing.T) { concurrentProducersConsumers(t, []string{"a", "b"}) })
 	// Every next arena prepared in the background (ready.go), racing
 	// the writer, the flusher and the reclaims.
+	// Whether the prefaulter prepares an arena before the writer needs
+	// it, and finds no spare to reuse instead, depends on the scheduling:
+	// on a loaded machine a run may use none (seen once on tmpfs beside
+	// the power-loss long tier). The run is repeated until one does, a
+	// few times at most.
 	t.Run("prepared", func(t *testing.T) {
-		q := concurrentProducersConsumers(t, []string{"a", "b"}, withReadyMin(0))
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		require.Positive(t, q.am.readyUsed, "no prepared arena was used")
+		const attempts = 5
+		for i := range attempts {
+			q := concurrentProducersConsumers(t, []string{"a", "b"}, withReadyMin(0))
+			q.mu.Lock()
+			used := q.am.readyUsed
+			q.mu.Unlock()
+			if used > 0 {
+				return
+			}
+			t.Logf("run %d used no prepared arena", i+1)
+		}
+		require.Fail(t, "no prepared arena was used", "in %d runs", attempts)
 	})
 	// One consumer: its reads move the head without the whole lock.
 	t.Run("default", func(t *testing.T) { concurrentProducersConsumers(t, []string{""}) })

@@ -171,7 +171,7 @@ func printStat(out io.Writer, s statJSON) {
 		fmt.Fprintf(w, "set aside\t%v (arena files set aside for damage, never read again)\n", s.SetAside)
 	}
 	if len(s.Leftovers) > 0 {
-		fmt.Fprintf(w, "leftovers\t%v (the next open deletes them)\n", s.Leftovers)
+		fmt.Fprintf(w, "leftovers\t%v (the next open deletes them, or sets aside another queue's)\n", s.Leftovers)
 	}
 	fmt.Fprintf(w, "messages\t%d (%s with record headers)\n", s.Messages, humanBytes(s.Bytes))
 	fmt.Fprintf(w, "consumers\t%d\n", len(s.Consumers))
