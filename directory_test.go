@@ -199,12 +199,7 @@ func TestTailArenaOfAnotherQueue(t *testing.T) {
 // does not replace the first (damaged-<n>-1.bq), both stay for
 // inspection, Inspect lists them, and the queue takes writes after each.
 func TestSetAsideTwiceKeepsBoth(t *testing.T) {
-	dirA, dirB := t.TempDir(), t.TempDir()
-	qb, err := NewQueue(dirB, SetArenaSize(4096))
-	require.NoError(t, err)
-	enqueueN(t, qb, "B", 0, 100)
-	require.NoError(t, qb.Close())
-
+	dirA, dirB := t.TempDir(), taggedQueue(t, "B")
 	q, err := NewQueue(dirA, SetArenaSize(4096))
 	require.NoError(t, err)
 	enqueueN(t, q, "A", 0, 100)
@@ -255,11 +250,7 @@ func TestSetAsideTwiceKeepsBoth(t *testing.T) {
 // its content; one of this queue's own arenas under another number (a
 // spare renamed into place just before a crash) is still deleted.
 func TestRecoveryNeverDeletesAnotherQueuesArena(t *testing.T) {
-	dirB := t.TempDir()
-	qb, err := NewQueue(dirB, SetArenaSize(4096))
-	require.NoError(t, err)
-	enqueueN(t, qb, "B", 0, 20)
-	require.NoError(t, qb.Close())
+	dirB := taggedQueue(t, "B")
 	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(0)))
 	require.NoError(t, err)
 
@@ -334,13 +325,7 @@ func TestRecoveryNeverDeletesAnotherQueuesArena(t *testing.T) {
 // refused, and set aside when first mapped, so that the reclaim that
 // later passes its number neither removes nor reuses it.
 func TestMiddleArenaOfAnotherQueueSetAside(t *testing.T) {
-	dirB, dirA := t.TempDir(), t.TempDir()
-	for _, d := range []struct{ dir, tag string }{{dirB, "B"}, {dirA, "A"}} {
-		q, err := NewQueue(d.dir, SetArenaSize(4096))
-		require.NoError(t, err)
-		enqueueN(t, q, d.tag, 0, 100)
-		require.NoError(t, q.Close())
-	}
+	dirA, dirB := taggedQueue(t, "A"), taggedQueue(t, "B")
 	require.Greater(t, lastArena(t, dirA), uint64(2), "the test needs arena 1 in the middle")
 	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(1)))
 	require.NoError(t, err)
@@ -362,11 +347,7 @@ func TestMiddleArenaOfAnotherQueueSetAside(t *testing.T) {
 // crash image taken before the first flush, whose arena 0 is gone, with
 // another queue's file at arena 1.
 func TestLostBottomKeepsAnotherQueuesArena(t *testing.T) {
-	dirB := t.TempDir()
-	qb, err := NewQueue(dirB, SetArenaSize(4096))
-	require.NoError(t, err)
-	enqueueN(t, qb, "B", 0, 100)
-	require.NoError(t, qb.Close())
+	dirB := taggedQueue(t, "B")
 	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(1)))
 	require.NoError(t, err)
 
@@ -425,13 +406,7 @@ func TestFIFOAtLeftoverArenaName(t *testing.T) {
 // opening: the file stays where it is, with its content, the next Flush
 // reports it once, and the queue takes messages.
 func TestSetAsideRenameFails(t *testing.T) {
-	dirB, dirA := t.TempDir(), t.TempDir()
-	for _, d := range []struct{ dir, tag string }{{dirB, "B"}, {dirA, "A"}} {
-		q, err := NewQueue(d.dir, SetArenaSize(4096))
-		require.NoError(t, err)
-		enqueueN(t, q, d.tag, 0, 100)
-		require.NoError(t, q.Close())
-	}
+	dirA, dirB := taggedQueue(t, "A"), taggedQueue(t, "B")
 	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(0)))
 	require.NoError(t, err)
 	at := lastArena(t, dirA) + 2
@@ -467,13 +442,7 @@ func (c createLogFS) create(d *queueDir, name string) (*os.File, error) {
 // takes the name, or a power loss could keep the new file and lose the
 // rename, and with it the other queue's file.
 func TestSetAsideDurableBeforeNameReused(t *testing.T) {
-	dirB, dirA := t.TempDir(), t.TempDir()
-	for _, d := range []struct{ dir, tag string }{{dirB, "B"}, {dirA, "A"}} {
-		q, err := NewQueue(d.dir, SetArenaSize(4096))
-		require.NoError(t, err)
-		enqueueN(t, q, d.tag, 0, 100)
-		require.NoError(t, q.Close())
-	}
+	dirA, dirB := taggedQueue(t, "A"), taggedQueue(t, "B")
 	foreign, err := os.ReadFile(filepath.Join(dirB, arenaName(0)))
 	require.NoError(t, err)
 	at := lastArena(t, dirA) + 1 // the next arena the writer makes
@@ -497,6 +466,18 @@ func TestSetAsideDurableBeforeNameReused(t *testing.T) {
 	kept, err := os.ReadFile(filepath.Join(dirA, setAsideName(at, 0)))
 	require.NoError(t, err)
 	require.Equal(t, foreign, kept)
+}
+
+// taggedQueue makes a closed queue of 4 KiB arenas holding 100 messages
+// tagged tag (arenas 0 to 3) and returns its directory.
+func taggedQueue(t *testing.T, tag string) string {
+	t.Helper()
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4096))
+	require.NoError(t, err)
+	enqueueN(t, q, tag, 0, 100)
+	require.NoError(t, q.Close())
+	return dir
 }
 
 // lastArena returns the highest arena number in dir.
