@@ -207,18 +207,19 @@
 // never truncates a file it did not make, nor follows a symlink planted
 // in its directory. An arena file whose header names another queue or
 // arena (copied or renamed in) is refused with ErrCorrupt before any of
-// its records is read. One whose intact header names another queue is
-// moved out of the way, not deleted: renamed to damaged-<n>.bq (then
-// damaged-<n>-<k>.bq; none replaces another) when the queue first maps
-// it, or where recovery removes leftover arena files (below the reclaim
-// watermark, past the tail), so that no reclaim or recovery of this
-// queue removes or reuses it. When that rename fails, the file stays
-// where it is, the next Flush reports it, and an arena the queue would
-// make under that name fails until the file is moved away. A file of
-// this queue under another number is removed as a leftover (a power loss
-// can leave a spare renamed into place with its old header), and so is
-// one whose header is not intact or of another format version. Index and arenas that leave the directory while
-// the queue is open (removed, or replaced by a rename) make the next
+// its records is read. Where recovery removes leftover arena files
+// (below the reclaim watermark, past the tail, above a lost bottom), one
+// whose intact header names another queue is renamed to damaged-<n>.bq
+// instead (then damaged-<n>-<k>.bq; none replaces another), durably
+// before a new file takes its name; when that rename fails, NewQueue
+// fails and the file stays. A file of this queue under another number is
+// removed as a leftover (a power loss can leave a spare renamed into
+// place with its old header), and so is one whose header is not intact
+// or of another format version. Another queue's file over the tail's
+// arena is set aside and the arena made anew; over an older arena that
+// holds records it is read as damage, and the reclaim later removes or
+// reuses it like any arena read past. Index and arenas that leave the
+// directory while the queue is open (removed, or replaced by a rename) make the next
 // Flush or Close fail with ErrCorrupt instead of reporting success for
 // data no later NewQueue would find. What a checkpoint covered and is
 // missing at the next open is reported: when the newest arena files were
