@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -223,7 +224,9 @@ func (in *Inspection) Close() error {
 // fs.ErrNotExist when dir holds no queue; ErrCorrupt or
 // ErrIncompatibleVersion for an index header that does not check out.
 func ProbeTail(dir string) (uint64, error) {
-	f, err := os.Open(filepath.Join(dir, indexFileName))
+	// O_NONBLOCK: a FIFO planted as the index must not block the probe
+	// until a writer comes; it reads as an index shorter than its header.
+	f, err := os.OpenFile(filepath.Join(dir, indexFileName), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, fmt.Errorf("probe queue %s: %w", dir, err)
 	}

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -555,6 +557,43 @@ func TestInspectRefuses(t *testing.T) {
 		require.ErrorIs(t, err, ErrLocked)
 		_, err = ProbeTail(dir)
 		require.NoError(t, err, "ProbeTail takes no lock")
+	})
+	// A FIFO planted as the index blocks none of the calls that read it
+	// (an open for reading waits for a writer unless O_NONBLOCK): each
+	// reports it as a damaged index.
+	t.Run("fifo index", func(t *testing.T) {
+		dir := t.TempDir()
+		fifo := filepath.Join(dir, indexFileName)
+		require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+		done := make(chan [3]error, 1)
+		go func() {
+			var errs [3]error
+			_, errs[0] = ProbeTail(dir)
+			if in, err := Inspect(dir); err == nil {
+				errs[1] = in.Close()
+			} else {
+				errs[1] = err
+			}
+			if q, err := NewQueue(dir); err == nil {
+				errs[2] = q.Close()
+			} else {
+				errs[2] = err
+			}
+			done <- errs
+		}()
+		select {
+		case errs := <-done:
+			require.ErrorIs(t, errs[0], ErrCorrupt, "ProbeTail")
+			require.ErrorIs(t, errs[1], ErrCorrupt, "Inspect")
+			require.ErrorIs(t, errs[2], ErrCorrupt, "NewQueue")
+		case <-time.After(time.Minute):
+			// A writer unblocks the open, so that the goroutine ends.
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			<-done
+			t.Fatal("a call blocked opening a FIFO planted as the index")
+		}
 	})
 	t.Run("holds the lock", func(t *testing.T) {
 		dir := t.TempDir()
