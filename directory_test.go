@@ -358,24 +358,34 @@ func TestFIFOAtLeftoverArenaName(t *testing.T) {
 	fifo := filepath.Join(dir, arenaName(lastArena(t, dir)+2))
 	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
 
-	done := make(chan error, 1)
-	go func() {
+	err = runPastFIFO(t, fifo, func() error {
 		q, err := NewQueue(dir, SetArenaSize(4096))
 		if err == nil {
 			err = errors.Join(q.EnqueueString("A-new"), q.Close())
 		}
-		done <- err
-	}()
+		return err
+	})
+	require.NoError(t, err)
+}
+
+// runPastFIFO runs f, which must not block on the FIFO at fifo (an open
+// for reading waits for a writer unless O_NONBLOCK), and returns what f
+// returned. When f has not returned within a minute the test fails,
+// after a writer has unblocked f so that its goroutine ends.
+func runPastFIFO[T any](t *testing.T, fifo string, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
 	select {
-	case err := <-done:
-		require.NoError(t, err)
+	case v := <-done:
+		return v
 	case <-time.After(time.Minute):
-		// A writer unblocks the open, so that the goroutine ends.
-		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 		require.NoError(t, err)
-		require.NoError(t, f.Close())
+		require.NoError(t, w.Close())
 		<-done
-		t.Fatal("NewQueue blocked opening a FIFO at a leftover arena name")
+		t.Fatalf("blocked opening the FIFO %s", fifo)
+		panic("unreachable")
 	}
 }
 

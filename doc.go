@@ -207,31 +207,31 @@
 // never truncates a file it did not make, nor follows a symlink planted
 // in its directory. An arena file whose header names another queue or
 // arena (copied or renamed in) is refused with ErrCorrupt before any of
-// its records is read. Where recovery removes leftover arena files
-// (below the reclaim watermark, past the tail, above a lost bottom), one
-// whose intact header names another queue is renamed to damaged-<n>.bq
-// instead (then damaged-<n>-<k>.bq; none replaces another), durably
-// before a new file takes its name; when that rename fails, NewQueue
-// fails and the file stays. A file of this queue under another number is
-// removed as a leftover (a power loss can leave a spare renamed into
-// place with its old header), and so is one whose header is not intact
-// or of another format version. Another queue's file over the tail's
-// arena is set aside and the arena made anew; over an older arena that
-// holds records it is read as damage, and the reclaim later removes or
-// reuses it like any arena read past. Index and arenas that leave the
-// directory while the queue is open (removed, or replaced by a rename) make the next
-// Flush or Close fail with ErrCorrupt instead of reporting success for
-// data no later NewQueue would find. What a checkpoint covered and is
-// missing at the next open is reported: when the newest arena files were
-// deleted, truncated or damaged, every consumer that had not read them
-// gets one ErrCorrupt saying how many messages were lost, also after a
-// reopen; a gap or damage further down is reported by the read that
-// reaches it. When the oldest arena files are missing, every consumer
-// whose stored position lay in them gets one ErrCorrupt saying how many
-// messages it had not read were lost, then reads on from the oldest
-// message left (reclaiming removes an arena only once a flush, or the
-// flusher's reclaim between flushes, made every position past it
-// durable, and retention records what it removes).
+// its records is read. Where recovery removes leftover arena files (below
+// the reclaim watermark, past the tail, above a lost bottom), one whose
+// intact header names another queue is renamed to damaged-<n>.bq instead
+// (then damaged-<n>-<k>.bq; none replaces another), durably before a new
+// file takes its name; when that rename fails, NewQueue fails and the
+// file stays. A file of this queue under another number is removed as a
+// leftover (a power loss can leave a spare renamed into place with its
+// old header), and so is one whose header is not intact or of another
+// format version. Another queue's file over the tail's arena is set aside
+// and the arena made anew; over an older arena that holds records it is
+// read as damage, and the reclaim later removes or reuses it like any
+// arena read past. Index and arenas that leave the directory while the
+// queue is open (removed, or replaced by a rename) make the next Flush or
+// Close fail with ErrCorrupt instead of reporting success for data no
+// later NewQueue would find. What a checkpoint covered and is missing at
+// the next open is reported: when the newest arena files were deleted,
+// truncated or damaged, every consumer that had not read them gets one
+// ErrCorrupt saying how many messages were lost, also after a reopen; a
+// gap or damage further down is reported by the read that reaches it.
+// When the oldest arena files are missing, every consumer whose stored
+// position lay in them gets one ErrCorrupt saying how many messages it
+// had not read were lost, then reads on from the oldest message left
+// (reclaiming removes an arena only once a flush, or the flusher's
+// reclaim between flushes, made every position past it durable, and
+// retention records what it removes).
 //
 // File systems: disk blocks are reserved with fallocate; where there is
 // none (ext2, ext3, ramfs) the range is read and written back, which

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -565,9 +564,7 @@ func TestInspectRefuses(t *testing.T) {
 		dir := t.TempDir()
 		fifo := filepath.Join(dir, indexFileName)
 		require.NoError(t, syscall.Mkfifo(fifo, 0o644))
-		done := make(chan [3]error, 1)
-		go func() {
-			var errs [3]error
+		errs := runPastFIFO(t, fifo, func() (errs [3]error) {
 			_, errs[0] = ProbeTail(dir)
 			if in, err := Inspect(dir); err == nil {
 				errs[1] = in.Close()
@@ -579,21 +576,11 @@ func TestInspectRefuses(t *testing.T) {
 			} else {
 				errs[2] = err
 			}
-			done <- errs
-		}()
-		select {
-		case errs := <-done:
-			require.ErrorIs(t, errs[0], ErrCorrupt, "ProbeTail")
-			require.ErrorIs(t, errs[1], ErrCorrupt, "Inspect")
-			require.ErrorIs(t, errs[2], ErrCorrupt, "NewQueue")
-		case <-time.After(time.Minute):
-			// A writer unblocks the open, so that the goroutine ends.
-			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-			require.NoError(t, err)
-			require.NoError(t, f.Close())
-			<-done
-			t.Fatal("a call blocked opening a FIFO planted as the index")
-		}
+			return errs
+		})
+		require.ErrorIs(t, errs[0], ErrCorrupt, "ProbeTail")
+		require.ErrorIs(t, errs[1], ErrCorrupt, "Inspect")
+		require.ErrorIs(t, errs[2], ErrCorrupt, "NewQueue")
 	})
 	t.Run("holds the lock", func(t *testing.T) {
 		dir := t.TempDir()
