@@ -405,11 +405,13 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if f == nil && data == nil {
 		f, data, reserved = m.takeReady(name)
 	}
+	fresh := false // a file created here: none of its pages was ever written
 	if f == nil && data == nil {
 		f, err = m.fs.create(m.dir, name)
 		if err != nil {
 			return nil, fmt.Errorf("create arena %d: %w", id, err)
 		}
+		fresh = true
 		m.dirChanged()
 		if reserved, err = m.allocateNew(f); err != nil {
 			return nil, m.discard(f, name, fmt.Errorf("allocate arena %d: %w", id, err))
@@ -428,6 +430,9 @@ func (m *arenaManager) create(id, first, firstSeq uint64) (*arena, error) {
 	if data == nil {
 		if data, err = m.fs.mmap(f, m.arenaSize); err != nil {
 			return nil, m.discard(f, name, fmt.Errorf("arena %d: %w", id, err))
+		}
+		if fresh {
+			noReadAround(data)
 		}
 	}
 	m.clock++

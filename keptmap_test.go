@@ -2,8 +2,10 @@ package bigqueue
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -657,4 +659,57 @@ func TestCloseDuringBackgroundReclaim(t *testing.T) {
 		require.Equal(t, message(15, uint64(i), 1000), msg)
 	}
 	require.True(t, q.IsEmpty())
+}
+
+// adviceOf returns the mappings of the file path in /proc/self/smaps, as
+// their lengths and whether each carries the random-access advice ("rr"
+// in VmFlags), in address order.
+func adviceOf(t *testing.T, path string) (sizes []uint64, random []bool) {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(path)
+	require.NoError(t, err)
+	b, err := os.ReadFile("/proc/self/smaps")
+	if os.IsNotExist(err) {
+		t.Skip("no /proc/self/smaps")
+	}
+	require.NoError(t, err)
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = len(f) >= 6 && f[5] == real
+			if in {
+				var lo, hi uint64
+				_, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi)
+				require.NoError(t, err)
+				sizes, random = append(sizes, hi-lo), append(random, false)
+			}
+			continue
+		}
+		if in && len(f) > 0 && f[0] == "VmFlags:" {
+			random[len(random)-1] = slices.Contains(f[1:], "rr")
+		}
+	}
+	return sizes, random
+}
+
+// TestNewArenaReadsNoWindowAhead checks that a new arena file's first
+// freshPrefix bytes are mapped with the random-access advice, so that
+// the first write into a new queue faults one page instead of having the
+// kernel fill a whole read-ahead window first, and that the rest of the
+// mapping keeps the default, under which the prefaulter's populate calls
+// fill a window at a time.
+func TestNewArenaReadsNoWindowAhead(t *testing.T) {
+	dir := t.TempDir()
+	q, err := NewQueue(dir, SetArenaSize(4*freshPrefix))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, q.Close()) }()
+	require.NoError(t, q.Enqueue([]byte("first")))
+
+	sizes, random := adviceOf(t, arenaPath(dir, 0))
+	if len(sizes) == 0 {
+		t.Skip("arena-0.bq not in /proc/self/smaps")
+	}
+	require.Equal(t, []uint64{freshPrefix, 3 * freshPrefix}, sizes, "the advice splits the mapping in two")
+	require.Equal(t, []bool{true, false}, random)
 }

@@ -28,9 +28,10 @@ package bigqueue
 // prefaultWindow bytes of page cache ahead of the tail.
 //
 // A populate holds the process's mmap lock (for reading) for the whole
-// call, and a fault in it may have the kernel fill a whole read-ahead
-// window (read_ahead_kb; 8 MiB on this project's test machine) first, so
-// one call can last milliseconds. Meanwhile an mmap or munmap of any
+// call, and a fault in it past a new arena's first pages (noReadAround)
+// may have the kernel fill a whole read-ahead window (read_ahead_kb; 8
+// MiB on this project's test machine) first, so one call can last
+// milliseconds. Meanwhile an mmap or munmap of any
 // thread (a new arena, the Go heap) waits for that lock, and faults
 // queue behind it: 256 KiB calls gave a run like the benchmarks module's
 // latency workload a p99.9 of 1.3 to 2.0 ms, 32 KiB calls 0.35 to 0.9

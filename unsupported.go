@@ -38,3 +38,4 @@ func lockDir(*os.File) error                { panic("unsupported platform") }
 func unlockDir(*os.File) error              { panic("unsupported platform") }
 func allocate(*os.File, int64, int64) error { panic("unsupported platform") }
 func prefault([]byte) error                 { panic("unsupported platform") }
+func noReadAround([]byte)                   { panic("unsupported platform") }
