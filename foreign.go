@@ -74,9 +74,14 @@ func checkBeforeOpen(d *queueDir, o *options) error {
 			dir, len(arenas), arenas[0], arenas[len(arenas)-1], indexFileName, ErrCorrupt)
 	}
 	if !hasIndex {
+		d.listed = names
 		return nil
 	}
-	return checkStoredIndex(d, o)
+	if err := checkStoredIndex(d, o); err != nil {
+		return err
+	}
+	d.listed = names
+	return nil
 }
 
 // checkStoredIndex reads the header of d's index and returns

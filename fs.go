@@ -60,6 +60,12 @@ func (osFS) remove(d *queueDir, name string) error             { return d.remove
 type queueDir struct {
 	f    *os.File // the directory, opened read-only
 	path string   // the path NewQueue was given; for messages only
+	// listed is the listing checkBeforeOpen took, with the lock held,
+	// until names returns it: NewQueue's recovery (or Inspect) then lists
+	// the directory once, not twice. Nothing between them changes the
+	// directory but the index NewQueue may create, which no listing
+	// reader looks for.
+	listed []string
 }
 
 // openQueueDir opens the directory at path, which must exist.
@@ -100,8 +106,17 @@ func (d *queueDir) openRead(name string) (*os.File, error) {
 func (d *queueDir) rename(from, to string) error       { return renameAt(d.f, from, to) }
 func (d *queueDir) remove(name string) error           { return unlinkAt(d.f, name) }
 func (d *queueDir) stat(name string) (fileStat, error) { return statAt(d.f, name) }
-func (d *queueDir) names() ([]string, error)           { return listAt(d.f) }
 func (d *queueDir) lock() error                        { return lockDir(d.f) }
+
+// names lists the directory: the listing checkBeforeOpen kept, the
+// first time after it, else a new one.
+func (d *queueDir) names() ([]string, error) {
+	if names := d.listed; names != nil {
+		d.listed = nil
+		return names, nil
+	}
+	return listAt(d.f)
+}
 
 // sync fsyncs the directory, so that the files created, renamed or
 // removed in it survive a power loss.

@@ -159,18 +159,36 @@ func statFile(f *os.File) (fileStat, error) {
 	return fileStat{id: fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, size: st.Size}, nil
 }
 
-// listAt returns the names in the directory dir. It reads through a
-// descriptor of its own, so that dir's offset is never moved.
+// listAt returns the names in the directory dir, "." and ".." left out.
+// It reads through a descriptor of its own, so that dir's offset is never
+// moved, and without an *os.File, whose setup costs system calls of its
+// own (NewQueue lists the directory on every open).
 func listAt(dir *os.File) ([]string, error) {
-	d, err := openAt(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	fd, err := ignoringEINTR(func() (int, error) {
+		return unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	})
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: dir.Name(), Err: err}
 	}
-	names, err := d.Readdirnames(-1)
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	buf := make([]byte, 8<<10)
+	names := []string{} // not nil: an empty directory is a listing too (queueDir.listed)
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, errors.Join(&os.PathError{Op: "readdirent", Path: dir.Name(), Err: err}, unix.Close(fd))
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
-	return names, err
+	if err := unix.Close(fd); err != nil {
+		return nil, &os.PathError{Op: "close", Path: dir.Name(), Err: err}
+	}
+	return names, nil
 }
 
 // ignoringEINTR retries open calls interrupted by a signal, as package os

@@ -192,6 +192,7 @@ func NewQueue(dir string, opts ...Option) (*Queue, error) {
 	if err := q.noFault(func() { openErr = q.open() }); err != nil {
 		openErr = err
 	}
+	d.listed = nil // recovery took it; no later listing may see it
 	if err := openErr; err != nil {
 		errs := []error{fmt.Errorf("open queue %s: %w", dir, err)}
 		if q.am != nil {
