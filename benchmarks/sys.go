@@ -47,6 +47,29 @@ func procStatus(field string) int64 {
 	return -1
 }
 
+// clockTicks is USER_HZ, the unit of /proc/stat's times: 100 on every
+// Linux architecture Go runs on.
+const clockTicks = 100
+
+// stealTicks returns the steal time of all CPUs from /proc/stat's "cpu"
+// line (its eighth value), in clockTicks, or -1 where it cannot be read.
+func stealTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	v, err := strconv.ParseInt(f[8], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
 // rss is the resident set size of this process now: anonymous memory and
 // the pages of mapped files alike.
 func rss() int64 { return procStatus("VmRSS") }

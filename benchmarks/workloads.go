@@ -136,6 +136,16 @@ type result struct {
 	P99     float64 `json:"p99"`
 	P999    float64 `json:"p999"`
 	Max     float64 `json:"max"`
+	// latency: the enqueue call's own duration, from its start to its
+	// return, which leaves out the time the sender was late to call it
+	// (descheduled, or behind after an earlier slow call).
+	CallP999  float64 `json:"call_p999"`
+	CallMax   float64 `json:"call_max"`
+	SlowCalls int     `json:"slow_calls"` // calls that took over 1 ms
+	// latency: CPU steal during the run (time the hypervisor ran
+	// something else on this machine's CPUs), in percent of all CPUs'
+	// time; -1 where /proc/stat does not tell.
+	StealPct float64 `json:"steal_pct"`
 }
 
 func newResult(w workload, lib string) result {
@@ -561,7 +571,9 @@ func runLatency(open func() (queue, error), w workload, r *result) (err error) {
 	msg := payload(w.msg)
 	interval := time.Second / time.Duration(w.rate)
 	lat := make([]float64, 0, w.n)
+	calls := make([]float64, 0, w.n)
 	runtime.GC()
+	steal0 := stealTicks()
 	start := time.Now()
 	deadline := 2*time.Duration(w.n)*interval + time.Second
 	for i := range w.n {
@@ -571,16 +583,22 @@ func runLatency(open func() (queue, error), w workload, r *result) (err error) {
 			// resolution, as in open-loop load generators.
 		}
 		stamp(msg, uint64(i))
+		called := time.Since(start)
 		if err := q.Enqueue(msg); err != nil {
 			return fmt.Errorf("enqueue %d: %w", i, err)
 		}
 		done := time.Since(start)
 		lat = append(lat, float64((done - due).Nanoseconds()))
+		calls = append(calls, float64((done - called).Nanoseconds()))
 		if done > deadline {
 			break
 		}
 	}
 	elapsed := time.Since(start)
+	r.StealPct = -1
+	if steal1 := stealTicks(); steal0 >= 0 && steal1 >= 0 {
+		r.StealPct = 100 * float64(steal1-steal0) / (elapsed.Seconds() * clockTicks * float64(runtime.NumCPU()))
+	}
 	r.Offered, r.Sent = w.n, len(lat)
 	r.Ops = len(lat)
 	r.Seconds = elapsed.Seconds()
@@ -588,6 +606,13 @@ func runLatency(open func() (queue, error), w workload, r *result) (err error) {
 	slices.Sort(lat)
 	at := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	r.P50, r.P99, r.P999, r.Max = at(0.50), at(0.99), at(0.999), lat[len(lat)-1]
+	for _, c := range calls {
+		if c > float64(time.Millisecond) {
+			r.SlowCalls++
+		}
+	}
+	slices.Sort(calls)
+	r.CallP999, r.CallMax = calls[min(len(calls)-1, int(0.999*float64(len(calls))))], calls[len(calls)-1]
 	r.NsPerOp = r.P50
 	return nil
 }
