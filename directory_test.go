@@ -691,3 +691,33 @@ func TestFailedIndexCreateLeavesNothing(t *testing.T) {
 	q := openTestQueueIn(t, dir)
 	require.NoError(t, q.EnqueueString("x"))
 }
+
+// TestListingsAgree checks that listAt (getdents on Linux) and listAtFile
+// (package os, what darwin uses) list the same names, "." and ".." left
+// out, in an empty directory (a listing, not nil: queueDir.listed) and
+// in one of more entries than one getdents call returns.
+func TestListingsAgree(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openQueueDir(dir)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, d.close()) }()
+	for _, n := range []int{0, 3, 600} {
+		for i := range n {
+			name := fmt.Sprintf("%s-%04d", strings.Repeat("x", 100), i)
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				continue
+			}
+			require.NoError(t, os.WriteFile(filepath.Join(dir, name), nil, 0o644))
+		}
+		got, err := listAt(d.f)
+		require.NoError(t, err)
+		want, err := listAtFile(d.f)
+		require.NoError(t, err)
+		require.NotNil(t, got)
+		require.NotNil(t, want)
+		slices.Sort(got)
+		slices.Sort(want)
+		require.Equal(t, want, got)
+		require.Len(t, got, n)
+	}
+}

@@ -256,8 +256,10 @@
 // from the reservation, before anything is written. Snapshots of a btrfs
 // subvolume make its files copy-on-write again.
 //
-// Limits: every mapped arena is one mapping of the process; with
-// SetMaxInMemArenas(0) (no limit) a queue of tens of thousands of arenas
+// Limits: every mapped arena is one mapping of the process (two for an
+// arena of more than 8 MiB this process created, whose first 4 MiB
+// carry their own read-ahead advice); with SetMaxInMemArenas(0) (no
+// limit) a queue of tens of thousands of arenas
 // can exhaust vm.max_map_count (65,530 by default on Linux) and make
 // later mmaps, the Go runtime's included, fail. Keep the default limit,
 // or a bound well below that, unless arenas are large. Parked arenas and

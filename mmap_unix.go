@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -167,9 +168,14 @@ func statFile(f *os.File) (fileStat, error) {
 
 // listAt returns the names in the directory dir, "." and ".." left out.
 // It reads through a descriptor of its own, so that dir's offset is never
-// moved, and without an *os.File, whose setup costs system calls of its
-// own (NewQueue lists the directory on every open).
+// moved, and on Linux without an *os.File, whose setup costs system calls
+// of its own (NewQueue lists the directory on every open). On darwin,
+// x/sys emulates getdents by reading the directory again from its start
+// at every call, so package os lists it there.
 func listAt(dir *os.File) ([]string, error) {
+	if runtime.GOOS == "darwin" {
+		return listAtFile(dir)
+	}
 	fd, err := ignoringEINTR(func() (int, error) {
 		return unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	})
@@ -193,6 +199,25 @@ func listAt(dir *os.File) ([]string, error) {
 	}
 	if err := unix.Close(fd); err != nil {
 		return nil, &os.PathError{Op: "close", Path: dir.Name(), Err: err}
+	}
+	return names, nil
+}
+
+// listAtFile is listAt through package os.
+func listAtFile(dir *os.File) ([]string, error) {
+	d, err := openAt(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if names == nil {
+		names = []string{} // as listAt: an empty directory is a listing too
 	}
 	return names, nil
 }

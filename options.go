@@ -104,7 +104,8 @@ func SetArenaSize(bytes int) Option {
 // doc).
 //
 // With 0, every arena a queue touches stays mapped until Close, and each
-// mapping counts against the kernel's per-process limit
+// mapping (two for a new arena of more than 8 MiB: see Limits in the
+// package doc) counts against the kernel's per-process limit
 // (vm.max_map_count, 65,530 by default on Linux): a queue of small arenas
 // holding many of them can exhaust it, and then any later mapping, the Go
 // runtime's own included, fails. Use a bound unless arenas are few.
