@@ -313,13 +313,18 @@ func (rep report) latencyTable(b *bytes.Buffer, w workloadInfo) {
 		if usable(base, okBase) && base.P99 > 0 {
 			ratio = fmtRatio(r.P99 / base.P99)
 		}
-		steal := "-"
-		if r.StealPct >= 0 {
-			steal = fmt.Sprintf("%.1f%%", r.StealPct)
+		// Results of a run before the split (read with -from) have no
+		// call durations: every call takes some time, so zero is absent.
+		slow, steal := "-", "-"
+		if r.CallMax > 0 {
+			slow = fmt.Sprint(r.SlowCalls)
+			if r.StealPct >= 0 {
+				steal = fmt.Sprintf("%.1f%%", r.StealPct)
+			}
 		}
-		fmt.Fprintf(b, "| %s | %d / %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", l, r.Sent, r.Offered,
+		fmt.Fprintf(b, "| %s | %d / %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l, r.Sent, r.Offered,
 			fmtRate(r.MsgsPerSec), fmtNs(r.P50), fmtNs(r.P99), fmtNs(r.P999), fmtNs(r.Max), ratio,
-			fmtNs(r.CallP999), fmtNs(r.CallMax), r.SlowCalls, steal)
+			fmtNs(r.CallP999), fmtNs(r.CallMax), slow, steal)
 	}
 	b.WriteString("\n")
 }

@@ -52,22 +52,32 @@ func procStatus(field string) int64 {
 const clockTicks = 100
 
 // stealTicks returns the steal time of all CPUs from /proc/stat's "cpu"
-// line (its eighth value), in clockTicks, or -1 where it cannot be read.
-func stealTicks() int64 {
+// line (its eighth value), in clockTicks, and how many CPUs that line
+// sums (the "cpuN" lines: all online CPUs, not only those this process
+// may run on); -1 and 0 where it cannot be read.
+func stealTicks() (ticks int64, cpus int) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return -1
+		return -1, 0
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
+	lines := strings.Split(string(b), "\n")
+	f := strings.Fields(lines[0])
 	if len(f) < 9 || f[0] != "cpu" {
-		return -1
+		return -1, 0
 	}
 	v, err := strconv.ParseInt(f[8], 10, 64)
 	if err != nil {
-		return -1
+		return -1, 0
 	}
-	return v
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, "cpu") {
+			cpus++
+		}
+	}
+	if cpus == 0 {
+		return -1, 0
+	}
+	return v, cpus
 }
 
 // rss is the resident set size of this process now: anonymous memory and

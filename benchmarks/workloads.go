@@ -573,7 +573,7 @@ func runLatency(open func() (queue, error), w workload, r *result) (err error) {
 	lat := make([]float64, 0, w.n)
 	calls := make([]float64, 0, w.n)
 	runtime.GC()
-	steal0 := stealTicks()
+	steal0, _ := stealTicks()
 	start := time.Now()
 	deadline := 2*time.Duration(w.n)*interval + time.Second
 	for i := range w.n {
@@ -596,8 +596,8 @@ func runLatency(open func() (queue, error), w workload, r *result) (err error) {
 	}
 	elapsed := time.Since(start)
 	r.StealPct = -1
-	if steal1 := stealTicks(); steal0 >= 0 && steal1 >= 0 {
-		r.StealPct = 100 * float64(steal1-steal0) / (elapsed.Seconds() * clockTicks * float64(runtime.NumCPU()))
+	if steal1, cpus := stealTicks(); steal0 >= 0 && steal1 >= steal0 {
+		r.StealPct = 100 * float64(steal1-steal0) / (elapsed.Seconds() * clockTicks * float64(cpus))
 	}
 	r.Offered, r.Sent = w.n, len(lat)
 	r.Ops = len(lat)
