@@ -51,7 +51,9 @@ const freshPrefix = 4 << 20
 // where it took 1,000). A consumer of this process reading the prefix
 // back finds its pages in the page cache, unless memory pressure evicted
 // them; it then reads them from disk a page per fault. The advice is
-// only that: a kernel that refuses it loses speed, not data, so its
+// only that: a kernel that refuses it (EINVAL where it is unknown,
+// ENOMEM where splitting the mapping in two would pass vm.max_map_count)
+// leaves the mapping as it was, which loses speed, not data, so its
 // error is dropped.
 func noReadAround(data []byte) {
 	if len(data) > 2*freshPrefix {
