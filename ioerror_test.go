@@ -187,11 +187,16 @@ type ioErrRun struct {
 	msgs    [][]byte       // every acknowledged message, in order
 	pos     map[string]int // live consumer -> index of its next message in msgs
 
-	step       int    // steps run
-	healed     bool   // no more failures will be injected
-	healAt     int    // step at which a persistent failure heals; 0 = not yet known
-	sticky     error  // the queue failed closed: every call but Close must fail
-	pending    string // the call that absorbed a failure the next Flush or Close must report
+	step    int    // steps run
+	healed  bool   // no more failures will be injected
+	healAt  int    // step at which a persistent failure heals; 0 = not yet known
+	sticky  error  // the queue failed closed: every call but Close must fail
+	pending string // the call that absorbed a failure the next Flush or Close must report
+	// alsoNoted is a call that failed with an injected failure and may
+	// have noted housekeeping failures of its own besides (a spare it
+	// could not reuse, given up before the fresh file failed too): the
+	// next Flush or Close may report them, and need not.
+	alsoNoted  string
 	firstInj   string // the call that met the first injected failure
 	surfaced   bool   // the first injected failure reached a caller
 	stickyOK   bool   // a Flush failed after the file system healed, as it must
@@ -265,17 +270,23 @@ func (r *ioErrRun) outcome(what string, before int, isFlush, freedSpares bool, e
 	}
 	if err != nil {
 		require.ErrorIs(r.t, err, r.want, "%s: %s", r.c, what)
-		explained := injectedHere || r.sticky != nil || (isFlush && r.pending != "")
+		explained := injectedHere || r.sticky != nil || (isFlush && (r.pending != "" || r.alsoNoted != ""))
 		require.True(r.t, explained, "%s: %s failed with no failure injected: %v", r.c, what, err)
 		if r.healed && !injectedHere && r.sticky == nil {
-			require.True(r.t, isFlush && r.pending != "", "%s: %s failed after the file system healed: %v", r.c, what, err)
+			require.True(r.t, isFlush && (r.pending != "" || r.alsoNoted != ""), "%s: %s failed after the file system healed: %v", r.c, what, err)
 		}
 		if isFlush && r.pending != "" {
 			r.surfaced = true
 			r.pending = ""
 		}
+		if isFlush {
+			r.alsoNoted = ""
+		}
 		if injectedHere {
 			r.surfaced = true
+			if !isFlush {
+				r.alsoNoted = what
+			}
 			if ioErrSticky(r.c.kind) && r.q != nil {
 				r.sticky = err
 				r.checkSticky()
@@ -287,6 +298,7 @@ func (r *ioErrRun) outcome(what string, before int, isFlush, freedSpares bool, e
 	if isFlush {
 		require.False(r.t, injectedHere, "%s: %s returned nil although a call it made failed", r.c, what)
 		require.Empty(r.t, r.pending, "%s: %s returned nil; the failure absorbed by %s was never reported", r.c, what, r.pending)
+		r.alsoNoted = ""
 	}
 	if injectedHere && r.c.kind == callAllocate && freedSpares {
 		// A full disk the queue got past by removing its own spares
